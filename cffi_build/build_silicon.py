@@ -1,0 +1,39 @@
+"""cffi builder for the C core ("the silicon"), compiled out-of-line into kvm._silicon."""
+import os
+import re
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = sorted(
+    os.path.join("cffi_build", name) for name in os.listdir(HERE) if name.endswith(".c")
+)
+
+
+def _api_declarations():
+    with open(os.path.join(HERE, "silicon_api.h")) as f:
+        text = f.read()
+    return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(
+    _api_declarations()
+    + """
+    enum { VMX_SUCCEED = 0, VMX_FAIL_INVALID = 1, VMX_FAIL_VALID = 2, VMX_EXITED = 3 };
+    """
+)
+ffibuilder.set_source(
+    "kvm._silicon",
+    '#include "core.h"\n',
+    sources=SOURCES,
+    include_dirs=[HERE],
+    extra_compile_args=["-std=gnu11", "-O2", "-fno-strict-aliasing", "-Wall", "-Wextra",
+                        "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+    libraries=["pthread"],
+)
+
+if __name__ == "__main__":
+    # a direct build (for working on the core): from the repository root, in place
+    os.chdir(os.path.join(HERE, ".."))
+    ffibuilder.compile(tmpdir=".", verbose=False)

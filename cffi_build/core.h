@@ -1,0 +1,432 @@
+/* Internal state of the silicon: one machine (host-physical memory) and its processors. */
+#ifndef PYHV_CORE_H
+#define PYHV_CORE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include <setjmp.h>
+#include <pthread.h>
+
+#include "silicon_api.h"
+#include "vmx_defs.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define PAGE_SIZE 4096ull
+#define PAGE_MASK (~(PAGE_SIZE - 1))
+
+/* ---- host-physical memory ---------------------------------------------------- */
+
+typedef struct ram_range {
+    uint64_t hpa, size;
+    uint8_t *host;
+    /* One word per 4 KiB page: bit 0 = instructions were decoded from this page;
+     * the rest counts writes to such pages, so stale decoded blocks are noticed. */
+    uint32_t *page_code;
+} ram_range_t;
+
+#define MAX_RAM_RANGES 64
+
+struct silicon {
+    ram_range_t ranges[MAX_RAM_RANGES];
+    int nranges;
+    pthread_mutex_t lock;          /* taken only by map/unmap and code-page marking */
+    cpu_t *cpus[256];
+    int ncpus;
+    int refs;                      /* the owner's reference and one per processor */
+};
+void silicon_release(silicon_t *sil);
+
+ram_range_t *hostmem_range(silicon_t *sil, uint64_t hpa);
+/* Host pointer for a host-physical address, or NULL where nothing is mapped. */
+uint8_t *hostmem_ptr(silicon_t *sil, uint64_t hpa);
+uint64_t hostmem_read64(silicon_t *sil, uint64_t hpa);
+/* Atomic compare-exchange of a 64-bit paging-structure entry (A/D updates). */
+int hostmem_cmpxchg64(silicon_t *sil, uint64_t hpa, uint64_t old, uint64_t new_value);
+
+/* ---- registers ------------------------------------------------------------------- */
+
+enum { R_AX, R_CX, R_DX, R_BX, R_SP, R_BP, R_SI, R_DI,
+       R_R8, R_R9, R_R10, R_R11, R_R12, R_R13, R_R14, R_R15 };
+/* Register operands 16..19 name AH, CH, DH, BH (legacy high-byte registers). */
+#define REG_HIGH_BYTE 16
+enum { S_ES, S_CS, S_SS, S_DS, S_FS, S_GS, S_LDTR, S_TR, S_NONE = 0xff };
+
+/* Segment register with its hidden part; `ar` uses the VMCS access-rights layout:
+ * type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13, D/B 14, G 15, unusable 16. */
+typedef struct seg {
+    uint16_t sel;
+    uint64_t base;
+    uint32_t limit;
+    uint32_t ar;
+} seg_t;
+
+#define AR_TYPE(ar) ((ar) & 0xf)
+#define AR_S (1u << 4)
+#define AR_DPL(ar) (((ar) >> 5) & 3)
+#define AR_P (1u << 7)
+#define AR_L (1u << 13)
+#define AR_DB (1u << 14)
+#define AR_G (1u << 15)
+#define AR_UNUSABLE (1u << 16)
+
+typedef struct dtr { uint64_t base; uint32_t limit; } dtr_t;
+
+/* RFLAGS bits */
+#define F_CF 0x1
+#define F_PF 0x4
+#define F_AF 0x10
+#define F_ZF 0x40
+#define F_SF 0x80
+#define F_TF 0x100
+#define F_IF 0x200
+#define F_DF 0x400
+#define F_OF 0x800
+#define F_IOPL 0x3000
+#define F_NT 0x4000
+#define F_RF 0x10000
+#define F_VM 0x20000
+#define F_AC 0x40000
+#define F_VIF 0x80000
+#define F_VIP 0x100000
+#define F_ID 0x200000
+#define F_ARITH (F_CF | F_PF | F_AF | F_ZF | F_SF | F_OF)
+
+#define CR0_PE 0x1ull
+#define CR0_MP 0x2ull
+#define CR0_EM 0x4ull
+#define CR0_TS 0x8ull
+#define CR0_ET 0x10ull
+#define CR0_NE 0x20ull
+#define CR0_WP 0x10000ull
+#define CR0_AM 0x40000ull
+#define CR0_NW 0x20000000ull
+#define CR0_CD 0x40000000ull
+#define CR0_PG 0x80000000ull
+
+#define CR4_VME 0x1ull
+#define CR4_PVI 0x2ull
+#define CR4_TSD 0x4ull
+#define CR4_DE 0x8ull
+#define CR4_PSE 0x10ull
+#define CR4_PAE 0x20ull
+#define CR4_MCE 0x40ull
+#define CR4_PGE 0x80ull
+#define CR4_PCE 0x100ull
+#define CR4_OSFXSR 0x200ull
+#define CR4_OSXMMEXCPT 0x400ull
+#define CR4_UMIP 0x800ull
+#define CR4_VMXE 0x2000ull
+#define CR4_FSGSBASE 0x10000ull
+#define CR4_PCIDE 0x20000ull
+#define CR4_OSXSAVE 0x40000ull
+#define CR4_SMEP 0x100000ull
+#define CR4_SMAP 0x200000ull
+
+#define EFER_SCE 0x1ull
+#define EFER_LME 0x100ull
+#define EFER_LMA 0x400ull
+#define EFER_NXE 0x800ull
+
+/* exception vectors */
+enum { EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5, EXC_UD = 6,
+       EXC_NM = 7, EXC_DF = 8, EXC_TS = 10, EXC_NP = 11, EXC_SS = 12, EXC_GP = 13,
+       EXC_PF = 14, EXC_MF = 16, EXC_AC = 17, EXC_MC = 18, EXC_XM = 19 };
+
+/* lazy flags: which operation produced the arithmetic flags */
+enum { LF_NONE, LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC };
+
+/* ---- decoded instructions -------------------------------------------------------- */
+
+struct insn;
+typedef void (*insn_fn)(cpu_t *cpu, const struct insn *i);
+
+typedef struct insn {
+    insn_fn fn;
+    uint8_t len;
+    uint8_t opsize;     /* operand size in bytes: 1, 2, 4, 8 */
+    uint8_t addrsize;   /* address size in bytes: 2, 4, 8 */
+    uint8_t has_mem;    /* the r/m operand is memory */
+    uint8_t reg;        /* ModRM.reg register (REX.R applied, high-byte names 16..19) */
+    uint8_t rm;         /* ModRM.rm register when !has_mem */
+    uint8_t base;       /* memory operand: base register or 0xff; 0xfe = RIP-relative */
+    uint8_t index;      /* 0xff = none */
+    uint8_t scale;      /* shift count 0..3 */
+    uint8_t seg;        /* effective segment of the memory operand */
+    uint8_t rep;        /* 0, PFX_REP (F3) or PFX_REPNE (F2) */
+    uint8_t op;         /* operation selector (ALU op, condition code, ...) */
+    uint8_t lock;
+    uint8_t seg_override; /* explicit segment prefix or S_NONE */
+    uint8_t opcode;     /* last opcode byte (for handlers shared by several opcodes) */
+    uint8_t ends_block;
+    int64_t disp;
+    uint64_t imm;
+    uint64_t imm2;
+} insn_t;
+
+#define PFX_REP 1
+#define PFX_REPNE 2
+
+#define BLOCK_MAX_INSNS 64
+typedef struct block {
+    uint64_t hpa;        /* host-physical address of the first byte */
+    uint64_t rip;        /* linear... not needed for lookup; kept for tracing */
+    uint32_t mode;       /* decode mode key (code size) */
+    uint32_t gen;        /* page write generation when decoded */
+    uint32_t n;
+    insn_t insns[BLOCK_MAX_INSNS];
+} block_t;
+
+#define BLOCK_CACHE_SIZE 4096
+
+/* ---- TLB: guest-linear page -> host pointer, with permissions folded in ----------- */
+
+typedef struct tlb_entry {
+    uint64_t tag_read;   /* linear page address, or TLB_INVALID */
+    uint64_t tag_write;
+    uint64_t tag_exec;
+    uintptr_t addend;    /* host pointer = linear address + addend */
+    uint64_t hpa;        /* host-physical page address */
+    uint64_t gpa;        /* guest-physical page address */
+    uint32_t *code_word; /* the page's entry in ram_range_t.page_code */
+    uint8_t global;
+} tlb_entry_t;
+
+#define TLB_BITS 10
+#define TLB_SIZE (1u << TLB_BITS)
+#define TLB_INVALID (~0ull)
+
+/* memory access kinds */
+enum { ACC_READ = 0, ACC_WRITE = 1, ACC_EXEC = 2 };
+
+/* ---- the logical processor --------------------------------------------------------- */
+
+enum { MODE_REAL16, MODE_PROT16, MODE_PROT32, MODE_LONG64, MODE_VM86 };
+
+struct cpu {
+    /* architectural state */
+    uint64_t gpr[16];
+    uint64_t rip;
+    uint64_t rflags;     /* arithmetic bits valid only when lf_op == LF_NONE */
+    uint32_t lf_op, lf_size;
+    uint64_t lf_res, lf_a, lf_b, lf_carry_in;
+
+    seg_t seg[8];
+    dtr_t gdtr, idtr;
+    uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+    uint64_t dr[8];
+    uint64_t xcr0;
+    uint64_t tsc_adjust;       /* IA32_TSC writes: the difference from the host TSC */
+    uint64_t mtrr[32];         /* variable ranges, fixed ranges and the default type */
+    uint64_t msr_feature_control;
+    uint64_t msr_sysenter_cs, msr_sysenter_esp, msr_sysenter_eip;
+    uint64_t msr_star, msr_lstar, msr_cstar, msr_sfmask, msr_kernel_gs_base;
+    uint64_t msr_pat, msr_tsc_aux, msr_apic_base, msr_debugctl, msr_misc_enable;
+    uint64_t pdpte[4];
+    uint32_t interruptibility; /* VMCS layout: 1 = blocking by STI, 2 = by MOV SS, 8 = NMI */
+    uint32_t activity;         /* VMCS activity state */
+    uint64_t pending_dbg;
+    uint64_t pf_addr;          /* linear address of the #PF being raised (CR2 on delivery) */
+
+    /* derived mode, recomputed when CR0/EFER/CS change */
+    int cpl;
+    int mode;
+    int code_size;       /* default operand/address size of code: 2, 4, 8 */
+    int stack_size;      /* SS.B: 2 or 4 (8 in 64-bit mode) */
+
+    /* next instruction pointer while an instruction executes */
+    uint64_t next_rip;
+    const insn_t *cur;   /* instruction being executed (for exit information) */
+
+    /* execution control: faults unwind to fault_jmp (the instruction loop), VM exits to
+     * exit_jmp (the VMLAUNCH/VMRESUME that entered the guest) */
+    jmp_buf fault_jmp;
+    jmp_buf exit_jmp;
+    volatile int kicked;
+    int stop_block;      /* end the current block after this instruction */
+    uint64_t retired;
+    uint64_t budget;     /* instructions left before checking for events */
+
+    /* event delivery in progress (for double faults and IDT-vectoring information) */
+    int delivering;
+    uint32_t delivering_info;
+    uint32_t delivering_error;
+
+    /* emulation of one instruction in root mode (KVM's emulator) */
+    struct mmio_emulation *emul;
+    uint64_t emul_hit_gpa;     /* the MMIO address an access of the emulation reached */
+
+    /* TLB (index 0: supervisor accesses, 1: user accesses) */
+    tlb_entry_t tlb[2][TLB_SIZE];
+    int tlb_flush_writes_pending;
+
+    /* decoded blocks, direct-mapped by host-physical address */
+    block_t *blocks;
+    insn_t scratch_insn;
+
+    silicon_t *sil;
+    int apic_id;
+
+    /* ---- VMX ---- */
+    int vmx_on;
+    int in_guest;        /* VMX non-root operation */
+    uint64_t vmxon_ptr;
+    uint64_t current_vmcs; /* ~0 when none */
+    uint8_t *vmcs;       /* host pointer to the current VMCS region */
+    vmcs_cache_t vc;     /* controls loaded at VM entry */
+    uint32_t exit_reason;
+    uint16_t tlb_vpid;   /* the context the TLB's entries belong to */
+    uint64_t tlb_eptp;
+    int tlb_tagged;
+    /* event to inject at VM entry (VM-entry interruption-information) */
+    uint32_t inject_info, inject_error, inject_len;
+    pthread_mutex_t wait_lock;  /* HLT activity state sleeps here until kicked */
+    pthread_cond_t wait_cond;
+};
+
+#define NO_VMCS (~0ull)
+
+/* ---- helpers shared across the core ------------------------------------------------- */
+
+static inline uint64_t size_mask(int size)
+{
+    return size >= 8 ? ~0ull : ((1ull << (size * 8)) - 1);
+}
+
+static inline uint64_t sign_extend(uint64_t v, int size)
+{
+    switch (size) {
+    case 1: return (uint64_t)(int64_t)(int8_t)v;
+    case 2: return (uint64_t)(int64_t)(int16_t)v;
+    case 4: return (uint64_t)(int64_t)(int32_t)v;
+    default: return v;
+    }
+}
+
+static inline uint64_t reg_read(cpu_t *cpu, int r, int size)
+{
+    if (r >= REG_HIGH_BYTE)
+        return (cpu->gpr[r - REG_HIGH_BYTE] >> 8) & 0xff;
+    return cpu->gpr[r] & size_mask(size);
+}
+
+static inline void reg_write(cpu_t *cpu, int r, int size, uint64_t v)
+{
+    if (r >= REG_HIGH_BYTE) {
+        uint64_t *g = &cpu->gpr[r - REG_HIGH_BYTE];
+        *g = (*g & ~0xff00ull) | ((v & 0xff) << 8);
+        return;
+    }
+    switch (size) {
+    case 1: cpu->gpr[r] = (cpu->gpr[r] & ~0xffull) | (v & 0xff); break;
+    case 2: cpu->gpr[r] = (cpu->gpr[r] & ~0xffffull) | (v & 0xffff); break;
+    case 4: cpu->gpr[r] = (uint32_t)v; break;
+    default: cpu->gpr[r] = v; break;
+    }
+}
+
+/* flags.c */
+uint64_t cpu_get_rflags(cpu_t *cpu);
+void cpu_set_rflags(cpu_t *cpu, uint64_t v);
+int cond_true(cpu_t *cpu, int cc);
+static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t a, uint64_t b)
+{
+    cpu->lf_op = op; cpu->lf_size = size; cpu->lf_res = res; cpu->lf_a = a; cpu->lf_b = b;
+}
+/* Set the arithmetic flags directly (shifts, multiplies, ...). */
+void set_arith_flags(cpu_t *cpu, uint64_t arith);
+uint64_t parity_flag(uint64_t v);
+
+/* interrupt.c: faults unwind the current instruction and never return */
+__attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error, uint32_t error);
+#define FAULT(cpu, v) raise_fault((cpu), (v), 0, 0)
+#define FAULT_ERR(cpu, v, e) raise_fault((cpu), (v), 1, (e))
+/* Deliver an event through the IDT (used by faults, INTn, and VM-entry injection). */
+enum { EV_EXT_INT = 0, EV_NMI = 2, EV_HW_EXC = 3, EV_SW_INT = 4, EV_PRIV_SW_EXC = 5, EV_SW_EXC = 6 };
+void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
+__attribute__((noreturn)) void deliver_event_and_unwind(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
+
+/* mode.c */
+void cpu_update_mode(cpu_t *cpu);
+
+/* segment.c */
+uint64_t seg_linear(cpu_t *cpu, int seg, uint64_t off, int size, int acc);
+void load_seg_prot(cpu_t *cpu, int seg, uint16_t sel);
+void load_seg_real(cpu_t *cpu, int seg, uint16_t sel);
+void load_seg(cpu_t *cpu, int seg, uint16_t sel);
+int read_descriptor(cpu_t *cpu, uint16_t sel, uint64_t *desc_lo, uint64_t *desc_hi, uint64_t *addr);
+void desc_to_seg(seg_t *s, uint16_t sel, uint64_t lo, uint64_t hi);
+
+/* mem.c: linear-address access (through the TLB, guest paging and EPT) */
+uint64_t lin_read(cpu_t *cpu, uint64_t lin, int size, int user);
+void lin_write(cpu_t *cpu, uint64_t lin, int size, uint64_t v, int user);
+uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size);
+void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v);
+/* System accesses (descriptor tables, TSS, IDT) are supervisor regardless of CPL. */
+uint64_t sys_read(cpu_t *cpu, uint64_t lin, int size);
+void sys_write(cpu_t *cpu, uint64_t lin, int size, uint64_t v);
+/* Guest-physical access used by the page walker (with EPT). */
+uint8_t *fetch_ptr(cpu_t *cpu, uint64_t lin, uint64_t *hpa_out);
+uint64_t ea_of(cpu_t *cpu, const insn_t *i);
+uint64_t rm_read(cpu_t *cpu, const insn_t *i, int size);
+void rm_write(cpu_t *cpu, const insn_t *i, int size, uint64_t v);
+void push(cpu_t *cpu, int size, uint64_t v);
+uint64_t pop(cpu_t *cpu, int size);
+uint64_t stack_ptr_mask(cpu_t *cpu);
+
+/* paging.c: guest-linear -> guest-physical (sets A/D bits, raises #PF) */
+uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global);
+
+/* ept.c: guest-physical -> host-physical; a violation or misconfiguration VM-exits */
+uint64_t ept_translate(cpu_t *cpu, uint64_t gpa, int acc, int gla_valid, uint64_t gla,
+                       int is_final, int *writable);
+int ept_walk_info(cpu_t *cpu, uint64_t eptp, uint64_t gpa, uint64_t *entries, int *levels);
+
+/* tlb.c */
+void tlb_flush_all(cpu_t *cpu, int keep_global);
+void tlb_flush_page(cpu_t *cpu, uint64_t lin);
+tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user);
+void tlb_drop_code_page_writes(silicon_t *sil, uint64_t hpa_page);
+void tlb_select_context(cpu_t *cpu);
+
+/* decode.c */
+int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
+int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
+
+/* run.c */
+void cpu_run_guest(cpu_t *cpu);
+void code_page_written(cpu_t *cpu, uint64_t hpa);
+
+/* vmx_exit.c: VM exit from the running guest; unwinds to the VM-entry instruction */
+typedef struct exit_info {
+    uint32_t reason;
+    uint64_t qual;
+    uint64_t gla;
+    uint64_t gpa;
+    uint32_t insn_info;
+    uint32_t intr_info;
+    uint32_t intr_error;
+    int has_insn_len;
+} exit_info_t;
+__attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei);
+__attribute__((noreturn)) void vm_exit_simple(cpu_t *cpu, uint32_t reason, uint64_t qual);
+__attribute__((noreturn)) void vm_exit_insn(cpu_t *cpu, uint32_t reason, uint64_t qual);
+
+/* vmcs_fields.c */
+uint64_t vmcs_get(cpu_t *cpu, uint32_t field);
+void vmcs_set(cpu_t *cpu, uint32_t field, uint64_t value);
+int vmcs_field_slot(uint32_t field);
+uint32_t *vmcs_launch_state(cpu_t *cpu);
+
+/* system instruction helpers (exec_system.c) */
+void write_cr0(cpu_t *cpu, uint64_t v);
+void write_cr4(cpu_t *cpu, uint64_t v);
+void write_cr3(cpu_t *cpu, uint64_t v);
+int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v);
+int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
+uint64_t host_tsc(void);
+uint64_t guest_tsc(cpu_t *cpu);
+
+#endif

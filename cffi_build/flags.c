@@ -1,0 +1,122 @@
+/* Lazy arithmetic flags: ALU instructions record their operands and result; the flags
+ * are computed only when something reads them. */
+#include "core.h"
+
+uint64_t parity_flag(uint64_t v)
+{
+    return (__builtin_popcount((unsigned)(v & 0xff)) & 1) ? 0 : F_PF;
+}
+
+static uint64_t lazy_arith(const cpu_t *cpu)
+{
+    int size = cpu->lf_size;
+    uint64_t m = size_mask(size);
+    uint64_t sign = 1ull << (size * 8 - 1);
+    uint64_t res = cpu->lf_res & m, a = cpu->lf_a & m, b = cpu->lf_b & m;
+    uint64_t f = parity_flag(res);
+    if (res == 0) f |= F_ZF;
+    if (res & sign) f |= F_SF;
+    switch (cpu->lf_op) {
+    case LF_ADD:
+    case LF_ADC:
+        if (cpu->lf_op == LF_ADC && cpu->lf_carry_in)
+            f |= (res <= a) ? F_CF : 0;
+        else
+            f |= (res < a) ? F_CF : 0;
+        if (((a ^ res) & (b ^ res)) & sign) f |= F_OF;
+        f |= (a ^ b ^ res) & F_AF;
+        break;
+    case LF_SUB:
+    case LF_SBB:
+        if (cpu->lf_op == LF_SBB && cpu->lf_carry_in)
+            f |= (a <= b) ? F_CF : 0;
+        else
+            f |= (a < b) ? F_CF : 0;
+        if (((a ^ b) & (a ^ res)) & sign) f |= F_OF;
+        f |= (a ^ b ^ res) & F_AF;
+        break;
+    case LF_LOGIC:
+        break;
+    case LF_INC:
+        f |= cpu->lf_carry_in ? F_CF : 0;
+        if (res == sign) f |= F_OF;
+        if ((res & 0xf) == 0) f |= F_AF;
+        break;
+    case LF_DEC:
+        f |= cpu->lf_carry_in ? F_CF : 0;
+        if (res == sign - 1) f |= F_OF;
+        if ((res & 0xf) == 0xf) f |= F_AF;
+        break;
+    }
+    return f;
+}
+
+uint64_t cpu_get_rflags(cpu_t *cpu)
+{
+    if (cpu->lf_op != LF_NONE) {
+        cpu->rflags = (cpu->rflags & ~(uint64_t)F_ARITH) | lazy_arith(cpu);
+        cpu->lf_op = LF_NONE;
+    }
+    return cpu->rflags | 2;
+}
+
+void cpu_set_rflags(cpu_t *cpu, uint64_t v)
+{
+    cpu->lf_op = LF_NONE;
+    cpu->rflags = (v & 0x3f7fd5ull) | 2;
+}
+
+void set_arith_flags(cpu_t *cpu, uint64_t arith)
+{
+    cpu_get_rflags(cpu);
+    cpu->rflags = (cpu->rflags & ~(uint64_t)F_ARITH) | (arith & F_ARITH);
+}
+
+/* Condition codes 0..15 as in Jcc/SETcc/CMOVcc. */
+int cond_true(cpu_t *cpu, int cc)
+{
+    int r;
+    if (cpu->lf_op == LF_SUB || cpu->lf_op == LF_LOGIC) {
+        /* the common compare/test + branch pair, without materializing flags */
+        int size = cpu->lf_size;
+        uint64_t m = size_mask(size);
+        uint64_t res = cpu->lf_res & m;
+        if (cpu->lf_op == LF_SUB) {
+            uint64_t a = cpu->lf_a & m, b = cpu->lf_b & m;
+            int64_t sa = (int64_t)sign_extend(a, size), sb = (int64_t)sign_extend(b, size);
+            switch (cc >> 1) {
+            case 1: r = a < b; goto out;             /* B */
+            case 2: r = res == 0; goto out;          /* Z */
+            case 3: r = a <= b; goto out;            /* BE */
+            case 6: r = sa < sb; goto out;           /* L */
+            case 7: r = sa <= sb; goto out;          /* LE */
+            }
+        } else {
+            int64_t sr = (int64_t)sign_extend(res, size);
+            switch (cc >> 1) {
+            case 0: r = 0; goto out;                 /* O */
+            case 1: r = 0; goto out;                 /* B */
+            case 2: r = res == 0; goto out;
+            case 3: r = res == 0; goto out;
+            case 4: r = sr < 0; goto out;            /* S */
+            case 6: r = sr < 0; goto out;            /* L: SF != OF, OF = 0 */
+            case 7: r = res == 0 || sr < 0; goto out;
+            }
+        }
+    }
+    {
+        uint64_t f = cpu_get_rflags(cpu);
+        switch (cc >> 1) {
+        case 0: r = !!(f & F_OF); break;
+        case 1: r = !!(f & F_CF); break;
+        case 2: r = !!(f & F_ZF); break;
+        case 3: r = !!(f & (F_CF | F_ZF)); break;
+        case 4: r = !!(f & F_SF); break;
+        case 5: r = !!(f & F_PF); break;
+        case 6: r = !!(f & F_SF) != !!(f & F_OF); break;
+        default: r = (f & F_ZF) || (!!(f & F_SF) != !!(f & F_OF)); break;
+        }
+    }
+out:
+    return (cc & 1) ? !r : r;
+}

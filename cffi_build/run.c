@@ -1,0 +1,328 @@
+/* The execution engine: decoded-block cache keyed by host-physical address, threaded
+ * dispatch through each instruction's handler, event checks at block boundaries, and
+ * root-mode emulation of single instructions for the hypervisor. */
+#include <stdlib.h>
+#include <time.h>
+#include "exec.h"
+#include "vmx_state.h"
+
+cpu_t *cpu_new(silicon_t *sil, int apic_id)
+{
+    cpu_t *cpu = calloc(1, sizeof(*cpu));
+    if (!cpu)
+        return NULL;
+    cpu->blocks = calloc(BLOCK_CACHE_SIZE, sizeof(block_t));
+    if (!cpu->blocks) {
+        free(cpu);
+        return NULL;
+    }
+    for (int k = 0; k < BLOCK_CACHE_SIZE; k++)
+        cpu->blocks[k].hpa = ~0ull;
+    cpu->sil = sil;
+    cpu->apic_id = apic_id;
+    cpu->current_vmcs = NO_VMCS;
+    cpu->msr_pat = 0x0007040600070406ull;
+    cpu->msr_apic_base = 0xfee00000ull | (1ull << 11) | (apic_id == 0 ? (1ull << 8) : 0);
+    cpu->msr_misc_enable = 1;   /* fast strings */
+    cpu->efer = EFER_LME | EFER_LMA;   /* root mode is 64-bit */
+    cpu->xcr0 = 1;
+    cpu->dr[6] = 0xffff0ff0ull;
+    cpu->dr[7] = 0x400;
+    tlb_flush_all(cpu, 0);
+    pthread_mutex_init(&cpu->wait_lock, NULL);
+    pthread_cond_init(&cpu->wait_cond, NULL);
+    pthread_mutex_lock(&sil->lock);
+    if (sil->ncpus >= 256) {
+        pthread_mutex_unlock(&sil->lock);
+        free(cpu->blocks);
+        free(cpu);
+        return NULL;
+    }
+    sil->cpus[sil->ncpus] = cpu;
+    __atomic_store_n(&sil->ncpus, sil->ncpus + 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&sil->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&sil->lock);
+    return cpu;
+}
+
+void cpu_free(cpu_t *cpu)
+{
+    if (!cpu)
+        return;
+    silicon_t *sil = cpu->sil;
+    pthread_mutex_lock(&sil->lock);
+    for (int k = 0; k < sil->ncpus; k++)
+        if (sil->cpus[k] == cpu) {
+            sil->cpus[k] = sil->cpus[sil->ncpus - 1];
+            sil->ncpus--;
+            break;
+        }
+    pthread_mutex_unlock(&sil->lock);
+    pthread_mutex_destroy(&cpu->wait_lock);
+    pthread_cond_destroy(&cpu->wait_cond);
+    free(cpu->blocks);
+    free(cpu);
+    silicon_release(sil);
+}
+
+void cpu_get_gprs(cpu_t *cpu, uint64_t *gprs16) { memcpy(gprs16, cpu->gpr, sizeof(cpu->gpr)); }
+void cpu_set_gprs(cpu_t *cpu, const uint64_t *gprs16) { memcpy(cpu->gpr, gprs16, sizeof(cpu->gpr)); }
+uint64_t cpu_instructions_retired(cpu_t *cpu) { return cpu->retired; }
+uint64_t cpu_get_cr2(cpu_t *cpu) { return cpu->cr2; }
+void cpu_set_cr2(cpu_t *cpu, uint64_t value) { cpu->cr2 = value; }
+uint64_t cpu_get_xcr0(cpu_t *cpu) { return cpu->xcr0; }
+void cpu_set_xcr0(cpu_t *cpu, uint64_t value) { cpu->xcr0 = value; }
+
+void cpu_kick(cpu_t *cpu)
+{
+    pthread_mutex_lock(&cpu->wait_lock);
+    __atomic_store_n(&cpu->kicked, 1, __ATOMIC_RELEASE);
+    pthread_cond_signal(&cpu->wait_cond);
+    pthread_mutex_unlock(&cpu->wait_lock);
+}
+
+/* A store hit a page that instructions were decoded from: retire those blocks. */
+void code_page_written(cpu_t *cpu, uint64_t hpa)
+{
+    silicon_invalidate_code(cpu->sil, hpa & PAGE_MASK, PAGE_SIZE);
+    cpu->stop_block = 1;
+}
+
+/* Decode at linear `lin` into `out`; an instruction crossing a page boundary is
+ * assembled from both pages.  Returns 1 if it may be cached in a block. */
+static int decode_at(cpu_t *cpu, uint64_t lin, insn_t *out, uint64_t *hpa)
+{
+    uint8_t *p = fetch_ptr(cpu, lin, hpa);
+    if (!p)
+        FAULT(cpu, EXC_UD);   /* fetch from memory that no RAM backs */
+    int avail = (int)(PAGE_SIZE - (lin & 0xfff));
+    int n = decode_bytes(p, avail < 15 ? avail : 15, cpu->code_size, out);
+    if (n > 0)
+        return 1;
+    if (n == -2 || avail >= 15) {
+        out->fn = op_ud;
+        out->op = 0xff;
+        out->len = 15;
+        return 0;
+    }
+    uint8_t buf[15];
+    memcpy(buf, p, (size_t)avail);
+    uint8_t *q = fetch_ptr(cpu, (lin + (uint64_t)avail) & (cpu->code_size == 8 ? ~0ull : 0xffffffffull), NULL);
+    if (!q)
+        FAULT(cpu, EXC_UD);
+    memcpy(buf + avail, q, (size_t)(15 - avail));
+    if (decode_bytes(buf, 15, cpu->code_size, out) < 0) {
+        out->fn = op_ud;
+        out->op = 0xff;
+        out->len = 15;
+    }
+    return 0;
+}
+
+int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out)
+{
+    uint64_t hpa;
+    return decode_at(cpu, cpu->seg[S_CS].base + rip, out, &hpa);
+}
+
+static inline uint64_t code_linear(cpu_t *cpu, uint64_t rip)
+{
+    uint64_t lin = cpu->seg[S_CS].base + rip;
+    return cpu->mode == MODE_LONG64 ? lin : (lin & 0xffffffffull);
+}
+
+static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, uint32_t *code_word)
+{
+    uint32_t w = __atomic_load_n(code_word, __ATOMIC_ACQUIRE);
+    if (!(w & 1)) {
+        __atomic_fetch_or(code_word, 1u, __ATOMIC_ACQ_REL);
+        tlb_drop_code_page_writes(cpu->sil, hpa & PAGE_MASK);
+        w |= 1;
+    }
+    b->hpa = hpa;
+    b->mode = (uint32_t)cpu->code_size;
+    b->gen = w;
+    b->rip = lin;
+    b->n = 0;
+    uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
+    while (b->n < BLOCK_MAX_INSNS) {
+        insn_t *in = &b->insns[b->n];
+        uint64_t h;
+        int avail = (int)(page_end - lin);
+        if (avail < 15 && b->n > 0)
+            break;   /* may cross the page: it starts a block of its own */
+        if (!decode_at(cpu, lin, in, &h)) {
+            if (b->n == 0)
+                return NULL;   /* page-crossing instruction: execute it uncached */
+            break;
+        }
+        b->n++;
+        lin += in->len;
+        if (in->ends_block || lin >= page_end)
+            break;
+    }
+    return b;
+}
+
+static block_t *lookup_block(cpu_t *cpu, uint64_t rip)
+{
+    uint64_t lin = code_linear(cpu, rip);
+    int user = cpu->cpl == 3;
+    tlb_entry_t *e = &cpu->tlb[user][(lin >> 12) & (TLB_SIZE - 1)];
+    if (unlikely(e->tag_exec != (lin & PAGE_MASK))) {
+        cpu->emul_hit_gpa = ~0ull;
+        e = tlb_fill(cpu, lin, ACC_EXEC, user);
+        if (!e)
+            FAULT(cpu, EXC_UD);
+    }
+    uint64_t hpa = e->hpa | (lin & 0xfff);
+    block_t *b = &cpu->blocks[(hpa ^ (hpa >> 12)) & (BLOCK_CACHE_SIZE - 1)];
+    if (likely(b->hpa == hpa && b->mode == (uint32_t)cpu->code_size &&
+               b->gen == __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE)))
+        return b;
+    return build_block(cpu, b, lin, hpa, e->code_word);
+}
+
+static void execute_one(cpu_t *cpu, const insn_t *in)
+{
+    cpu->cur = in;
+    cpu->next_rip = cpu->rip + in->len;
+    in->fn(cpu, in);
+    cpu->rip = cpu->next_rip;
+    cpu->retired++;
+}
+
+/* Execute exactly one instruction (interrupt shadows, MTF, page-crossing code). */
+static void step_one(cpu_t *cpu)
+{
+    block_t *b = lookup_block(cpu, cpu->rip);
+    if (b) {
+        execute_one(cpu, &b->insns[0]);
+        return;
+    }
+    decode_insn(cpu, cpu->rip, &cpu->scratch_insn);
+    execute_one(cpu, &cpu->scratch_insn);
+}
+
+static void inject_event(cpu_t *cpu)
+{
+    uint32_t info = cpu->inject_info;
+    cpu->inject_info = 0;
+    int type = (int)((info >> 8) & 7), vector = (int)(info & 0xff);
+    uint64_t ret = cpu->rip;
+    if (type == EV_SW_INT || type == EV_PRIV_SW_EXC || type == EV_SW_EXC)
+        ret += cpu->inject_len;
+    cpu->activity = 0;
+    if (type == EV_NMI)
+        cpu->interruptibility |= 8;
+    deliver_event(cpu, type, vector, (info & INTR_INFO_DELIVER_CODE) != 0, cpu->inject_error, ret);
+}
+
+/* An interrupt to the physical processor: with external-interrupt exiting it ends the
+ * guest's run (the hypervisor's way to regain control). */
+static void take_kick(cpu_t *cpu)
+{
+    __atomic_store_n(&cpu->kicked, 0, __ATOMIC_RELEASE);
+    if (cpu->vc.pin & PIN_EXT_INTR_EXITING) {
+        exit_info_t ei = {0};
+        ei.reason = EXIT_REASON_EXTERNAL_INTERRUPT;
+        if (cpu->vc.exit_ctl & EXIT_ACK_INTR_ON_EXIT)
+            ei.intr_info = INTR_INFO_VALID | 0xf2;   /* the host's kick vector */
+        vm_exit(cpu, &ei);
+    }
+}
+
+static void wait_while_halted(cpu_t *cpu)
+{
+    pthread_mutex_lock(&cpu->wait_lock);
+    while (!cpu->kicked)
+        pthread_cond_wait(&cpu->wait_cond, &cpu->wait_lock);
+    pthread_mutex_unlock(&cpu->wait_lock);
+}
+
+/* Checks made at every block boundary, in the SDM's priority order. */
+static void boundary_events(cpu_t *cpu)
+{
+    if (unlikely(cpu->kicked))
+        take_kick(cpu);
+    if (cpu->activity == 1) {
+        int ints_allowed = (cpu->rflags & F_IF) != 0;
+        if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && ints_allowed)
+            vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
+        wait_while_halted(cpu);
+        take_kick(cpu);
+        return;
+    }
+    int shadow = (cpu->interruptibility & 3) != 0;
+    if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF) && !shadow)
+        vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
+    if ((cpu->vc.proc & CPU_NMI_WINDOW_EXITING) && !(cpu->interruptibility & (8 | 2)))
+        vm_exit_simple(cpu, EXIT_REASON_NMI_WINDOW, 0);
+}
+
+void cpu_run_guest(cpu_t *cpu)
+{
+    if (setjmp(cpu->fault_jmp)) {
+        /* a fault was delivered through the guest IDT: carry on at the handler */
+        cpu->delivering = 0;
+        cpu->stop_block = 0;
+    } else if (cpu->inject_info & INTR_INFO_VALID) {
+        inject_event(cpu);
+    }
+    for (;;) {
+        boundary_events(cpu);
+        if (unlikely((cpu->interruptibility & 3) || (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG))) {
+            cpu->interruptibility &= ~3u;
+            step_one(cpu);
+            if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+                vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
+            continue;
+        }
+        block_t *b = lookup_block(cpu, cpu->rip);
+        if (unlikely(!b)) {
+            step_one(cpu);
+            continue;
+        }
+        const insn_t *in = b->insns, *end = b->insns + b->n;
+        cpu->stop_block = 0;
+        do {
+            cpu->cur = in;
+            cpu->next_rip = cpu->rip + in->len;
+            in->fn(cpu, in);
+            cpu->rip = cpu->next_rip;
+            in++;
+        } while (in < end && !cpu->stop_block);
+        cpu->retired += (uint64_t)(in - b->insns);
+    }
+}
+
+/* KVM's emulator: one guest instruction in root mode, with guest state from the VMCS
+ * and the MMIO page routed to `m`.  The outcome is reported in m->result. */
+int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *m)
+{
+    if (!cpu->vmx_on || cpu->current_vmcs == NO_VMCS)
+        return -1;
+    uint64_t saved_gprs[16];
+    uint64_t host_rsp = cpu->gpr[R_SP];
+    m->result = 0;
+    load_vmcs_controls(cpu);
+    load_guest_state(cpu);
+    memcpy(saved_gprs, cpu->gpr, sizeof(saved_gprs));
+    tlb_select_context(cpu);
+    cpu->emul = m;
+    cpu->delivering = 0;
+    if (setjmp(cpu->exit_jmp) == 0) {
+        insn_t in;
+        decode_insn(cpu, cpu->rip, &in);
+        execute_one(cpu, &in);
+        save_guest_state(cpu);
+    } else if (m->result == 3) {
+        save_guest_state(cpu);   /* the fault is the instruction's; CR2 is already set */
+    } else {
+        memcpy(cpu->gpr, saved_gprs, sizeof(saved_gprs));   /* retried later */
+    }
+    cpu->emul = NULL;
+    load_host_state(cpu);
+    cpu->gpr[R_SP] = host_rsp;
+    return 0;
+}

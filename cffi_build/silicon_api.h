@@ -1,0 +1,77 @@
+/* The silicon's interface to root-mode software (kvm/).  Plain declarations only:
+ * cffi reads this file as its cdef, so no macros or inline code here. */
+
+typedef struct silicon silicon_t;
+typedef struct cpu cpu_t;
+
+/* The machine: host-physical memory map and its logical processors. */
+silicon_t *silicon_new(void);
+void silicon_free(silicon_t *sil);
+int silicon_map_ram(silicon_t *sil, uint64_t hpa, void *host, uint64_t size);
+int silicon_unmap_ram(silicon_t *sil, uint64_t hpa);
+/* Tell the processors that something other than a processor (a DMA engine, a loader)
+ * wrote host-physical memory, so decoded instructions from it are discarded. */
+void silicon_invalidate_code(silicon_t *sil, uint64_t hpa, uint64_t size);
+
+cpu_t *cpu_new(silicon_t *sil, int apic_id);
+void cpu_free(cpu_t *cpu);
+
+/* VMX instructions.  Each returns VMX_SUCCEED, VMX_FAIL_INVALID or VMX_FAIL_VALID
+ * (the error number is then in the VM-instruction error field).  vmlaunch/vmresume
+ * return VMX_EXITED once the guest has VM-exited and host state is loaded. */
+int vmx_vmxon(cpu_t *cpu, uint64_t hpa);
+int vmx_vmxoff(cpu_t *cpu);
+int vmx_vmclear(cpu_t *cpu, uint64_t hpa);
+int vmx_vmptrld(cpu_t *cpu, uint64_t hpa);
+int vmx_vmptrst(cpu_t *cpu, uint64_t *hpa);
+int vmx_vmread(cpu_t *cpu, uint64_t field, uint64_t *value);
+int vmx_vmwrite(cpu_t *cpu, uint64_t field, uint64_t value);
+int vmx_vmlaunch(cpu_t *cpu);
+int vmx_vmresume(cpu_t *cpu);
+int vmx_invept(cpu_t *cpu, uint64_t type, uint64_t eptp);
+int vmx_invvpid(cpu_t *cpu, uint64_t type, uint64_t vpid, uint64_t gla);
+
+/* Root-mode RDMSR/WRMSR (the VMX capability MSRs live here).  Return 0, or -1 for #GP. */
+int cpu_rdmsr(cpu_t *cpu, uint32_t index, uint64_t *value);
+int cpu_wrmsr(cpu_t *cpu, uint32_t index, uint64_t value);
+
+/* The general-purpose registers: what KVM's entry/exit code saves and restores around
+ * VMLAUNCH/VMRESUME.  RSP and RIP of the guest live in the VMCS. */
+void cpu_get_gprs(cpu_t *cpu, uint64_t *gprs16);
+void cpu_set_gprs(cpu_t *cpu, const uint64_t *gprs16);
+
+/* Registers that VMX transitions leave alone, which KVM switches itself. */
+uint64_t cpu_get_cr2(cpu_t *cpu);
+void cpu_set_cr2(cpu_t *cpu, uint64_t value);
+uint64_t cpu_get_xcr0(cpu_t *cpu);
+void cpu_set_xcr0(cpu_t *cpu, uint64_t value);
+
+/* An interrupt to the physical processor from another thread: a running guest
+ * takes an external-interrupt VM exit at its next instruction boundary. */
+void cpu_kick(cpu_t *cpu);
+
+/* Executed-instruction counter (retired guest instructions, for benchmarks). */
+uint64_t cpu_instructions_retired(cpu_t *cpu);
+
+/* KVM's instruction emulator: execute the guest instruction at guest RIP once, in root
+ * mode, with the guest state of the current VMCS, routing accesses to the
+ * guest-physical page of `mmio->gpa` to the MMIO buffer (see struct mmio_emulation). */
+struct mmio_emulation {
+    uint64_t gpa;          /* in: the guest-physical address that faulted */
+    int has_read_data;     /* in: 1 when read_data answers the pending read */
+    uint64_t read_data;
+    int result;            /* out: one of EMUL_* */
+    uint64_t access_gpa;   /* out: the MMIO access the emulation needs or made */
+    uint32_t access_len;
+    int access_is_write;
+    uint64_t write_data;
+    uint32_t fault_vector; /* out: for EMUL_FAULT, the exception to inject */
+    uint32_t fault_error_code;
+    int fault_has_error_code;
+};
+int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *mmio);
+
+/* The VMCS fields this silicon implements, with the names KVM gives them. */
+int vmcs_field_count(void);
+uint32_t vmcs_field_encoding(int i);
+const char *vmcs_field_name(int i);

@@ -1,0 +1,65 @@
+/* VM exits (SDM Vol. 3 Chapter 28): record the exit information, save guest state,
+ * load host state, and return from the VMLAUNCH/VMRESUME that entered the guest. */
+#include "core.h"
+#include "vmx_state.h"
+
+__attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
+{
+    if (cpu->emul) {
+        /* the root-mode emulator reached memory that EPT does not map yet (or an
+         * instruction it cannot complete outside the guest) */
+        int ept = ei->reason == EXIT_REASON_EPT_VIOLATION || ei->reason == EXIT_REASON_EPT_MISCONFIG;
+        cpu->emul->result = ept ? 4 : 5; /* EMUL_EPT_FAULT or EMUL_UNHANDLEABLE */
+        cpu->emul->access_gpa = ei->gpa;
+        longjmp(cpu->exit_jmp, 1);
+    }
+    cpu->exit_reason = ei->reason;
+    vmcs_set(cpu, VM_EXIT_REASON, ei->reason);
+    vmcs_set(cpu, EXIT_QUALIFICATION, ei->qual);
+    vmcs_set(cpu, GUEST_LINEAR_ADDRESS, ei->gla);
+    vmcs_set(cpu, GUEST_PHYSICAL_ADDRESS, ei->gpa);
+    vmcs_set(cpu, VM_EXIT_INTR_INFO, ei->intr_info);
+    vmcs_set(cpu, VM_EXIT_INTR_ERROR_CODE, ei->intr_error);
+    vmcs_set(cpu, VMX_INSTRUCTION_INFO, ei->insn_info);
+    vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, ei->has_insn_len && cpu->cur ? cpu->cur->len : 0);
+    if (cpu->delivering) {
+        /* the exit interrupted the delivery of an event: report it for re-injection */
+        vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, cpu->delivering_info);
+        vmcs_set(cpu, IDT_VECTORING_ERROR_CODE, cpu->delivering_error);
+        cpu->delivering = 0;
+    } else {
+        vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, 0);
+    }
+    if ((cpu->vc.pin & PIN_PREEMPTION_TIMER) && (cpu->vc.exit_ctl & EXIT_SAVE_PREEMPTION_TIMER)) {
+        uint64_t now = host_tsc();
+        uint64_t left = now >= cpu->vc.preemption_deadline ? 0 :
+                        (cpu->vc.preemption_deadline - now) >> 5;
+        vmcs_set(cpu, VMX_PREEMPTION_TIMER_VALUE, left > 0xffffffffull ? 0xffffffffull : left);
+    }
+    /* the VM-entry interruption-information valid bit is cleared on every exit */
+    vmcs_set(cpu, VM_ENTRY_INTR_INFO_FIELD,
+             vmcs_get(cpu, VM_ENTRY_INTR_INFO_FIELD) & ~(uint64_t)INTR_INFO_VALID);
+    save_guest_state(cpu);
+    load_host_state(cpu);
+    cpu->in_guest = 0;
+    cpu->cur = NULL;
+    longjmp(cpu->exit_jmp, 1);
+}
+
+__attribute__((noreturn)) void vm_exit_simple(cpu_t *cpu, uint32_t reason, uint64_t qual)
+{
+    exit_info_t ei = {0};
+    ei.reason = reason;
+    ei.qual = qual;
+    vm_exit(cpu, &ei);
+}
+
+/* Exits caused by executing an instruction report its length. */
+__attribute__((noreturn)) void vm_exit_insn(cpu_t *cpu, uint32_t reason, uint64_t qual)
+{
+    exit_info_t ei = {0};
+    ei.reason = reason;
+    ei.qual = qual;
+    ei.has_insn_len = 1;
+    vm_exit(cpu, &ei);
+}

@@ -1,0 +1,205 @@
+"""The PC of the walking skeleton: RAM, port and memory address spaces, serial ports,
+``-device`` devices, a Multiboot kernel, one vCPU.
+
+Building a ``Machine`` checks and prepares everything that can fail because of the
+user's input (memory size, kernel file, chardevs, devices, log file) before any VM
+exists; ``power_on()`` then creates the VM through the ``kvm`` API, registers RAM as
+memslot 0 at guest-physical 0 and puts the vCPU at the kernel's entry point; ``run()``
+runs the vCPU thread until the VM stops and returns the process exit status.
+
+Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault) or the
+user (Ctrl-C or SIGTERM, like QEMU's "terminating on signal N" with exit status 0).
+"""
+
+from __future__ import annotations
+
+import mmap
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from devicemodel.address_space import AddressSpace
+from devicemodel.chardev import open_chardev
+from devicemodel.devices.uart16550 import Uart16550
+from devicemodel.errors import ConfigError, PyhvError, error_report
+from devicemodel.loaders.multiboot import load_multiboot
+from devicemodel.log import format_exit_stats
+from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
+from devicemodel.runstate import RunState
+
+MiB = 1 << 20
+DEFAULT_RAM_SIZE = 128 * MiB
+COM_PORTS = (0x3F8, 0x2F8, 0x3E8, 0x2E8)
+KICK_INTERVAL = 0.05     # seconds between kicks while a stop is pending
+STOP_GRACE = 5.0         # seconds a vCPU may take to stop before pyhv exits without it
+
+
+@dataclass
+class MachineConfig:
+    kernel: str
+    cmdline: str = ""
+    ram_size: int = DEFAULT_RAM_SIZE
+    serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
+    devices: list[DeviceSpec] = field(default_factory=list)
+    no_reboot: bool = False
+    log_items: frozenset[str] = frozenset()
+    log_file: Optional[str] = None
+
+
+def open_kvm():
+    """The hypervisor (``kvm.Kvm()``), imported only when a VM is really created."""
+    try:
+        from kvm import Kvm
+    except ImportError as e:
+        raise PyhvError(f"the hypervisor layer is not available ({e}); is pyhv built?") from None
+    return Kvm()
+
+
+def allocate_ram(size: int) -> mmap.mmap:
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000)
+    try:
+        return mmap.mmap(-1, size, flags=flags)
+    except (OSError, OverflowError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(f"cannot set up guest memory 'pc.ram': {reason}") from None
+
+
+class Machine:
+    def __init__(self, config: MachineConfig):
+        self.config = config
+        self.runstate = RunState()
+        self.pio = AddressSpace("io", 0x10000)
+        self.mmio = AddressSpace("memory", 1 << 64)
+        self.ram = allocate_ram(config.ram_size)
+        self.boot = load_multiboot(config.kernel, self.ram, _multiboot_cmdline(config))
+        self.chardevs = []
+        self.serials: list[Uart16550] = []
+        self.devices = []
+        self.log = None
+        self.vm = None
+        self.vcpu = None
+        try:
+            self._add_serials(config.serials)
+            for spec in config.devices:
+                self._add_device(spec)
+            if config.log_file is not None:
+                self.log = _open_log(config.log_file)
+        except BaseException:
+            self.close()
+            raise
+
+    def _add_serials(self, specs: list[str]) -> None:
+        if len(specs) > len(COM_PORTS):
+            raise ConfigError(f"-serial {specs[len(COM_PORTS)]}: too many serial ports "
+                              f"(at most {len(COM_PORTS)})")
+        for index, spec in enumerate(specs):
+            if spec == "none":
+                continue
+            chardev = open_chardev(spec)
+            self.chardevs.append(chardev)
+            uart = Uart16550(chardev, iobase=COM_PORTS[index], name=f"serial{index}")
+            self.pio.add_region(uart.region)
+            self.serials.append(uart)
+
+    def _add_device(self, spec: DeviceSpec) -> None:
+        device = DEVICE_TYPES[spec.driver].create(self, spec.props)
+        try:
+            self.pio.add_region(device.region)
+        except PyhvError as e:
+            raise ConfigError(f"-device {spec.arg}: {e}") from None
+        self.devices.append(device)
+
+    def request_exit(self, status: int) -> None:
+        """End the VM; the process exits with ``status`` (the first request wins)."""
+        self.runstate.request_exit(status)
+
+    def power_on(self, kvm=None) -> None:
+        """Create the VM and its vCPU, ready to enter the kernel."""
+        kvm = open_kvm() if kvm is None else kvm
+        from devicemodel.entry_state import set_protected_mode_entry  # needs the kvm package
+
+        self.vm = kvm.create_vm()
+        self.vm.set_user_memory_region(slot=0, guest_phys_addr=0, memory_size=len(self.ram),
+                                       userspace_addr=self.ram, flags=0)
+        self.vcpu = self.vm.create_vcpu(0)
+        set_protected_mode_entry(self.vcpu, eip=self.boot.eip, eax=self.boot.eax, ebx=self.boot.ebx)
+
+    def run(self) -> int:
+        """Run until the VM stops; the exit status (isa-debug-exit's, else 0; 1 on failures)."""
+        if self.vcpu is None:
+            self.power_on()
+        from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
+
+        loop = VcpuLoop(self.vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot)
+        started = time.monotonic()
+        with _signals_stop(self):
+            thread = loop.start()
+            stopped = self._wait(thread)
+        elapsed = time.monotonic() - started
+        if stopped and "exits" in self.config.log_items:
+            title = f"VM exits of vCPU 0 by reason (VM ran {elapsed:.3f} s):"
+            print(format_exit_stats(self.vcpu.exit_stats(), title), file=self.log or sys.stderr, flush=True)
+        status = self.runstate.exit_status
+        return 0 if status is None else status & 0xFF
+
+    def _wait(self, thread: threading.Thread) -> bool:
+        """Wait for the vCPU thread, kicking it while a stop is pending; False if it never stopped."""
+        deadline = None
+        while True:
+            try:
+                thread.join(KICK_INTERVAL)
+                if not thread.is_alive():
+                    return True
+                if self.runstate.stop_requested:
+                    deadline = deadline or time.monotonic() + STOP_GRACE
+                    if time.monotonic() > deadline:
+                        error_report("vCPU 0 does not stop; exiting without it")
+                        return False
+                    self.vcpu.kick()
+            except KeyboardInterrupt:
+                self.stop_on_signal(signal.SIGINT)
+
+    def stop_on_signal(self, signum: int) -> None:
+        error_report(f"terminating on signal {signum}")
+        self.request_exit(0)
+
+    def close(self) -> None:
+        for chardev in self.chardevs:
+            chardev.close()
+        self.chardevs = []
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+def _multiboot_cmdline(config: MachineConfig) -> str:
+    # As QEMU: the kernel file name, a space, then the -append string.
+    return f"{config.kernel} {config.cmdline}"
+
+
+def _open_log(path: str):
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise ConfigError(f"-D {path}: could not open log file: {e.strerror}") from None
+
+
+class _signals_stop:
+    """While running, SIGTERM stops the VM like Ctrl-C (only the main thread can set handlers)."""
+
+    def __init__(self, machine: Machine):
+        self.machine = machine
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.machine.stop_on_signal(signum))
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False

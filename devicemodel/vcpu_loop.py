@@ -1,0 +1,132 @@
+"""The vCPU thread: run the guest, serve each exit, repeat until the VM is asked to stop.
+
+Exits, as QEMU's kvm_cpu_exec() treats them:
+
+* IO: port I/O on the PIO address space; string I/O (count > 1) walks the data buffer;
+  IN fills ``run.io.data``.
+* MMIO: on the MMIO address space, little-endian; a read fills ``run.mmio.data``.
+* HLT: with interrupts disabled (RFLAGS.IF clear) nothing can ever wake the guest, so the
+  VM ends (status 0). With interrupts enabled the vCPU sleeps until the VM is stopped;
+  no device raises interrupts yet.
+* SHUTDOWN (triple fault): with -no-reboot the VM ends with status 0; without it QEMU
+  would reset the machine, which pyhv does not support yet, so the VM ends with status 1.
+* FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
+  with the hardware reason or suberror and the registers; status 1.
+* INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop request.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+
+from devicemodel.errors import error_report
+from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
+                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO,
+                           KVM_EXIT_SHUTDOWN, exit_reason_name)
+
+RFLAGS_IF = 1 << 9
+
+# The basic VMX exit reasons a failed VM entry reports (SDM Vol. 3 Appendix C).
+ENTRY_FAILURE_REASONS = {33: "invalid guest state", 34: "MSR loading", 41: "machine-check event"}
+INTERNAL_SUBERRORS = {1: "emulation failure", 2: "simultaneous exceptions",
+                      3: "exception while delivering an event", 4: "unexpected VM exit reason"}
+
+
+class VcpuLoop:
+    """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
+
+    def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0):
+        self.vcpu = vcpu
+        self.pio = pio
+        self.mmio = mmio
+        self.runstate = runstate
+        self.no_reboot = no_reboot
+        self.index = index
+        self._handlers = {
+            KVM_EXIT_IO: self._io,
+            KVM_EXIT_MMIO: self._mmio,
+            KVM_EXIT_HLT: self._hlt,
+            KVM_EXIT_SHUTDOWN: self._shutdown,
+            KVM_EXIT_FAIL_ENTRY: self._fail_entry,
+            KVM_EXIT_INTERNAL_ERROR: self._internal_error,
+            KVM_EXIT_INTR: self._intr,
+        }
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=f"vcpu{self.index}", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        """Run until the VM is asked to stop. A bug in a handler ends the VM with status 1."""
+        try:
+            while not self.runstate.stop_requested:
+                run = self.vcpu.run()
+                self._handlers.get(run.exit_reason, self._unknown)(run)
+        except Exception as e:  # a bug in pyhv, not in the guest: report it, never hang
+            error_report(f"vCPU {self.index}: internal error: {type(e).__name__}: {e}")
+            traceback.print_exc(file=sys.stderr)
+            self.runstate.request_exit(1)
+
+    def _end(self, status: int, message: str) -> None:
+        error_report(message)
+        self.runstate.request_exit(status)
+
+    def _io(self, run) -> None:
+        io = run.io
+        size, port, data = io.size, io.port, io.data
+        end = size * io.count
+        if io.direction == KVM_EXIT_IO_OUT:
+            for offset in range(0, end, size):
+                self.pio.write(port, size, int.from_bytes(data[offset:offset + size], "little"))
+        else:
+            for offset in range(0, end, size):
+                data[offset:offset + size] = self.pio.read(port, size).to_bytes(size, "little")
+
+    def _mmio(self, run) -> None:
+        mmio = run.mmio
+        length = mmio.len
+        if mmio.is_write:
+            self.mmio.write(mmio.phys_addr, length, int.from_bytes(mmio.data[:length], "little"))
+        else:
+            mmio.data[:length] = self.mmio.read(mmio.phys_addr, length).to_bytes(length, "little")
+
+    def _hlt(self, run) -> None:
+        if not self.vcpu.get_regs().rflags & RFLAGS_IF:
+            self._end(0, "guest halted with interrupts disabled")
+        else:
+            self.runstate.wait()  # nothing raises interrupts yet: sleep until the VM stops
+
+    def _shutdown(self, run) -> None:
+        if self.no_reboot:
+            self._end(0, "guest triple fault (shutdown); exiting as -no-reboot asks")
+        else:
+            self._end(1, "guest triple fault (shutdown): the machine should reset, but pyhv "
+                         "does not support reset yet; exiting (use -no-reboot to make this status 0)")
+
+    def _fail_entry(self, run) -> None:
+        reason = run.fail_entry.hardware_entry_failure_reason
+        what = ENTRY_FAILURE_REASONS.get(reason & 0xFFFF, "unknown reason")
+        self._end(1, f"KVM: entry failed, hardware error {reason:#x} ({what}){self._registers()}")
+
+    def _internal_error(self, run) -> None:
+        suberror = run.internal.suberror
+        what = INTERNAL_SUBERRORS.get(suberror, "unknown")
+        self._end(1, f"KVM internal error. Suberror: {suberror} ({what}){self._registers()}")
+
+    def _intr(self, run) -> None:
+        pass  # kicked: the loop condition looks at the stop request
+
+    def _unknown(self, run) -> None:
+        self._end(1, f"unhandled KVM exit reason {run.exit_reason} "
+                     f"({exit_reason_name(run.exit_reason)}){self._registers()}")
+
+    def _registers(self) -> str:
+        """``; RIP=... RSP=... RFLAGS=...`` for error messages, or nothing if unavailable."""
+        try:
+            regs = self.vcpu.get_regs()
+        except Exception:
+            return ""
+        return f"; RIP={regs.rip:#x} RSP={regs.rsp:#x} RFLAGS={regs.rflags:#x}"

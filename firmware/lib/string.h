@@ -1,0 +1,14 @@
+/* The few <string.h> functions the guest kernels (and gcc itself) need. */
+#ifndef PYHV_FW_STRING_H
+#define PYHV_FW_STRING_H
+
+#include <stddef.h>
+
+void *memset(void *dst, int c, size_t n);
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strcmp(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,27 @@
+"""pyhv's hypervisor layer: a KVM-shaped API (Kvm -> VM -> VCPU) over the emulated
+VT-x processor in kvm._silicon."""
+
+from kvm.cpuid import supported_cpuid
+from kvm.hostmem import HostPhysicalMemory
+from kvm.vm import VM, KvmError
+
+KVM_API_VERSION = 12
+
+
+class Kvm:
+    """/dev/kvm: the machine's processors and host-physical memory."""
+
+    def __init__(self):
+        self.hostmem = HostPhysicalMemory()
+
+    def get_api_version(self) -> int:
+        return KVM_API_VERSION
+
+    def create_vm(self) -> VM:
+        return VM(self)
+
+    def get_supported_cpuid(self):
+        return supported_cpuid()
+
+
+__all__ = ["Kvm", "VM", "KvmError"]

@@ -1,0 +1,81 @@
+"""The CPUID model: what the silicon implements, as KVM_GET_SUPPORTED_CPUID reports it,
+and the lookup that the CPUID exit handler performs (Intel's rules for leaves beyond
+the maximum)."""
+
+from dataclasses import dataclass
+
+KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1
+
+
+@dataclass
+class CpuidEntry:
+    function: int
+    index: int = 0
+    flags: int = 0
+    eax: int = 0
+    ebx: int = 0
+    ecx: int = 0
+    edx: int = 0
+
+
+def _regs(text: str):
+    raw = text.encode().ljust(12, b"\0")
+    return [int.from_bytes(raw[i:i + 4], "little") for i in (0, 4, 8)]
+
+
+def _brand_leaves():
+    brand = b"pyhv emulated x86-64 with VT-x".ljust(48, b"\0")
+    out = []
+    for k in range(3):
+        chunk = brand[k * 16:(k + 1) * 16]
+        words = [int.from_bytes(chunk[i:i + 4], "little") for i in range(0, 16, 4)]
+        out.append(CpuidEntry(0x80000002 + k, 0, 0, *words))
+    return out
+
+
+# CPUID.1:EDX / ECX, 7:EBX and 80000001h feature bits the core implements
+LEAF1_EDX = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 12) | \
+    (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19)      # DE PSE TSC MSR PAE CX8 MTRR PGE CMOV PAT PSE36 CLFSH
+LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 31)         # CX16 MOVBE POPCNT HYPERVISOR
+LEAF7_EBX = (1 << 7) | (1 << 9) | (1 << 20)                        # SMEP ERMS SMAP
+EXT1_ECX = (1 << 0) | (1 << 5)                                     # LAHF/SAHF LZCNT
+EXT1_EDX = (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29)          # NX 1GB-pages RDTSCP LM
+
+
+def supported_cpuid():
+    vendor_b, vendor_d, vendor_c = _regs("GenuineIntel")
+    kvm_b, kvm_c, kvm_d = _regs("KVMKVMKVM")
+    family, model, stepping = 6, 0x2A, 7
+    signature = (family << 8) | ((model & 0xF) << 4) | ((model >> 4) << 16) | stepping
+    return [
+        CpuidEntry(0, 0, 0, 7, vendor_b, vendor_c, vendor_d),
+        CpuidEntry(1, 0, 0, signature, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX),
+        CpuidEntry(7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, LEAF7_EBX, 0, 0),
+        CpuidEntry(0x40000000, 0, 0, 0x40000001, kvm_b, kvm_c, kvm_d),
+        CpuidEntry(0x40000001, 0, 0, 0, 0, 0, 0),
+        CpuidEntry(0x80000000, 0, 0, 0x80000008, 0, 0, 0),
+        CpuidEntry(0x80000001, 0, 0, 0, 0, EXT1_ECX, EXT1_EDX),
+        *_brand_leaves(),
+        CpuidEntry(0x80000008, 0, 0, 0x3028, 0, 0, 0),
+    ]
+
+
+class CpuidTable:
+    def __init__(self, entries, apic_id: int):
+        self.entries = list(entries)
+        self.apic_id = apic_id
+        self._index = {(e.function, e.index if e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX else 0): e
+                       for e in self.entries}
+        basic = [e.function for e in self.entries if e.function < 0x40000000]
+        self.max_basic = max(basic) if basic else 0
+
+    def lookup(self, function: int, index: int):
+        e = self._index.get((function, index)) or self._index.get((function, 0))
+        if e is None and self.max_basic < function < 0x40000000:
+            e = self._index.get((self.max_basic, 0))     # Intel: beyond the maximum, the top leaf
+        if e is None:
+            return 0, 0, 0, 0
+        ebx = e.ebx
+        if function == 1:
+            ebx = (ebx & 0x00FFFFFF) | (self.apic_id << 24)
+        return e.eax, ebx, e.ecx, e.edx

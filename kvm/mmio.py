@@ -1,0 +1,67 @@
+"""EPT violations: populate EPT from the memslots, or treat the access as MMIO and
+emulate the faulting instruction with the core's own decoder and executor."""
+
+from kvm import vmx
+from kvm._silicon import lib
+from kvm.constants import KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_EMULATION
+
+EMUL_DONE, EMUL_NEED_READ, EMUL_WRITE, EMUL_FAULT, EMUL_EPT_FAULT, EMUL_UNHANDLEABLE = range(6)
+PAGE_MASK = ~0xFFF
+
+
+def _populate(vcpu, slot, gpa: int):
+    page = gpa & PAGE_MASK
+    vcpu.vm.ept.map_page(page, slot.hpa_of(page), writable=not slot.readonly)
+
+
+def handle_ept_violation(vcpu):
+    gpa = vcpu.vmread(vmx.GUEST_PHYSICAL_ADDRESS)
+    qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
+    slot = vcpu.vm.memslots.find(gpa)
+    if slot is not None and not (slot.readonly and qual & vmx.EPT_VIOLATION_ACC_WRITE):
+        _populate(vcpu, slot, gpa)
+        return None
+    vcpu.mmio.gpa = gpa
+    vcpu.mmio.has_read_data = 0
+    return emulate_mmio(vcpu)
+
+
+def emulate_mmio(vcpu):
+    """Run the emulator until the instruction completes or needs userspace."""
+    m = vcpu.mmio
+    run = vcpu.kvm_run
+    for _ in range(64):
+        lib.cpu_emulate_mmio(vcpu.cpu, m)
+        result = m.result
+        if result == EMUL_DONE:
+            return None
+        if result == EMUL_EPT_FAULT:
+            slot = vcpu.vm.memslots.find(m.access_gpa)
+            if slot is None:
+                break
+            _populate(vcpu, slot, m.access_gpa)
+            continue
+        if result == EMUL_FAULT:
+            vcpu.inject_exception(m.fault_vector, m.fault_error_code if m.fault_has_error_code else None)
+            return None
+        if result in (EMUL_NEED_READ, EMUL_WRITE):
+            mmio = run.mmio
+            mmio.phys_addr = m.access_gpa
+            mmio.len = m.access_len
+            mmio.is_write = int(result == EMUL_WRITE)
+            mmio.data = memoryview(vcpu.io_page)[:8]
+            if result == EMUL_WRITE:
+                mmio.data[:8] = m.write_data.to_bytes(8, "little")
+            else:
+                mmio.data[:8] = bytes(8)
+
+                def complete_read():
+                    m.has_read_data = 1
+                    m.read_data = int.from_bytes(mmio.data[:mmio.len], "little")
+                    return emulate_mmio(vcpu)
+                vcpu.completion = complete_read
+            return KVM_EXIT_MMIO
+        break
+    run.internal.suberror = KVM_INTERNAL_ERROR_EMULATION
+    run.internal.data = (m.result, m.gpa)
+    return KVM_EXIT_INTERNAL_ERROR

@@ -1,0 +1,141 @@
+"""The KVM API's data structures: kvm_regs, kvm_sregs (with kvm_segment, kvm_dtable)
+and the shared kvm_run exit record."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Regs:
+    rax: int = 0
+    rbx: int = 0
+    rcx: int = 0
+    rdx: int = 0
+    rsi: int = 0
+    rdi: int = 0
+    rsp: int = 0
+    rbp: int = 0
+    r8: int = 0
+    r9: int = 0
+    r10: int = 0
+    r11: int = 0
+    r12: int = 0
+    r13: int = 0
+    r14: int = 0
+    r15: int = 0
+    rip: int = 0
+    rflags: int = 2
+
+
+# kvm_regs field order vs. the processor's register numbering
+GPR_ORDER = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+
+
+@dataclass
+class Segment:
+    base: int = 0
+    limit: int = 0xFFFF
+    selector: int = 0
+    type: int = 3
+    present: int = 1
+    dpl: int = 0
+    db: int = 0
+    s: int = 1
+    l: int = 0  # noqa: E741 (kvm_segment's name)
+    g: int = 0
+    avl: int = 0
+    unusable: int = 0
+
+    def access_rights(self) -> int:
+        """The VMCS access-rights encoding of this segment."""
+        if self.unusable:
+            return 1 << 16
+        return (self.type & 0xF) | (self.s << 4) | ((self.dpl & 3) << 5) | (self.present << 7) | \
+            (self.avl << 12) | (self.l << 13) | (self.db << 14) | (self.g << 15)
+
+    @classmethod
+    def from_vmcs(cls, selector: int, base: int, limit: int, ar: int) -> "Segment":
+        return cls(base=base, limit=limit, selector=selector, type=ar & 0xF, s=(ar >> 4) & 1,
+                   dpl=(ar >> 5) & 3, present=(ar >> 7) & 1, avl=(ar >> 12) & 1, l=(ar >> 13) & 1,
+                   db=(ar >> 14) & 1, g=(ar >> 15) & 1, unusable=(ar >> 16) & 1)
+
+
+@dataclass
+class DTable:
+    base: int = 0
+    limit: int = 0xFFFF
+
+
+@dataclass
+class Sregs:
+    cs: Segment = field(default_factory=Segment)
+    ds: Segment = field(default_factory=Segment)
+    es: Segment = field(default_factory=Segment)
+    fs: Segment = field(default_factory=Segment)
+    gs: Segment = field(default_factory=Segment)
+    ss: Segment = field(default_factory=Segment)
+    tr: Segment = field(default_factory=Segment)
+    ldt: Segment = field(default_factory=Segment)
+    gdt: DTable = field(default_factory=DTable)
+    idt: DTable = field(default_factory=DTable)
+    cr0: int = 0x60000010
+    cr2: int = 0
+    cr3: int = 0
+    cr4: int = 0
+    cr8: int = 0
+    efer: int = 0
+    apic_base: int = 0xFEE00900
+    interrupt_bitmap: list = field(default_factory=lambda: [0, 0, 0, 0])
+
+
+@dataclass
+class IoExit:
+    direction: int = 0
+    size: int = 0
+    port: int = 0
+    count: int = 0
+    data: memoryview = None
+
+
+@dataclass
+class MmioExit:
+    phys_addr: int = 0
+    data: memoryview = None
+    len: int = 0
+    is_write: int = 0
+
+
+@dataclass
+class FailEntry:
+    hardware_entry_failure_reason: int = 0
+    cpu: int = 0
+
+
+@dataclass
+class InternalError:
+    suberror: int = 0
+    data: tuple = ()
+
+
+@dataclass
+class SystemEvent:
+    type: int = 0
+    flags: int = 0
+
+
+@dataclass
+class KvmRun:
+    """struct kvm_run: the record of the last exit, and the requests for the next run."""
+    request_interrupt_window: int = 0
+    immediate_exit: int = 0
+    exit_reason: int = 0
+    ready_for_interrupt_injection: int = 0
+    if_flag: int = 0
+    cr8: int = 0
+    apic_base: int = 0
+    io: IoExit = field(default_factory=IoExit)
+    mmio: MmioExit = field(default_factory=MmioExit)
+    fail_entry: FailEntry = field(default_factory=FailEntry)
+    internal: InternalError = field(default_factory=InternalError)
+    system_event: SystemEvent = field(default_factory=SystemEvent)
+    hardware_exit_reason: int = 0

@@ -1,0 +1,288 @@
+"""A virtual CPU: one logical processor of the silicon in VMX operation with its vmcs01,
+and KVM's vCPU API over it (KVM_RUN, KVM_GET/SET_REGS, KVM_GET/SET_SREGS, ...)."""
+
+import threading
+import time
+
+from kvm import vmx
+from kvm._silicon import ffi, lib
+from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR
+from kvm.cpuid import CpuidTable, supported_cpuid
+from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
+from kvm.msrs import GuestMsrs
+from kvm.stats import ExitStats
+from kvm.structs import GPR_ORDER, DTable, KvmRun, Regs, Segment, Sregs
+from kvm.vmcs_setup import setup_vmcs
+
+SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
+_SEG_FIELD_PREFIX = {"es": "ES", "cs": "CS", "ss": "SS", "ds": "DS", "fs": "FS", "gs": "GS",
+                     "ldt": "LDTR", "tr": "TR"}
+CR0_NE = 0x20
+CR4_VMXE = 0x2000
+EFER_LMA = 0x400
+
+
+class VmxError(Exception):
+    """A VMX instruction failed: the hypervisor broke the rules (a bug here)."""
+
+
+class VCPU:
+    def __init__(self, vm, vcpu_id: int):
+        self.vm = vm
+        self.id = vcpu_id
+        self.vpid = vcpu_id + 1
+        hostmem = vm.hostmem
+        self.cpu = ffi.gc(lib.cpu_new(hostmem.silicon, vcpu_id), lib.cpu_free)
+        self._u64 = ffi.new("uint64_t *")
+        self._gprs = ffi.new("uint64_t[16]")
+        self.mmio = ffi.new("struct mmio_emulation *")
+        self.kvm_run = KvmRun()
+        self.io_page = bytearray(4096)
+        self.stats = ExitStats()
+        self.msrs = GuestMsrs(self)
+        self.cpuid = CpuidTable(supported_cpuid(), vcpu_id)
+        self.completion = None        # finishes an IN or MMIO read on the next run()
+        self.pending_interrupt = None
+        self._launched = False
+        self._kick_lock = threading.Lock()
+
+        self.vmxon_region = hostmem.alloc_page()
+        self.vmcs01 = hostmem.alloc_page()
+        revision = self.rdmsr_root(vmx.MSR_IA32_VMX_BASIC) & 0x7FFFFFFF
+        for page in (self.vmxon_region, self.vmcs01):
+            hostmem.write_bytes(page, revision.to_bytes(4, "little"))
+        self._check(lib.vmx_vmxon(self.cpu, self.vmxon_region), "VMXON")
+        self._check(lib.vmx_vmclear(self.cpu, self.vmcs01), "VMCLEAR")
+        self._check(lib.vmx_vmptrld(self.cpu, self.vmcs01), "VMPTRLD")
+        setup_vmcs(self)
+        self.reset()
+
+    # ---- VMX instructions -------------------------------------------------------------
+
+    def _check(self, rc: int, what: str):
+        if rc == vmx.VMX_FAIL_INVALID:
+            raise VmxError(f"{what}: VMfailInvalid")
+        if rc == vmx.VMX_FAIL_VALID:
+            lib.vmx_vmread(self.cpu, vmx.VM_INSTRUCTION_ERROR, self._u64)
+            raise VmxError(f"{what}: VMfailValid({self._u64[0]})")
+
+    def vmread(self, field: int) -> int:
+        self._check(lib.vmx_vmread(self.cpu, field, self._u64), f"VMREAD {field:#x}")
+        return self._u64[0]
+
+    def vmwrite(self, field: int, value: int):
+        self._check(lib.vmx_vmwrite(self.cpu, field, value & ((1 << 64) - 1)), f"VMWRITE {field:#x}")
+
+    def rdmsr_root(self, index: int) -> int:
+        if lib.cpu_rdmsr(self.cpu, index, self._u64) != 0:
+            raise VmxError(f"RDMSR {index:#x} faulted")
+        return self._u64[0]
+
+    # ---- registers --------------------------------------------------------------------
+
+    def get_gpr(self, n: int) -> int:
+        lib.cpu_get_gprs(self.cpu, self._gprs)
+        return self._gprs[n]
+
+    def set_gpr(self, n: int, value: int):
+        lib.cpu_get_gprs(self.cpu, self._gprs)
+        self._gprs[n] = value & ((1 << 64) - 1)
+        lib.cpu_set_gprs(self.cpu, self._gprs)
+
+    def get_regs(self) -> Regs:
+        lib.cpu_get_gprs(self.cpu, self._gprs)
+        regs = Regs(**{name: self._gprs[i] for i, name in enumerate(GPR_ORDER)})
+        regs.rsp = self.vmread(vmx.GUEST_RSP)
+        regs.rip = self.vmread(vmx.GUEST_RIP)
+        regs.rflags = self.vmread(vmx.GUEST_RFLAGS)
+        return regs
+
+    def set_regs(self, regs: Regs):
+        for i, name in enumerate(GPR_ORDER):
+            self._gprs[i] = getattr(regs, name) & ((1 << 64) - 1)
+        lib.cpu_set_gprs(self.cpu, self._gprs)
+        self.vmwrite(vmx.GUEST_RSP, regs.rsp)
+        self.vmwrite(vmx.GUEST_RIP, regs.rip)
+        self.vmwrite(vmx.GUEST_RFLAGS, (regs.rflags | 2) & ~0x8028 & 0x3FFFFF)
+
+    def _segment(self, name: str) -> Segment:
+        p = _SEG_FIELD_PREFIX[name]
+        return Segment.from_vmcs(self.vmread(vmx.FIELDS[f"GUEST_{p}_SELECTOR"]),
+                                 self.vmread(vmx.FIELDS[f"GUEST_{p}_BASE"]),
+                                 self.vmread(vmx.FIELDS[f"GUEST_{p}_LIMIT"]),
+                                 self.vmread(vmx.FIELDS[f"GUEST_{p}_AR_BYTES"]))
+
+    def _set_segment(self, name: str, seg: Segment):
+        p = _SEG_FIELD_PREFIX[name]
+        self.vmwrite(vmx.FIELDS[f"GUEST_{p}_SELECTOR"], seg.selector)
+        self.vmwrite(vmx.FIELDS[f"GUEST_{p}_BASE"], seg.base)
+        self.vmwrite(vmx.FIELDS[f"GUEST_{p}_LIMIT"], seg.limit)
+        self.vmwrite(vmx.FIELDS[f"GUEST_{p}_AR_BYTES"], seg.access_rights())
+
+    def guest_cr0(self) -> int:
+        """CR0 as the guest sees it: the host-owned bits come from the read shadow."""
+        mask = self.vmread(vmx.CR0_GUEST_HOST_MASK)
+        return (self.vmread(vmx.GUEST_CR0) & ~mask) | (self.vmread(vmx.CR0_READ_SHADOW) & mask)
+
+    def guest_cr4(self) -> int:
+        mask = self.vmread(vmx.CR4_GUEST_HOST_MASK)
+        return (self.vmread(vmx.GUEST_CR4) & ~mask) | (self.vmread(vmx.CR4_READ_SHADOW) & mask)
+
+    def set_guest_cr0(self, value: int):
+        self.vmwrite(vmx.CR0_READ_SHADOW, value)
+        self.vmwrite(vmx.GUEST_CR0, value | CR0_NE)
+
+    def set_guest_cr4(self, value: int):
+        self.vmwrite(vmx.CR4_READ_SHADOW, value)
+        self.vmwrite(vmx.GUEST_CR4, value | CR4_VMXE)
+
+    def get_sregs(self) -> Sregs:
+        s = Sregs(**{name: self._segment(name) for name in SEGMENTS})
+        s.gdt = DTable(self.vmread(vmx.GUEST_GDTR_BASE), self.vmread(vmx.GUEST_GDTR_LIMIT))
+        s.idt = DTable(self.vmread(vmx.GUEST_IDTR_BASE), self.vmread(vmx.GUEST_IDTR_LIMIT))
+        s.cr0 = self.guest_cr0()
+        s.cr2 = lib.cpu_get_cr2(self.cpu)
+        s.cr3 = self.vmread(vmx.GUEST_CR3)
+        s.cr4 = self.guest_cr4()
+        s.efer = self.vmread(vmx.GUEST_IA32_EFER)
+        s.apic_base = self.msrs.apic_base
+        return s
+
+    def set_sregs(self, s: Sregs):
+        for name in SEGMENTS:
+            self._set_segment(name, getattr(s, name))
+        self.vmwrite(vmx.GUEST_GDTR_BASE, s.gdt.base)
+        self.vmwrite(vmx.GUEST_GDTR_LIMIT, s.gdt.limit)
+        self.vmwrite(vmx.GUEST_IDTR_BASE, s.idt.base)
+        self.vmwrite(vmx.GUEST_IDTR_LIMIT, s.idt.limit)
+        self.set_guest_cr0(s.cr0)
+        lib.cpu_set_cr2(self.cpu, s.cr2)
+        self.vmwrite(vmx.GUEST_CR3, s.cr3)
+        self.set_guest_cr4(s.cr4)
+        self.vmwrite(vmx.GUEST_IA32_EFER, s.efer)
+        entry = self.vmread(vmx.VM_ENTRY_CONTROLS) & ~vmx.VM_ENTRY_IA32E_MODE
+        self.vmwrite(vmx.VM_ENTRY_CONTROLS, entry | (vmx.VM_ENTRY_IA32E_MODE if s.efer & EFER_LMA else 0))
+        self.msrs.apic_base = s.apic_base
+
+    def reset(self):
+        """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1)."""
+        regs = Regs(rdx=0x600, rip=0xFFF0, rflags=2)
+        s = Sregs()
+        for name in ("ds", "es", "fs", "gs", "ss"):
+            setattr(s, name, Segment(base=0, limit=0xFFFF, selector=0, type=3, s=1, present=1))
+        s.cs = Segment(base=0xFFFF0000, limit=0xFFFF, selector=0xF000, type=0xB, s=1, present=1)
+        s.ldt = Segment(limit=0xFFFF, type=2, s=0, present=1)
+        s.tr = Segment(limit=0xFFFF, type=0xB, s=0, present=1)
+        s.cr0 = 0x60000010
+        s.apic_base = self.msrs.apic_base
+        self.set_sregs(s)
+        self.set_regs(regs)
+        self.vmwrite(vmx.GUEST_ACTIVITY_STATE, 0)
+        self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, 0)
+        self.vmwrite(vmx.GUEST_IA32_PAT, 0x0007040600070406)
+        self.vmwrite(vmx.GUEST_DR7, 0x400)
+
+    def set_guest_tsc(self, value: int):
+        """WRMSR IA32_TSC: KVM writes the TSC offset so that the guest reads `value` now."""
+        lib.cpu_rdmsr(self.cpu, 0x10, self._u64)
+        now = self._u64[0] - self.vmread(vmx.TSC_OFFSET)
+        self.vmwrite(vmx.TSC_OFFSET, (value - now) & ((1 << 64) - 1))
+
+    # ---- KVM_RUN --------------------------------------------------------------------------
+
+    def advance_rip(self):
+        """Skip the instruction that exited, ending any STI/MOV SS interrupt shadow."""
+        rip = self.vmread(vmx.GUEST_RIP) + self.vmread(vmx.VM_EXIT_INSTRUCTION_LEN)
+        cs_ar = self.vmread(vmx.GUEST_CS_AR_BYTES)
+        if not (self.vmread(vmx.GUEST_IA32_EFER) & EFER_LMA and cs_ar & (1 << 13)):
+            rip &= 0xFFFFFFFF
+        self.vmwrite(vmx.GUEST_RIP, rip)
+        intr = self.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO)
+        if intr & 3:
+            self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, intr & ~3)
+
+    def inject_exception(self, vector: int, error_code=None):
+        info = vmx.INTR_INFO_VALID_MASK | vmx.INTR_TYPE_HARD_EXCEPTION | vector
+        if error_code is not None:
+            info |= vmx.INTR_INFO_DELIVER_CODE_MASK
+            self.vmwrite(vmx.VM_ENTRY_EXCEPTION_ERROR_CODE, error_code)
+        self.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD, info)
+
+    def interrupt(self, vector: int):
+        """KVM_INTERRUPT: queue an external interrupt for the next entry."""
+        self.pending_interrupt = vector & 0xFF
+
+    def kick(self):
+        """Make a running (or the next) KVM_RUN return KVM_EXIT_INTR; safe from any thread."""
+        with self._kick_lock:
+            self._kick_requested = True
+        lib.cpu_kick(self.cpu)
+
+    _kick_requested = False
+
+    def take_kick(self) -> bool:
+        with self._kick_lock:
+            requested, self._kick_requested = self._kick_requested, False
+        return requested
+
+    def _prepare_entry(self):
+        run = self.kvm_run
+        proc = self.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
+        if self.pending_interrupt is not None and not (self.vmread(vmx.VM_ENTRY_INTR_INFO_FIELD) & vmx.INTR_INFO_VALID_MASK):
+            self.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD,
+                         vmx.INTR_INFO_VALID_MASK | vmx.INTR_TYPE_EXT_INTR | self.pending_interrupt)
+            self.pending_interrupt = None
+        wanted = proc | vmx.CPU_BASED_INTR_WINDOW_EXITING if run.request_interrupt_window else \
+            proc & ~vmx.CPU_BASED_INTR_WINDOW_EXITING
+        if wanted != proc:
+            self.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, wanted)
+
+    def _update_run_state(self):
+        run = self.kvm_run
+        rflags = self.vmread(vmx.GUEST_RFLAGS)
+        shadow = self.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO) & 3
+        run.if_flag = (rflags >> 9) & 1
+        run.ready_for_interrupt_injection = int(bool(run.if_flag and not shadow and self.pending_interrupt is None))
+        run.apic_base = self.msrs.apic_base
+
+    def run(self):
+        """KVM_RUN: enter the guest until an exit that userspace must handle."""
+        run = self.kvm_run
+        result = None
+        if self.completion is not None:
+            complete, self.completion = self.completion, None
+            result = complete()
+        while result is None:
+            if run.immediate_exit:
+                result = KVM_EXIT_INTR
+                break
+            self._prepare_entry()
+            enter = lib.vmx_vmresume if self._launched else lib.vmx_vmlaunch
+            rc = enter(self.cpu)
+            started = time.perf_counter_ns()
+            if rc != vmx.VMX_EXITED:
+                run.fail_entry.hardware_entry_failure_reason = self.vmread(vmx.VM_INSTRUCTION_ERROR) \
+                    if rc == vmx.VMX_FAIL_VALID else 0
+                run.fail_entry.cpu = self.id
+                result = KVM_EXIT_FAIL_ENTRY
+                break
+            reason = self.vmread(vmx.VM_EXIT_REASON)
+            run.hardware_exit_reason = reason
+            if reason & vmx.EXIT_REASON_FAILED_VMENTRY:
+                run.fail_entry.hardware_entry_failure_reason = reason
+                run.fail_entry.cpu = self.id
+                result = KVM_EXIT_FAIL_ENTRY
+            else:
+                self._launched = True
+                handler = EXIT_HANDLERS.get(reason & 0xFFFF, handle_unexpected_exit)
+                result = handler(self)
+            self.stats.record(reason & (0xFFFF | vmx.EXIT_REASON_FAILED_VMENTRY), time.perf_counter_ns() - started)
+        run.exit_reason = result
+        self._update_run_state()
+        return run
+
+    def exit_stats(self):
+        return self.stats.as_dict()
+
+    def instructions_retired(self) -> int:
+        return lib.cpu_instructions_retired(self.cpu)

@@ -1,0 +1,70 @@
+"""A virtual machine: memslots, the EPT the hypervisor builds for them, and its vCPUs."""
+
+from kvm._silicon import lib
+from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
+from kvm.ept import Ept
+from kvm.memslots import MemSlot, MemSlots
+from kvm.stats import ExitStats
+from kvm.vcpu import VCPU
+
+PAGE_SIZE = 4096
+
+
+class KvmError(Exception):
+    pass
+
+
+class VM:
+    def __init__(self, kvm):
+        self.kvm = kvm
+        self.hostmem = kvm.hostmem
+        self.memslots = MemSlots()
+        self.ept = Ept(self.hostmem)
+        self.vcpus = []
+
+    def set_user_memory_region(self, slot: int, guest_phys_addr: int, memory_size: int,
+                               userspace_addr=None, flags: int = 0):
+        """KVM_SET_USER_MEMORY_REGION: a size of 0 deletes the slot."""
+        if (guest_phys_addr | memory_size) & (PAGE_SIZE - 1):
+            raise KvmError("memory region must be page aligned")
+        if flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY):
+            raise KvmError(f"unsupported memory region flags {flags:#x}")
+        old = self.memslots.remove(slot)
+        if old is not None:
+            self.ept.unmap_range(old.guest_phys_addr, old.memory_size)
+            self._flush_tlbs()
+            self.hostmem.unmap_guest_buffer(old.hpa)
+        if memory_size == 0:
+            return
+        if userspace_addr is None or len(userspace_addr) < memory_size:
+            raise KvmError("memory region needs a buffer of at least memory_size bytes")
+        buffer = memoryview(userspace_addr)[:memory_size]
+        hpa = self.hostmem.map_guest_buffer(buffer)
+        try:
+            self.memslots.add(MemSlot(slot, guest_phys_addr, memory_size, buffer, flags, hpa))
+        except ValueError as e:
+            self.hostmem.unmap_guest_buffer(hpa)
+            raise KvmError(str(e)) from None
+
+    def _flush_tlbs(self):
+        for vcpu in self.vcpus:
+            lib.vmx_invept(vcpu.cpu, 2, 0)
+
+    def create_vcpu(self, vcpu_id: int) -> VCPU:
+        if any(v.id == vcpu_id for v in self.vcpus):
+            raise KvmError(f"vCPU {vcpu_id} already exists")
+        vcpu = VCPU(self, vcpu_id)
+        self.vcpus.append(vcpu)
+        return vcpu
+
+    def guest_memory_written(self, gpa: int, size: int):
+        """Userspace (a loader, a DMA engine) wrote guest RAM behind the processors' backs."""
+        slot = self.memslots.find(gpa)
+        if slot is not None:
+            self.hostmem.invalidate_code(slot.hpa_of(gpa), size)
+
+    def exit_stats(self):
+        total = ExitStats()
+        for vcpu in self.vcpus:
+            vcpu.stats.merge_into(total)
+        return total

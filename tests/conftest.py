@@ -1,0 +1,31 @@
+"""Shared pytest configuration for pyhv."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)  # helper modules: `import guests`
+
+import guests  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: boots a real guest or runs for a long time")
+    config.addinivalue_line(
+        "markers", "qemu: runs qemu-system-x86_64 (apt-get installs qemu-system-x86 if missing)"
+    )
+
+
+@pytest.fixture(scope="session")
+def firmware_dir(tmp_path_factory):
+    """Directory holding every firmware/ kernel as <name>.elf, built once per session."""
+    return guests.build_firmware(tmp_path_factory.mktemp("firmware"))
+
+
+@pytest.fixture(scope="session")
+def qemu():
+    """Path of qemu-system-x86_64 (installed on demand)."""
+    return guests.ensure_qemu()

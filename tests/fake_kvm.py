@@ -1,0 +1,350 @@
+"""A stand-in for the ``kvm`` package: the KVM API of DESIGN.md over a scripted guest.
+
+``FakeKvm(script)`` behaves like ``kvm.Kvm()``; its vCPU's ``run()`` returns the exits
+of ``script`` one by one (``Out``, ``In``, ``MmioWrite``, ``MmioRead``, ``Hlt``, ...).
+After the script, or at a ``Spin`` step, the "guest" runs until ``kick()`` and the exit
+is INTR, as for a guest in an endless loop. Values the device model returns for IN and
+MMIO reads are recorded in ``vcpu.reads`` when the guest resumes (the next ``run()``).
+
+If the real ``kvm.constants``/``kvm.structs`` cannot be imported yet (the package is
+being written or its core is not built), ``install()`` puts stand-ins with Linux's
+values into ``sys.modules`` so that the device model imports them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+
+# Linux's values (include/uapi/linux/kvm.h).
+KVM_EXIT_UNKNOWN = 0
+KVM_EXIT_IO = 2
+KVM_EXIT_HLT = 5
+KVM_EXIT_MMIO = 6
+KVM_EXIT_SHUTDOWN = 8
+KVM_EXIT_FAIL_ENTRY = 9
+KVM_EXIT_INTR = 10
+KVM_EXIT_INTERNAL_ERROR = 17
+KVM_EXIT_IO_IN = 0
+KVM_EXIT_IO_OUT = 1
+
+def exit_reason_name(reason: int) -> str:
+    names = {value: name[len("KVM_EXIT_"):] for name, value in globals().items()
+             if name.startswith("KVM_EXIT_") and not name.startswith("KVM_EXIT_IO_")}
+    return names.get(reason, f"UNKNOWN_{reason}")
+
+
+@dataclass
+class Segment:
+    base: int = 0
+    limit: int = 0
+    selector: int = 0
+    type: int = 0
+    present: int = 0
+    dpl: int = 0
+    db: int = 0
+    s: int = 0
+    l: int = 0
+    g: int = 0
+    avl: int = 0
+    unusable: int = 0
+
+
+@dataclass
+class DTable:
+    base: int = 0
+    limit: int = 0
+
+
+@dataclass
+class Regs:
+    rax: int = 0
+    rbx: int = 0
+    rcx: int = 0
+    rdx: int = 0
+    rsi: int = 0
+    rdi: int = 0
+    rsp: int = 0
+    rbp: int = 0
+    r8: int = 0
+    r9: int = 0
+    r10: int = 0
+    r11: int = 0
+    r12: int = 0
+    r13: int = 0
+    r14: int = 0
+    r15: int = 0
+    rip: int = 0xFFF0
+    rflags: int = 0x2
+
+
+@dataclass
+class Sregs:
+    cs: Segment = field(default_factory=Segment)
+    ds: Segment = field(default_factory=Segment)
+    es: Segment = field(default_factory=Segment)
+    fs: Segment = field(default_factory=Segment)
+    gs: Segment = field(default_factory=Segment)
+    ss: Segment = field(default_factory=Segment)
+    tr: Segment = field(default_factory=Segment)
+    ldt: Segment = field(default_factory=Segment)
+    gdt: DTable = field(default_factory=DTable)
+    idt: DTable = field(default_factory=DTable)
+    cr0: int = 0x60000010
+    cr2: int = 0
+    cr3: int = 0
+    cr4: int = 0
+    cr8: int = 0
+    efer: int = 0
+    apic_base: int = 0xFEE00900
+
+
+def install() -> None:
+    """Make ``kvm.constants`` and ``kvm.structs`` importable, with stand-ins if need be.
+
+    With the real package, the fake takes its exit-reason values from it, so that the
+    fake's exits mean to the device model what the real ones would.
+    """
+    try:
+        import kvm.constants
+        import kvm.structs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        for name in [n for n in globals() if n.startswith("KVM_EXIT_")]:
+            if hasattr(kvm.constants, name):
+                globals()[name] = getattr(kvm.constants, name)
+        return
+    package = sys.modules.get("kvm")
+    if package is None or not hasattr(package, "__path__"):
+        package = types.ModuleType("kvm")
+        package.__path__ = []
+        sys.modules["kvm"] = package
+    constants = types.ModuleType("kvm.constants")
+    for name, value in globals().items():
+        if name.startswith("KVM_EXIT_"):
+            setattr(constants, name, value)
+    constants.exit_reason_name = exit_reason_name
+    structs = types.ModuleType("kvm.structs")
+    structs.Segment, structs.DTable, structs.Regs, structs.Sregs = Segment, DTable, Regs, Sregs
+    sys.modules["kvm.constants"] = package.constants = constants
+    sys.modules["kvm.structs"] = package.structs = structs
+
+
+# --- script steps ---------------------------------------------------------------
+
+@dataclass
+class Out:
+    """``out``/``outs``: one value per iteration (count = len(values))."""
+    port: int
+    size: int
+    values: tuple
+
+
+@dataclass
+class In:
+    port: int
+    size: int
+    count: int = 1
+
+
+@dataclass
+class MmioWrite:
+    addr: int
+    size: int
+    value: int
+
+
+@dataclass
+class MmioRead:
+    addr: int
+    size: int
+
+
+@dataclass
+class Hlt:
+    rflags: int = 0x2
+
+
+@dataclass
+class Shutdown:
+    pass
+
+
+@dataclass
+class FailEntry:
+    reason: int
+
+
+@dataclass
+class InternalError:
+    suberror: int
+
+
+@dataclass
+class Intr:
+    pass
+
+
+@dataclass
+class Spin:
+    """The guest runs on until kicked (then INTR)."""
+
+
+@dataclass
+class Raw:
+    """An exit with this reason and no data."""
+    reason: int
+
+
+# --- the API --------------------------------------------------------------------
+
+class _Io:
+    def __init__(self):
+        self.direction = self.size = self.port = self.count = 0
+        self.data = memoryview(bytearray(0))
+
+
+class _Mmio:
+    def __init__(self):
+        self.phys_addr = self.len = 0
+        self.is_write = 0
+        self.data = memoryview(bytearray(8))
+
+
+class KvmRun:
+    def __init__(self):
+        self.exit_reason = 0
+        self.io = _Io()
+        self.mmio = _Mmio()
+        self.fail_entry = types.SimpleNamespace(hardware_entry_failure_reason=0)
+        self.internal = types.SimpleNamespace(suberror=0)
+
+
+def _vmx_name(reason: int) -> str:
+    """The VMX exit reason name exit_stats() would count a KVM exit under."""
+    return {KVM_EXIT_IO: "IO_INSTRUCTION", KVM_EXIT_MMIO: "EPT_VIOLATION", KVM_EXIT_HLT: "HLT",
+            KVM_EXIT_SHUTDOWN: "TRIPLE_FAULT", KVM_EXIT_INTR: "EXTERNAL_INTERRUPT"}.get(reason, "OTHER")
+
+
+class FakeVcpu:
+    def __init__(self, script):
+        self.script = list(script)
+        self.kvm_run = KvmRun()
+        self.regs = Regs()
+        self.sregs = Sregs()
+        self.reads: list[int] = []      # IN / MMIO-read results, in order
+        self.runs = 0
+        self._kicked = threading.Event()
+        self._pending_read = None
+        self._stats: dict[str, dict] = {}
+
+    def get_regs(self):
+        return Regs(**vars(self.regs))
+
+    def set_regs(self, regs):
+        self.regs = Regs(**vars(regs))
+
+    def get_sregs(self):
+        return Sregs(**vars(self.sregs))
+
+    def set_sregs(self, sregs):
+        self.sregs = sregs
+
+    def kick(self):
+        self._kicked.set()
+
+    def exit_stats(self):
+        return {name: dict(entry) for name, entry in self._stats.items()}
+
+    def run(self):
+        self.runs += 1
+        self._complete_read()
+        run = self.kvm_run
+        step = self.script.pop(0) if self.script else Spin()
+        if isinstance(step, Spin):
+            self._kicked.wait()
+            step = Intr()
+        self._kicked.clear()
+        if isinstance(step, Out):
+            self._io(KVM_EXIT_IO_OUT, step.port, step.size, len(step.values))
+            run.io.data[:] = b"".join(v.to_bytes(step.size, "little") for v in step.values)
+        elif isinstance(step, In):
+            self._io(KVM_EXIT_IO_IN, step.port, step.size, step.count)
+            self._pending_read = ("io", step.size, step.count)
+        elif isinstance(step, (MmioWrite, MmioRead)):
+            run.exit_reason = KVM_EXIT_MMIO
+            run.mmio.phys_addr, run.mmio.len = step.addr, step.size
+            run.mmio.data[:] = bytes(8)
+            run.mmio.is_write = int(isinstance(step, MmioWrite))
+            if isinstance(step, MmioWrite):
+                run.mmio.data[:step.size] = step.value.to_bytes(step.size, "little")
+            else:
+                self._pending_read = ("mmio", step.size, 1)
+        elif isinstance(step, Hlt):
+            run.exit_reason = KVM_EXIT_HLT
+            self.regs.rflags = step.rflags
+        elif isinstance(step, Shutdown):
+            run.exit_reason = KVM_EXIT_SHUTDOWN
+        elif isinstance(step, FailEntry):
+            run.exit_reason = KVM_EXIT_FAIL_ENTRY
+            run.fail_entry.hardware_entry_failure_reason = step.reason
+        elif isinstance(step, InternalError):
+            run.exit_reason = KVM_EXIT_INTERNAL_ERROR
+            run.internal.suberror = step.suberror
+        elif isinstance(step, Intr):
+            run.exit_reason = KVM_EXIT_INTR
+        elif isinstance(step, Raw):
+            run.exit_reason = step.reason
+        else:
+            raise TypeError(f"unknown script step {step!r}")
+        entry = self._stats.setdefault(_vmx_name(run.exit_reason), {"count": 0, "time_ns": 0})
+        entry["count"] += 1
+        entry["time_ns"] += 1000
+        return run
+
+    def _io(self, direction, port, size, count):
+        io = self.kvm_run.io
+        self.kvm_run.exit_reason = KVM_EXIT_IO
+        io.direction, io.port, io.size, io.count = direction, port, size, count
+        io.data = memoryview(bytearray(size * count))
+
+    def _complete_read(self):
+        if self._pending_read is None:
+            return
+        kind, size, count = self._pending_read
+        self._pending_read = None
+        data = self.kvm_run.io.data if kind == "io" else self.kvm_run.mmio.data
+        for i in range(count):
+            self.reads.append(int.from_bytes(data[i * size:(i + 1) * size], "little"))
+
+
+class FakeVm:
+    def __init__(self, script):
+        self.script = script
+        self.memory_regions = []
+        self.vcpus = []
+
+    def set_user_memory_region(self, slot, guest_phys_addr, memory_size, userspace_addr, flags=0):
+        memoryview(userspace_addr)  # must be a buffer, as for the real one
+        self.memory_regions.append(dict(slot=slot, guest_phys_addr=guest_phys_addr,
+                                        memory_size=memory_size, userspace_addr=userspace_addr,
+                                        flags=flags))
+
+    def create_vcpu(self, index):
+        vcpu = FakeVcpu(self.script)
+        self.vcpus.append(vcpu)
+        return vcpu
+
+
+class FakeKvm:
+    def __init__(self, script=()):
+        self.script = list(script)
+        self.vms = []
+
+    def create_vm(self):
+        vm = FakeVm(self.script)
+        self.vms.append(vm)
+        return vm
