@@ -36,7 +36,11 @@ class Ept:
         perms = vmx.VMX_EPT_READABLE_MASK
         perms |= vmx.VMX_EPT_WRITABLE_MASK if writable else 0
         perms |= vmx.VMX_EPT_EXECUTABLE_MASK if executable else 0
-        self.hostmem.write64(self._leaf_slot(gpa, True), (hpa & _ADDR_MASK) | perms | vmx.VMX_EPT_MT_WB)
+        self.set_leaf(gpa, (hpa & _ADDR_MASK) | perms | vmx.VMX_EPT_MT_WB)
+
+    def set_leaf(self, gpa: int, entry: int):
+        """Write the 4 KiB leaf entry for gpa as given (any permissions, any bits)."""
+        self.hostmem.write64(self._leaf_slot(gpa, True), entry)
 
     def unmap_range(self, gpa: int, size: int):
         """Drop leaf entries (the caller flushes the TLB with INVEPT)."""

@@ -1,0 +1,75 @@
+"""The firmware kernels and the bundled default guest, booted by the pyhv command line
+through all three layers; and the same kernel under QEMU's TCG prints the same lines."""
+
+import subprocess
+import sys
+
+import pytest
+
+import guests
+
+PYHV = [sys.executable, "-m", "devicemodel"]
+
+
+def run_pyhv(*args, timeout=120):
+    r = subprocess.run(PYHV + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout)
+    return r.returncode, r.stdout.replace("\r", ""), r.stderr
+
+
+def test_hello_kernel_output_and_exit_status(firmware_dir):
+    kernel = guests.guest_path("hello", firmware_dir)
+    status, out, err = run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS,
+                                "-append", "foo bar=baz")
+    assert status == guests.exit_status(guests.HELLO_EXIT_CODE), err
+    lines = guests.serial_lines(out, guests.HELLO_BANNER)
+    expected = guests.hello_expected_lines()
+    for line in expected:
+        assert line in lines
+    assert f"cmdline: {kernel} foo bar=baz" in lines
+    assert "mem_lower: 639 KiB" in lines
+    assert "mem_upper: 129920 KiB" in lines   # 128 MiB by default, less 1 MiB and the firmware's 128 KiB
+
+
+def test_exits_kernel_and_exit_summary(firmware_dir):
+    kernel = guests.guest_path("exits", firmware_dir)
+    status, out, err = run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS,
+                                "-d", "exits")
+    assert status == guests.exit_status(guests.EXITS_EXIT_CODE), err
+    lines = guests.serial_lines(out, guests.EXITS_BANNER)
+    assert lines[:5] == ["exits test", "lsr reads: 1000", "lsr thre set: 1000",
+                         "port 0x80 writes: 10", "exits test done"]
+    # the guest did at least 1000 LSR reads and 10 POST writes, each an I/O exit
+    io_line = next(line for line in err.splitlines() if line.strip().startswith("IO_INSTRUCTION"))
+    assert int(io_line.split()[1]) >= 1010
+
+
+def test_bundled_default_guest():
+    status, out, err = run_pyhv("-nographic", "-append", "hello world")
+    assert status == 0, err
+    lines = [line for line in guests.serial_lines(out, guests.DEFAULT_GREETING) if line]
+    assert lines[0] == guests.DEFAULT_GREETING
+    assert any(line.startswith('Command line: "') and "hello world" in line for line in lines)
+    assert "Boot loader: pyhv" in lines
+    assert "Memory: lower 639 KiB, upper 129920 KiB" in lines
+    assert lines[-1] == guests.DEFAULT_LAST_LINE
+    assert "halted with interrupts disabled" in err
+
+
+@pytest.mark.qemu
+def test_hello_kernel_matches_qemu(firmware_dir, qemu):
+    kernel = guests.guest_path("hello", firmware_dir)
+    q_status, q_out = guests.run_qemu(kernel, append="same args")[:2]
+    p_status, p_out, err = run_pyhv("-m", "128M", "-kernel", str(kernel), "-nographic",
+                                    *guests.DEBUG_EXIT_ARGS, "-append", "same args")
+    assert p_status == q_status == guests.exit_status(guests.HELLO_EXIT_CODE), err
+    assert guests.serial_lines(p_out, guests.HELLO_BANNER) == guests.serial_lines(q_out, guests.HELLO_BANNER)
+
+
+@pytest.mark.qemu
+def test_exits_kernel_matches_qemu(firmware_dir, qemu):
+    kernel = guests.guest_path("exits", firmware_dir)
+    q_status, q_out = guests.run_qemu(kernel)[:2]
+    p_status, p_out, err = run_pyhv("-m", "128M", "-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS)
+    assert p_status == q_status
+    assert guests.serial_lines(p_out, guests.EXITS_BANNER) == guests.serial_lines(q_out, guests.EXITS_BANNER)
