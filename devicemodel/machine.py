@@ -140,7 +140,8 @@ class Machine:
             stopped = self._wait(thread)
         elapsed = time.monotonic() - started
         if stopped and "exits" in self.config.log_items:
-            title = f"VM exits of vCPU 0 by reason (VM ran {elapsed:.3f} s):"
+            title = (f"VM exits of vCPU 0 by reason (VM ran {elapsed:.3f} s, "
+                     f"{self.vcpu.instructions_retired()} guest instructions):")
             print(format_exit_stats(self.vcpu.exit_stats(), title), file=self.log or sys.stderr, flush=True)
         status = self.runstate.exit_status
         return 0 if status is None else status & 0xFF

@@ -259,6 +259,9 @@ class FakeVcpu:
     def exit_stats(self):
         return {name: dict(entry) for name, entry in self._stats.items()}
 
+    def instructions_retired(self):
+        return self.runs
+
     def run(self):
         self.runs += 1
         self._complete_read()
