@@ -28,7 +28,9 @@ ffibuilder.set_source(
     '#include "core.h"\n',
     sources=SOURCES,
     include_dirs=[HERE],
-    extra_compile_args=["-std=gnu11", "-O2", "-fno-strict-aliasing", "-Wall", "-Wextra",
+    # internal calls stay inside the library (no PLT): only the module's init is exported
+    extra_compile_args=["-std=gnu11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden",
+                        "-fno-semantic-interposition", "-Wall", "-Wextra",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
     libraries=["pthread"],
 )

@@ -172,14 +172,26 @@ typedef struct insn {
 #define BLOCK_MAX_INSNS 64
 typedef struct block {
     uint64_t hpa;        /* host-physical address of the first byte */
-    uint64_t rip;        /* linear... not needed for lookup; kept for tracing */
     uint32_t mode;       /* decode mode key (code size) */
     uint32_t gen;        /* page write generation when decoded */
+    uint32_t *code_word; /* the page's current generation */
     uint32_t n;
     insn_t insns[BLOCK_MAX_INSNS];
 } block_t;
 
 #define BLOCK_CACHE_SIZE 4096
+
+/* Recently executed blocks by linear address: valid while the TLB has not been flushed
+ * since (same epoch) and the block's page has not been written. */
+typedef struct jump_cache_entry {
+    uint64_t lin;
+    uint64_t hpa;        /* the block slot may since hold other code */
+    uint32_t key;        /* code size | CPL 3 */
+    uint32_t epoch;
+    block_t *block;
+} jump_cache_entry_t;
+
+#define JUMP_CACHE_SIZE 4096
 
 /* ---- TLB: guest-linear page -> host pointer, with permissions folded in ----------- */
 
@@ -230,15 +242,21 @@ struct cpu {
     uint64_t pending_dbg;
     uint64_t pf_addr;          /* linear address of the #PF being raised (CR2 on delivery) */
 
-    /* derived mode, recomputed when CR0/EFER/CS change */
+    /* derived mode, recomputed when CR0/EFER/RFLAGS.VM or a segment register change */
     int cpl;
     int mode;
     int code_size;       /* default operand/address size of code: 2, 4, 8 */
     int stack_size;      /* SS.B: 2 or 4 (8 in 64-bit mode) */
+    /* segments whose limit and type checks cannot fail for reads (bits 0-5) and writes
+     * (bits 8-13): accesses through them go straight to the TLB */
+    uint32_t seg_unchecked;
+    uint64_t seg_fast_base[6];
+    uint64_t lin_mask;   /* linear addresses wrap at 4 GiB outside 64-bit mode */
+    uint32_t code_key;   /* code size | CPL 3 << 8: what decoded blocks depend on */
 
-    /* next instruction pointer while an instruction executes */
+    /* next instruction pointer while an instruction executes (next_rip - rip is the
+     * length of the instruction, for the VM-exit instruction-length field) */
     uint64_t next_rip;
-    const insn_t *cur;   /* instruction being executed (for exit information) */
 
     /* execution control: faults unwind to fault_jmp (the instruction loop), VM exits to
      * exit_jmp (the VMLAUNCH/VMRESUME that entered the guest) */
@@ -260,7 +278,9 @@ struct cpu {
 
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];
-    int tlb_flush_writes_pending;
+    uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
+    jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
+    uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
 
     /* decoded blocks, direct-mapped by host-physical address */
     block_t *blocks;
@@ -327,14 +347,138 @@ static inline void reg_write(cpu_t *cpu, int r, int size, uint64_t v)
     }
 }
 
+static inline uint64_t load_host(const uint8_t *p, int size)
+{
+    switch (size) {
+    case 1: return *p;
+    case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+    case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+    default: { uint64_t v; memcpy(&v, p, 8); return v; }
+    }
+}
+
+static inline void store_host(uint8_t *p, int size, uint64_t v)
+{
+    switch (size) {
+    case 1: *p = (uint8_t)v; break;
+    case 2: { uint16_t w = (uint16_t)v; memcpy(p, &w, 2); break; }
+    case 4: { uint32_t w = (uint32_t)v; memcpy(p, &w, 4); break; }
+    default: memcpy(p, &v, 8); break;
+    }
+}
+
+/* Segmented accesses: segments that cannot fault go straight to the TLB; anything
+ * else (a miss, a page crossing, a checked segment) takes the full path in mem.c. */
+uint64_t mem_read_slow(cpu_t *cpu, int seg, uint64_t off, int size);
+void mem_write_slow(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v);
+
+static inline uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
+{
+    if (likely(cpu->seg_unchecked & (1u << seg))) {
+        uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
+        tlb_entry_t *e = &cpu->tlb[cpu->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+        if (likely(e->tag_read == (lin & PAGE_MASK) && (lin & 0xfff) + size <= 0x1000))
+            return load_host((uint8_t *)(uintptr_t)(lin + e->addend), size);
+    }
+    return mem_read_slow(cpu, seg, off, size);
+}
+
+static inline void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
+{
+    if (likely(cpu->seg_unchecked & (0x100u << seg))) {
+        uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
+        tlb_entry_t *e = &cpu->tlb[cpu->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+        if (likely(e->tag_write == (lin & PAGE_MASK) && (lin & 0xfff) + size <= 0x1000)) {
+            store_host((uint8_t *)(uintptr_t)(lin + e->addend), size, v);
+            return;
+        }
+    }
+    mem_write_slow(cpu, seg, off, size, v);
+}
+
+/* Effective address of the memory operand (masked to the address size). */
+static inline uint64_t ea_of(cpu_t *cpu, const insn_t *i)
+{
+    uint64_t a = (uint64_t)i->disp;
+    if (i->base == 0xfe)
+        a += cpu->next_rip;
+    else if (i->base != 0xff)
+        a += cpu->gpr[i->base];
+    if (i->index != 0xff)
+        a += cpu->gpr[i->index] << i->scale;
+    return a & size_mask(i->addrsize);
+}
+
 /* flags.c */
 uint64_t cpu_get_rflags(cpu_t *cpu);
 void cpu_set_rflags(cpu_t *cpu, uint64_t v);
-int cond_true(cpu_t *cpu, int cc);
 static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t a, uint64_t b)
 {
     cpu->lf_op = op; cpu->lf_size = size; cpu->lf_res = res; cpu->lf_a = a; cpu->lf_b = b;
 }
+/* Condition codes 0..15 as in Jcc/SETcc/CMOVcc; inlined so that a constant cc folds,
+ * with the compare-and-branch cases answered from the lazy flags. */
+static inline int cond_true(cpu_t *cpu, int cc)
+{
+    int r;
+    if (cpu->lf_op == LF_SUB || cpu->lf_op == LF_LOGIC) {
+        /* the common compare/test + branch pair, without materializing flags */
+        int size = cpu->lf_size;
+        uint64_t m = size_mask(size);
+        uint64_t res = cpu->lf_res & m;
+        if (cpu->lf_op == LF_SUB) {
+            uint64_t a = cpu->lf_a & m, b = cpu->lf_b & m;
+            int64_t sa = (int64_t)sign_extend(a, size), sb = (int64_t)sign_extend(b, size);
+            switch (cc >> 1) {
+            case 1: r = a < b; goto out;             /* B */
+            case 2: r = res == 0; goto out;          /* Z */
+            case 3: r = a <= b; goto out;            /* BE */
+            case 6: r = sa < sb; goto out;           /* L */
+            case 7: r = sa <= sb; goto out;          /* LE */
+            }
+        } else {
+            int64_t sr = (int64_t)sign_extend(res, size);
+            switch (cc >> 1) {
+            case 0: r = 0; goto out;                 /* O */
+            case 1: r = 0; goto out;                 /* B */
+            case 2: r = res == 0; goto out;
+            case 3: r = res == 0; goto out;
+            case 4: r = sr < 0; goto out;            /* S */
+            case 6: r = sr < 0; goto out;            /* L: SF != OF, OF = 0 */
+            case 7: r = res == 0 || sr < 0; goto out;
+            }
+        }
+    }
+    {
+        uint64_t f = cpu_get_rflags(cpu);
+        switch (cc >> 1) {
+        case 0: r = !!(f & F_OF); break;
+        case 1: r = !!(f & F_CF); break;
+        case 2: r = !!(f & F_ZF); break;
+        case 3: r = !!(f & (F_CF | F_ZF)); break;
+        case 4: r = !!(f & F_SF); break;
+        case 5: r = !!(f & F_PF); break;
+        case 6: r = !!(f & F_SF) != !!(f & F_OF); break;
+        default: r = (f & F_ZF) || (!!(f & F_SF) != !!(f & F_OF)); break;
+        }
+    }
+out:
+    return (cc & 1) ? !r : r;
+}
+
+/* CF alone, without materializing the other flags (INC/DEC keep it). */
+static inline uint64_t lazy_carry(cpu_t *cpu)
+{
+    uint64_t m = size_mask((int)cpu->lf_size);
+    switch (cpu->lf_op) {
+    case LF_ADD: return (cpu->lf_res & m) < (cpu->lf_a & m);
+    case LF_SUB: return (cpu->lf_a & m) < (cpu->lf_b & m);
+    case LF_LOGIC: return 0;
+    case LF_INC: case LF_DEC: return cpu->lf_carry_in;
+    default: return cpu_get_rflags(cpu) & F_CF;
+    }
+}
+
 /* Set the arithmetic flags directly (shifts, multiplies, ...). */
 void set_arith_flags(cpu_t *cpu, uint64_t arith);
 uint64_t parity_flag(uint64_t v);
@@ -348,8 +492,9 @@ enum { EV_EXT_INT = 0, EV_NMI = 2, EV_HW_EXC = 3, EV_SW_INT = 4, EV_PRIV_SW_EXC 
 void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
 __attribute__((noreturn)) void deliver_event_and_unwind(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
 
-/* mode.c */
+/* mode.c: call after anything that changes the mode or a segment register */
 void cpu_update_mode(cpu_t *cpu);
+void cpu_update_segment_cache(cpu_t *cpu);
 
 /* segment.c */
 uint64_t seg_linear(cpu_t *cpu, int seg, uint64_t off, int size, int acc);
@@ -362,14 +507,11 @@ void desc_to_seg(seg_t *s, uint16_t sel, uint64_t lo, uint64_t hi);
 /* mem.c: linear-address access (through the TLB, guest paging and EPT) */
 uint64_t lin_read(cpu_t *cpu, uint64_t lin, int size, int user);
 void lin_write(cpu_t *cpu, uint64_t lin, int size, uint64_t v, int user);
-uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size);
-void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v);
 /* System accesses (descriptor tables, TSS, IDT) are supervisor regardless of CPL. */
 uint64_t sys_read(cpu_t *cpu, uint64_t lin, int size);
 void sys_write(cpu_t *cpu, uint64_t lin, int size, uint64_t v);
 /* Guest-physical access used by the page walker (with EPT). */
 uint8_t *fetch_ptr(cpu_t *cpu, uint64_t lin, uint64_t *hpa_out);
-uint64_t ea_of(cpu_t *cpu, const insn_t *i);
 uint64_t rm_read(cpu_t *cpu, const insn_t *i, int size);
 void rm_write(cpu_t *cpu, const insn_t *i, int size, uint64_t v);
 void push(cpu_t *cpu, int size, uint64_t v);
@@ -393,6 +535,7 @@ void tlb_select_context(cpu_t *cpu);
 
 /* decode.c */
 int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
+void specialize_insn(insn_t *i);   /* exec_fast.c */
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
 
 /* run.c */

@@ -2,11 +2,6 @@
  * bit tests and scans, BCD adjust, exchange-and-compare, condition codes. */
 #include "exec.h"
 
-static inline uint64_t carry(cpu_t *cpu)
-{
-    return cpu_get_rflags(cpu) & F_CF;
-}
-
 static uint64_t alu(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b)
 {
     uint64_t m = size_mask(size), r, c;
@@ -15,8 +10,8 @@ static uint64_t alu(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b)
     switch (op) {
     case 0: r = a + b; set_lazy(cpu, LF_ADD, size, r, a, b); break;
     case 1: r = a | b; set_lazy(cpu, LF_LOGIC, size, r, a, b); break;
-    case 2: c = carry(cpu); r = a + b + c; set_lazy(cpu, LF_ADC, size, r, a, b); cpu->lf_carry_in = c; break;
-    case 3: c = carry(cpu); r = a - b - c; set_lazy(cpu, LF_SBB, size, r, a, b); cpu->lf_carry_in = c; break;
+    case 2: c = lazy_carry(cpu); r = a + b + c; set_lazy(cpu, LF_ADC, size, r, a, b); cpu->lf_carry_in = c; break;
+    case 3: c = lazy_carry(cpu); r = a - b - c; set_lazy(cpu, LF_SBB, size, r, a, b); cpu->lf_carry_in = c; break;
     case 4: r = a & b; set_lazy(cpu, LF_LOGIC, size, r, a, b); break;
     case 6: r = a ^ b; set_lazy(cpu, LF_LOGIC, size, r, a, b); break;
     default: r = a - b; set_lazy(cpu, LF_SUB, size, r, a, b); break; /* SUB, CMP */
@@ -61,7 +56,7 @@ static void inc_dec(cpu_t *cpu, const insn_t *i, int delta, int lf)
 {
     uint64_t ea = opr_ea(cpu, i);
     uint64_t a = opr_read(cpu, i, ea, i->opsize);
-    uint64_t c = carry(cpu);
+    uint64_t c = lazy_carry(cpu);
     uint64_t r = (a + (uint64_t)(int64_t)delta) & size_mask(i->opsize);
     opr_write(cpu, i, ea, i->opsize, r);
     set_lazy(cpu, lf, i->opsize, r, a, 1);

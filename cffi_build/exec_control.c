@@ -148,6 +148,7 @@ void op_retf(cpu_t *cpu, const insn_t *i)
                 d->ar |= AR_UNUSABLE;
             }
         }
+        cpu_update_segment_cache(cpu);
     }
     cpu->next_rip = size == 8 ? ip : ip & size_mask(size);
 }

@@ -684,6 +684,7 @@ void op_swapgs(cpu_t *cpu, const insn_t *i)
     uint64_t t = cpu->seg[S_GS].base;
     cpu->seg[S_GS].base = cpu->msr_kernel_gs_base;
     cpu->msr_kernel_gs_base = t;
+    cpu_update_segment_cache(cpu);
 }
 
 static void desc_table_exit(cpu_t *cpu, const insn_t *i, int reason, int kind)

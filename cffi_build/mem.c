@@ -2,26 +2,6 @@
  * slow paths for page-crossing, self-modifying code, MMIO emulation and unbacked memory. */
 #include "core.h"
 
-static inline uint64_t load_host(const uint8_t *p, int size)
-{
-    switch (size) {
-    case 1: return *p;
-    case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-    default: { uint64_t v; memcpy(&v, p, 8); return v; }
-    }
-}
-
-static inline void store_host(uint8_t *p, int size, uint64_t v)
-{
-    switch (size) {
-    case 1: *p = (uint8_t)v; break;
-    case 2: { uint16_t w = (uint16_t)v; memcpy(p, &w, 2); break; }
-    case 4: { uint32_t w = (uint32_t)v; memcpy(p, &w, 4); break; }
-    default: memcpy(p, &v, 8); break;
-    }
-}
-
 /* An access to the MMIO page during root-mode emulation of one instruction. */
 static uint64_t emul_mmio_read(cpu_t *cpu, int size)
 {
@@ -109,12 +89,12 @@ void lin_write(cpu_t *cpu, uint64_t lin, int size, uint64_t v, int user)
     write_slow(cpu, lin, size, v, user);
 }
 
-uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
+uint64_t mem_read_slow(cpu_t *cpu, int seg, uint64_t off, int size)
 {
     return lin_read(cpu, seg_linear(cpu, seg, off, size, ACC_READ), size, cpu->cpl == 3);
 }
 
-void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
+void mem_write_slow(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
 {
     lin_write(cpu, seg_linear(cpu, seg, off, size, ACC_WRITE), size, v, cpu->cpl == 3);
 }
@@ -143,18 +123,6 @@ uint8_t *fetch_ptr(cpu_t *cpu, uint64_t lin, uint64_t *hpa_out)
     if (hpa_out)
         *hpa_out = e->hpa | (lin & 0xfff);
     return (uint8_t *)(uintptr_t)(lin + e->addend);
-}
-
-uint64_t ea_of(cpu_t *cpu, const insn_t *i)
-{
-    uint64_t a = (uint64_t)i->disp;
-    if (i->base == 0xfe)
-        a += cpu->next_rip;
-    else if (i->base != 0xff)
-        a += cpu->gpr[i->base];
-    if (i->index != 0xff)
-        a += cpu->gpr[i->index] << i->scale;
-    return a & size_mask(i->addrsize);
 }
 
 uint64_t rm_read(cpu_t *cpu, const insn_t *i, int size)

@@ -116,8 +116,13 @@ int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v)
     case MSR_LSTAR: if (!canonical(v)) return -1; cpu->msr_lstar = v; return 0;
     case MSR_CSTAR: if (!canonical(v)) return -1; cpu->msr_cstar = v; return 0;
     case MSR_SYSCALL_MASK: cpu->msr_sfmask = v & 0xffffffffull; return 0;
-    case MSR_FS_BASE: if (!canonical(v)) return -1; cpu->seg[S_FS].base = v; return 0;
-    case MSR_GS_BASE: if (!canonical(v)) return -1; cpu->seg[S_GS].base = v; return 0;
+    case MSR_FS_BASE:
+    case MSR_GS_BASE:
+        if (!canonical(v))
+            return -1;
+        cpu->seg[idx == MSR_FS_BASE ? S_FS : S_GS].base = v;
+        cpu_update_segment_cache(cpu);
+        return 0;
     case MSR_KERNEL_GS_BASE: if (!canonical(v)) return -1; cpu->msr_kernel_gs_base = v; return 0;
     case MSR_TSC_AUX: if (v >> 32) return -1; cpu->msr_tsc_aux = v; return 0;
     }

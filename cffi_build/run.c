@@ -127,8 +127,7 @@ int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out)
 
 static inline uint64_t code_linear(cpu_t *cpu, uint64_t rip)
 {
-    uint64_t lin = cpu->seg[S_CS].base + rip;
-    return cpu->mode == MODE_LONG64 ? lin : (lin & 0xffffffffull);
+    return (cpu->seg_fast_base[S_CS] + rip) & cpu->lin_mask;
 }
 
 static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, uint32_t *code_word)
@@ -142,7 +141,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     b->hpa = hpa;
     b->mode = (uint32_t)cpu->code_size;
     b->gen = w;
-    b->rip = lin;
+    b->code_word = code_word;
     b->n = 0;
     uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
     while (b->n < BLOCK_MAX_INSNS) {
@@ -152,10 +151,14 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         if (avail < 15 && b->n > 0)
             break;   /* may cross the page: it starts a block of its own */
         if (!decode_at(cpu, lin, in, &h)) {
-            if (b->n == 0)
+            if (b->n == 0) {
+                b->hpa = ~0ull;
+                b->gen = 0;    /* matches no page generation */
                 return NULL;   /* page-crossing instruction: execute it uncached */
+            }
             break;
         }
+        specialize_insn(in);
         b->n++;
         lin += in->len;
         if (in->ends_block || lin >= page_end)
@@ -164,9 +167,9 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     return b;
 }
 
-static block_t *lookup_block(cpu_t *cpu, uint64_t rip)
+static __attribute__((noinline)) block_t *lookup_block_slow(cpu_t *cpu, uint64_t lin, uint32_t key,
+                                                            jump_cache_entry_t *jc)
 {
-    uint64_t lin = code_linear(cpu, rip);
     int user = cpu->cpl == 3;
     tlb_entry_t *e = &cpu->tlb[user][(lin >> 12) & (TLB_SIZE - 1)];
     if (unlikely(e->tag_exec != (lin & PAGE_MASK))) {
@@ -177,15 +180,34 @@ static block_t *lookup_block(cpu_t *cpu, uint64_t rip)
     }
     uint64_t hpa = e->hpa | (lin & 0xfff);
     block_t *b = &cpu->blocks[(hpa ^ (hpa >> 12)) & (BLOCK_CACHE_SIZE - 1)];
-    if (likely(b->hpa == hpa && b->mode == (uint32_t)cpu->code_size &&
-               b->gen == __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE)))
-        return b;
-    return build_block(cpu, b, lin, hpa, e->code_word);
+    if (!(b->hpa == hpa && b->mode == (uint32_t)cpu->code_size &&
+          b->gen == __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE)))
+        b = build_block(cpu, b, lin, hpa, e->code_word);
+    if (b) {
+        jc->lin = lin;
+        jc->hpa = hpa;
+        jc->key = key;
+        jc->epoch = cpu->tlb_epoch;
+        jc->block = b;
+    }
+    return b;
+}
+
+static inline block_t *lookup_block(cpu_t *cpu, uint64_t rip)
+{
+    uint64_t lin = code_linear(cpu, rip);
+    uint32_t key = cpu->code_key;
+    jump_cache_entry_t *jc = &cpu->jump_cache[(lin ^ (lin >> 12)) & (JUMP_CACHE_SIZE - 1)];
+    if (likely(jc->lin == lin && jc->key == key && jc->epoch == cpu->tlb_epoch)) {
+        block_t *b = jc->block;
+        if (likely(b->hpa == jc->hpa && b->gen == __atomic_load_n(b->code_word, __ATOMIC_ACQUIRE)))
+            return b;
+    }
+    return lookup_block_slow(cpu, lin, key, jc);
 }
 
 static void execute_one(cpu_t *cpu, const insn_t *in)
 {
-    cpu->cur = in;
     cpu->next_rip = cpu->rip + in->len;
     in->fn(cpu, in);
     cpu->rip = cpu->next_rip;
@@ -270,7 +292,8 @@ void cpu_run_guest(cpu_t *cpu)
         inject_event(cpu);
     }
     for (;;) {
-        boundary_events(cpu);
+        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls))
+            boundary_events(cpu);
         if (unlikely((cpu->interruptibility & 3) || (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG))) {
             cpu->interruptibility &= ~3u;
             step_one(cpu);
@@ -283,16 +306,22 @@ void cpu_run_guest(cpu_t *cpu)
             step_one(cpu);
             continue;
         }
-        const insn_t *in = b->insns, *end = b->insns + b->n;
+        /* a block that jumps back to its own start runs again without a lookup: nothing
+         * that could change its translation or its code happens without stop_block */
+        uint64_t start = cpu->rip;
         cpu->stop_block = 0;
-        do {
-            cpu->cur = in;
-            cpu->next_rip = cpu->rip + in->len;
-            in->fn(cpu, in);
-            cpu->rip = cpu->next_rip;
-            in++;
-        } while (in < end && !cpu->stop_block);
-        cpu->retired += (uint64_t)(in - b->insns);
+        for (;;) {
+            const insn_t *in = b->insns, *end = b->insns + b->n;
+            do {
+                cpu->next_rip = cpu->rip + in->len;
+                in->fn(cpu, in);
+                cpu->rip = cpu->next_rip;
+                in++;
+            } while (in < end && !cpu->stop_block);
+            cpu->retired += (uint64_t)(in - b->insns);
+            if (cpu->rip != start || cpu->stop_block || cpu->kicked)
+                break;
+        }
     }
 }
 

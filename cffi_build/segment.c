@@ -134,6 +134,5 @@ void load_seg(cpu_t *cpu, int seg, uint16_t sel)
         load_seg_real(cpu, seg, sel);
     else
         load_seg_prot(cpu, seg, sel);
-    if (seg == S_SS || seg == S_CS)
-        cpu_update_mode(cpu);
+    cpu_update_mode(cpu);
 }

@@ -4,6 +4,7 @@
 
 void tlb_flush_all(cpu_t *cpu, int keep_global)
 {
+    cpu->tlb_epoch++;
     for (int u = 0; u < 2; u++)
         for (unsigned i = 0; i < TLB_SIZE; i++) {
             tlb_entry_t *e = &cpu->tlb[u][i];
@@ -15,6 +16,7 @@ void tlb_flush_all(cpu_t *cpu, int keep_global)
 
 void tlb_flush_page(cpu_t *cpu, uint64_t lin)
 {
+    cpu->tlb_epoch++;
     uint64_t page = lin & PAGE_MASK;
     for (int u = 0; u < 2; u++) {
         tlb_entry_t *e = &cpu->tlb[u][(lin >> 12) & (TLB_SIZE - 1)];

@@ -21,7 +21,7 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
     vmcs_set(cpu, VM_EXIT_INTR_INFO, ei->intr_info);
     vmcs_set(cpu, VM_EXIT_INTR_ERROR_CODE, ei->intr_error);
     vmcs_set(cpu, VMX_INSTRUCTION_INFO, ei->insn_info);
-    vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, ei->has_insn_len && cpu->cur ? cpu->cur->len : 0);
+    vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, ei->has_insn_len ? cpu->next_rip - cpu->rip : 0);
     if (cpu->delivering) {
         /* the exit interrupted the delivery of an event: report it for re-injection */
         vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, cpu->delivering_info);
@@ -42,7 +42,6 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
     save_guest_state(cpu);
     load_host_state(cpu);
     cpu->in_guest = 0;
-    cpu->cur = NULL;
     longjmp(cpu->exit_jmp, 1);
 }
 

@@ -189,4 +189,6 @@ void load_vmcs_controls(cpu_t *cpu)
     vc->cr3_target[2] = vmcs_get(cpu, CR3_TARGET_VALUE2);
     vc->cr3_target[3] = vmcs_get(cpu, CR3_TARGET_VALUE3);
     vc->tsc_offset = vmcs_get(cpu, TSC_OFFSET);
+    cpu->boundary_controls = vc->proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING |
+                                         CPU_MONITOR_TRAP_FLAG);
 }

@@ -1,0 +1,171 @@
+/* Specialized handlers for the instruction forms that dominate compiled code: ALU, MOV,
+ * LEA, Jcc, INC/DEC, PUSH/POP, CALL/RET with 32- and 64-bit operands.  The decoder's
+ * generic handler is replaced at block-build time when the form matches; semantics are
+ * those of the generic handlers, with sizes and operations fixed at compile time. */
+#include "exec.h"
+
+/* ---- ALU: dest = dest OP src, with the lazy-flags kind of each operation ---- */
+
+#define LF_add LF_ADD
+#define LF_or LF_LOGIC
+#define LF_and LF_LOGIC
+#define LF_sub LF_SUB
+#define LF_xor LF_LOGIC
+#define LF_cmp LF_SUB
+#define LF_test LF_LOGIC
+#define OPR_add(a, b) ((a) + (b))
+#define OPR_or(a, b) ((a) | (b))
+#define OPR_and(a, b) ((a) & (b))
+#define OPR_sub(a, b) ((a) - (b))
+#define OPR_xor(a, b) ((a) ^ (b))
+#define OPR_cmp(a, b) ((a) - (b))
+#define OPR_test(a, b) ((a) & (b))
+#define WRITES_add 1
+#define WRITES_or 1
+#define WRITES_and 1
+#define WRITES_sub 1
+#define WRITES_xor 1
+#define WRITES_cmp 0
+#define WRITES_test 0
+
+#define ALU_FORMS(op, T, S)                                                            \
+    static void op##_rr##S(cpu_t *cpu, const insn_t *i)                               \
+    {                                                                                  \
+        T a = (T)cpu->gpr[i->rm], b = (T)cpu->gpr[i->reg], r = (T)OPR_##op(a, b);     \
+        set_lazy(cpu, LF_##op, S, r, a, b);                                            \
+        if (WRITES_##op) cpu->gpr[i->rm] = r;                                          \
+    }                                                                                  \
+    static void op##_ri##S(cpu_t *cpu, const insn_t *i)                               \
+    {                                                                                  \
+        T a = (T)cpu->gpr[i->rm], b = (T)i->imm, r = (T)OPR_##op(a, b);               \
+        set_lazy(cpu, LF_##op, S, r, a, b);                                            \
+        if (WRITES_##op) cpu->gpr[i->rm] = r;                                          \
+    }                                                                                  \
+    static void op##_rm##S(cpu_t *cpu, const insn_t *i)                               \
+    {                                                                                  \
+        T a = (T)cpu->gpr[i->reg], b = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S);    \
+        T r = (T)OPR_##op(a, b);                                                       \
+        set_lazy(cpu, LF_##op, S, r, a, b);                                            \
+        if (WRITES_##op) cpu->gpr[i->reg] = r;                                         \
+    }                                                                                  \
+    static void op##_mr##S(cpu_t *cpu, const insn_t *i)                               \
+    {                                                                                  \
+        uint64_t ea = ea_of(cpu, i);                                                   \
+        T a = (T)mem_read(cpu, i->seg, ea, S), b = (T)cpu->gpr[i->reg];                \
+        T r = (T)OPR_##op(a, b);                                                       \
+        if (WRITES_##op) mem_write(cpu, i->seg, ea, S, r);                             \
+        set_lazy(cpu, LF_##op, S, r, a, b);                                            \
+    }                                                                                  \
+    static void op##_mi##S(cpu_t *cpu, const insn_t *i)                               \
+    {                                                                                  \
+        uint64_t ea = ea_of(cpu, i);                                                   \
+        T a = (T)mem_read(cpu, i->seg, ea, S), b = (T)i->imm, r = (T)OPR_##op(a, b);  \
+        if (WRITES_##op) mem_write(cpu, i->seg, ea, S, r);                             \
+        set_lazy(cpu, LF_##op, S, r, a, b);                                            \
+    }
+
+#define ALU_OPS(X) X(add) X(or) X(and) X(sub) X(xor) X(cmp) X(test)
+#define ALU_BOTH(op) ALU_FORMS(op, uint32_t, 4) ALU_FORMS(op, uint64_t, 8)
+ALU_OPS(ALU_BOTH)
+
+typedef struct alu_table { insn_fn rr, ri, rm, mr, mi; } alu_table_t;
+#define ALU_ENTRY(op, S) { op##_rr##S, op##_ri##S, op##_rm##S, op##_mr##S, op##_mi##S }
+/* indexed by the ALU op of the opcode (0 add .. 7 cmp; 2/3 adc/sbb stay generic), 8 = test */
+static const alu_table_t alu4[9] = {
+    ALU_ENTRY(add, 4), ALU_ENTRY(or, 4), {0}, {0}, ALU_ENTRY(and, 4), ALU_ENTRY(sub, 4),
+    ALU_ENTRY(xor, 4), ALU_ENTRY(cmp, 4), ALU_ENTRY(test, 4) };
+static const alu_table_t alu8[9] = {
+    ALU_ENTRY(add, 8), ALU_ENTRY(or, 8), {0}, {0}, ALU_ENTRY(and, 8), ALU_ENTRY(sub, 8),
+    ALU_ENTRY(xor, 8), ALU_ENTRY(cmp, 8), ALU_ENTRY(test, 8) };
+
+/* ---- MOV, MOVZX, LEA ---- */
+
+static void mov_rr4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (uint32_t)cpu->gpr[i->reg]; }
+static void mov_rr8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = cpu->gpr[i->reg]; }
+static void mov_ri(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = i->imm & size_mask(i->opsize); }
+static void mov_load4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 4); }
+static void mov_load8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 8); }
+static void mov_store4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, cpu->gpr[i->reg]); }
+static void mov_store8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, cpu->gpr[i->reg]); }
+static void mov_store_imm(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), i->opsize, i->imm); }
+static void mov_store1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, reg_read(cpu, i->reg, 1)); }
+static void movzx_load1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 1); }
+static void lea(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = ea_of(cpu, i) & size_mask(i->opsize); }
+
+/* ---- branches ---- */
+
+#define JCC(cc) static void jcc##cc(cpu_t *cpu, const insn_t *i)                      \
+    { if (cond_true(cpu, cc)) jump_to(cpu, cpu->next_rip + i->imm, i->opsize); }
+JCC(0) JCC(1) JCC(2) JCC(3) JCC(4) JCC(5) JCC(6) JCC(7)
+JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
+static const insn_fn jcc_table[16] = { jcc0, jcc1, jcc2, jcc3, jcc4, jcc5, jcc6, jcc7,
+                                       jcc8, jcc9, jcc10, jcc11, jcc12, jcc13, jcc14, jcc15 };
+
+/* ---- INC/DEC of a register (CF is kept) ---- */
+
+#define INCDEC(name, T, S, delta, lf)                                                  \
+    static void name(cpu_t *cpu, const insn_t *i)                                      \
+    {                                                                                  \
+        uint64_t c = lazy_carry(cpu);                                                  \
+        T a = (T)cpu->gpr[i->rm], r = (T)(a + (T)(delta));                             \
+        cpu->gpr[i->rm] = r;                                                           \
+        set_lazy(cpu, lf, S, r, a, 1);                                                 \
+        cpu->lf_carry_in = c;                                                          \
+    }
+INCDEC(inc4, uint32_t, 4, 1, LF_INC) INCDEC(inc8, uint64_t, 8, 1, LF_INC)
+INCDEC(dec4, uint32_t, 4, -1, LF_DEC) INCDEC(dec8, uint64_t, 8, -1, LF_DEC)
+
+/* Replace the generic handler of `i` by a specialized one where the form allows. */
+void specialize_insn(insn_t *i)
+{
+    int s = i->opsize;
+    if (i->fn == op_mov_rm_imm && i->has_mem) {
+        i->fn = mov_store_imm;
+        return;
+    }
+    if (s != 4 && s != 8) {
+        if (i->fn == op_mov_rm_r && s == 1 && i->has_mem)
+            i->fn = mov_store1;
+        else if (i->fn == op_movzx && i->opcode == 0xb6 && i->has_mem && !i->lock)
+            i->fn = movzx_load1;
+        return;
+    }
+    const alu_table_t *t = s == 4 ? alu4 : alu8;
+    if (i->fn == op_alu_rm_r || i->fn == op_alu_r_rm || i->fn == op_alu_rm_imm ||
+        i->fn == op_test_rm_r || i->fn == op_test_rm_imm) {
+        int op = (i->fn == op_test_rm_r || i->fn == op_test_rm_imm) ? 8 : i->op;
+        if (!t[op].rr || i->lock)
+            return;
+        if (i->fn == op_alu_rm_imm || i->fn == op_test_rm_imm) {
+            i->fn = i->has_mem ? t[op].mi : t[op].ri;
+        } else if (!i->has_mem) {
+            if (i->fn == op_alu_r_rm) {   /* reg OP= rm: swap so that rm names the destination */
+                uint8_t r = i->reg;
+                i->reg = i->rm;
+                i->rm = r;
+            }
+            i->fn = t[op].rr;
+        } else {
+            i->fn = i->fn == op_alu_r_rm ? t[op].rm : t[op].mr;
+        }
+    } else if (i->fn == op_mov_rm_r) {
+        i->fn = i->has_mem ? (s == 4 ? mov_store4 : mov_store8) : (s == 4 ? mov_rr4 : mov_rr8);
+    } else if (i->fn == op_mov_r_rm) {
+        if (i->has_mem) {
+            i->fn = s == 4 ? mov_load4 : mov_load8;
+        } else {
+            uint8_t r = i->reg;
+            i->reg = i->rm;
+            i->rm = r;
+            i->fn = s == 4 ? mov_rr4 : mov_rr8;
+        }
+    } else if (i->fn == op_mov_rm_imm) {
+        i->fn = mov_ri;
+    } else if (i->fn == op_lea) {
+        i->fn = lea;
+    } else if (i->fn == op_jcc) {
+        i->fn = jcc_table[i->opcode & 0xf];
+    } else if ((i->fn == op_inc || i->fn == op_dec) && !i->has_mem) {
+        i->fn = i->fn == op_inc ? (s == 4 ? inc4 : inc8) : (s == 4 ? dec4 : dec8);
+    }
+}
