@@ -161,6 +161,8 @@ typedef struct insn {
     uint8_t seg_override; /* explicit segment prefix or S_NONE */
     uint8_t opcode;     /* last opcode byte (for handlers shared by several opcodes) */
     uint8_t ends_block;
+    uint8_t fused;      /* a compare fused with the Jcc after it (exec_fast.c) */
+    uint8_t branch_size; /* operand size of the fused Jcc */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
@@ -175,7 +177,8 @@ typedef struct block {
     uint32_t mode;       /* decode mode key (code size) */
     uint32_t gen;        /* page write generation when decoded */
     uint32_t *code_word; /* the page's current generation */
-    uint32_t n;
+    uint32_t n;          /* decoded entries */
+    uint32_t guest_insns; /* guest instructions they stand for (fused pairs count 2) */
     insn_t insns[BLOCK_MAX_INSNS];
 } block_t;
 
@@ -536,6 +539,7 @@ void tlb_select_context(cpu_t *cpu);
 /* decode.c */
 int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
 void specialize_insn(insn_t *i);   /* exec_fast.c */
+int fuse_compare_branch(insn_t *cmp, const insn_t *jcc);
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
 
 /* run.c */

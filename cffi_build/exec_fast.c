@@ -101,6 +101,60 @@ JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
 static const insn_fn jcc_table[16] = { jcc0, jcc1, jcc2, jcc3, jcc4, jcc5, jcc6, jcc7,
                                        jcc8, jcc9, jcc10, jcc11, jcc12, jcc13, jcc14, jcc15 };
 
+/* ---- compare fused with the conditional branch after it ---- */
+
+#define SRC_rr(T) ((T)cpu->gpr[i->reg])
+#define SRC_ri(T) ((T)i->imm)
+#define FUSED(op, form, T, S, cc)                                                      \
+    static void op##_##form##S##_j##cc(cpu_t *cpu, const insn_t *i)                   \
+    {                                                                                  \
+        T a = (T)cpu->gpr[i->rm], b = SRC_##form(T), r = (T)OPR_##op(a, b);           \
+        set_lazy(cpu, LF_##op, S, r, a, b);                                            \
+        if (cond_true(cpu, cc))                                                        \
+            jump_to(cpu, cpu->next_rip + i->imm2, i->branch_size);                     \
+    }
+#define FUSED_CC(op, form, T, S) \
+    FUSED(op, form, T, S, 0) FUSED(op, form, T, S, 1) FUSED(op, form, T, S, 2) FUSED(op, form, T, S, 3) \
+    FUSED(op, form, T, S, 4) FUSED(op, form, T, S, 5) FUSED(op, form, T, S, 6) FUSED(op, form, T, S, 7) \
+    FUSED(op, form, T, S, 8) FUSED(op, form, T, S, 9) FUSED(op, form, T, S, 10) FUSED(op, form, T, S, 11) \
+    FUSED(op, form, T, S, 12) FUSED(op, form, T, S, 13) FUSED(op, form, T, S, 14) FUSED(op, form, T, S, 15)
+#define FUSED_FORMS(op) FUSED_CC(op, rr, uint32_t, 4) FUSED_CC(op, ri, uint32_t, 4) \
+                        FUSED_CC(op, rr, uint64_t, 8) FUSED_CC(op, ri, uint64_t, 8)
+FUSED_FORMS(cmp)
+FUSED_FORMS(test)
+#define FUSED_ROW(op, form, S) { op##_##form##S##_j0, op##_##form##S##_j1, op##_##form##S##_j2,        \
+    op##_##form##S##_j3, op##_##form##S##_j4, op##_##form##S##_j5, op##_##form##S##_j6,                 \
+    op##_##form##S##_j7, op##_##form##S##_j8, op##_##form##S##_j9, op##_##form##S##_j10,                \
+    op##_##form##S##_j11, op##_##form##S##_j12, op##_##form##S##_j13, op##_##form##S##_j14,             \
+    op##_##form##S##_j15 }
+
+static const insn_fn fused[8][16] = {
+    FUSED_ROW(cmp, rr, 4), FUSED_ROW(cmp, ri, 4), FUSED_ROW(cmp, rr, 8), FUSED_ROW(cmp, ri, 8),
+    FUSED_ROW(test, rr, 4), FUSED_ROW(test, ri, 4), FUSED_ROW(test, rr, 8), FUSED_ROW(test, ri, 8),
+};
+
+/* Fuse a specialized register compare with the Jcc that follows it; returns 1 if done
+ * (the Jcc is then part of `cmp` and must not be kept as an entry of its own). */
+int fuse_compare_branch(insn_t *cmp, const insn_t *jcc)
+{
+    static const insn_fn compares[8] = { cmp_rr4, cmp_ri4, cmp_rr8, cmp_ri8,
+                                         test_rr4, test_ri4, test_rr8, test_ri8 };
+    if (jcc->fn != jcc_table[jcc->opcode & 0xf] || cmp->fn == NULL)
+        return 0;
+    for (int k = 0; k < 8; k++) {
+        if (cmp->fn != compares[k])
+            continue;
+        cmp->fn = fused[k][jcc->opcode & 0xf];
+        cmp->imm2 = jcc->imm;
+        cmp->branch_size = jcc->opsize;
+        cmp->len = (uint8_t)(cmp->len + jcc->len);
+        cmp->fused = 1;
+        cmp->ends_block = 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- INC/DEC of a register (CF is kept) ---- */
 
 #define INCDEC(name, T, S, delta, lf)                                                  \

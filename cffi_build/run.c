@@ -143,6 +143,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     b->gen = w;
     b->code_word = code_word;
     b->n = 0;
+    b->guest_insns = 0;
     uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
     while (b->n < BLOCK_MAX_INSNS) {
         insn_t *in = &b->insns[b->n];
@@ -159,8 +160,13 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
             break;
         }
         specialize_insn(in);
-        b->n++;
         lin += in->len;
+        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in)) {
+            b->guest_insns++;
+            break;    /* a Jcc ends the block */
+        }
+        b->n++;
+        b->guest_insns++;
         if (in->ends_block || lin >= page_end)
             break;
     }
@@ -218,7 +224,7 @@ static void execute_one(cpu_t *cpu, const insn_t *in)
 static void step_one(cpu_t *cpu)
 {
     block_t *b = lookup_block(cpu, cpu->rip);
-    if (b) {
+    if (b && !b->insns[0].fused) {
         execute_one(cpu, &b->insns[0]);
         return;
     }
@@ -318,7 +324,7 @@ void cpu_run_guest(cpu_t *cpu)
                 cpu->rip = cpu->next_rip;
                 in++;
             } while (in < end && !cpu->stop_block);
-            cpu->retired += (uint64_t)(in - b->insns);
+            cpu->retired += in == end ? b->guest_insns : (uint64_t)(in - b->insns);
             if (cpu->rip != start || cpu->stop_block || cpu->kicked)
                 break;
         }
