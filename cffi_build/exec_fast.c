@@ -68,6 +68,70 @@
 #define ALU_BOTH(op) ALU_FORMS(op, uint32_t, 4) ALU_FORMS(op, uint64_t, 8)
 ALU_OPS(ALU_BOTH)
 
+/* byte operations on memory (registers stay generic: AH..BH need care) */
+#define ALU_MEM_BYTE(op)                                                               \
+    static void op##_mr1(cpu_t *cpu, const insn_t *i)                                 \
+    {                                                                                  \
+        uint64_t ea = ea_of(cpu, i);                                                   \
+        uint8_t a = (uint8_t)mem_read(cpu, i->seg, ea, 1), b = (uint8_t)reg_read(cpu, i->reg, 1); \
+        uint8_t r = (uint8_t)OPR_##op(a, b);                                           \
+        if (WRITES_##op) mem_write(cpu, i->seg, ea, 1, r);                             \
+        set_lazy(cpu, LF_##op, 1, r, a, b);                                            \
+    }                                                                                  \
+    static void op##_mi1(cpu_t *cpu, const insn_t *i)                                 \
+    {                                                                                  \
+        uint64_t ea = ea_of(cpu, i);                                                   \
+        uint8_t a = (uint8_t)mem_read(cpu, i->seg, ea, 1), b = (uint8_t)i->imm;        \
+        uint8_t r = (uint8_t)OPR_##op(a, b);                                           \
+        if (WRITES_##op) mem_write(cpu, i->seg, ea, 1, r);                             \
+        set_lazy(cpu, LF_##op, 1, r, a, b);                                            \
+    }
+ALU_OPS(ALU_MEM_BYTE)
+typedef struct alu_byte_table { insn_fn mr, mi; } alu_byte_table_t;
+#define ALU_BYTE_ENTRY(op) { op##_mr1, op##_mi1 }
+static const alu_byte_table_t alu1[9] = {
+    ALU_BYTE_ENTRY(add), ALU_BYTE_ENTRY(or), {0}, {0}, ALU_BYTE_ENTRY(and), ALU_BYTE_ENTRY(sub),
+    ALU_BYTE_ENTRY(xor), ALU_BYTE_ENTRY(cmp), ALU_BYTE_ENTRY(test) };
+
+/* ---- SHL/SHR/SAR of a register by a constant (flags as op_shift computes them) ---- */
+
+static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of, int size)
+{
+    uint64_t sign = 1ull << (size * 8 - 1);
+    set_arith_flags(cpu, (cf ? F_CF : 0) | (of ? F_OF : 0) | parity_flag(r) |
+                         (r == 0 ? F_ZF : 0) | ((r & sign) ? F_SF : 0));
+}
+
+#define SHIFTS_IMM(T, S, MASK)                                                         \
+    static void shl_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    {                                                                                  \
+        unsigned c = (unsigned)i->imm & MASK;                                          \
+        if (!c) return;                                                                \
+        T a = (T)cpu->gpr[i->rm], r = (T)(a << c);                                     \
+        uint64_t cf = (a >> (S * 8 - c)) & 1;                                          \
+        cpu->gpr[i->rm] = r;                                                           \
+        shift_flags(cpu, r, cf, ((r >> (S * 8 - 1)) & 1) ^ cf, S);                     \
+    }                                                                                  \
+    static void shr_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    {                                                                                  \
+        unsigned c = (unsigned)i->imm & MASK;                                          \
+        if (!c) return;                                                                \
+        T a = (T)cpu->gpr[i->rm], r = (T)(a >> c);                                     \
+        cpu->gpr[i->rm] = r;                                                           \
+        shift_flags(cpu, r, (a >> (c - 1)) & 1, (a >> (S * 8 - 1)) & 1, S);            \
+    }                                                                                  \
+    static void sar_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    {                                                                                  \
+        unsigned c = (unsigned)i->imm & MASK;                                          \
+        if (!c) return;                                                                \
+        T a = (T)cpu->gpr[i->rm];                                                      \
+        T r = (T)((int64_t)sign_extend(a, S) >> c);                                    \
+        cpu->gpr[i->rm] = r;                                                           \
+        shift_flags(cpu, r, ((int64_t)sign_extend(a, S) >> (c - 1)) & 1, 0, S);        \
+    }
+SHIFTS_IMM(uint32_t, 4, 31)
+SHIFTS_IMM(uint64_t, 8, 63)
+
 typedef struct alu_table { insn_fn rr, ri, rm, mr, mi; } alu_table_t;
 #define ALU_ENTRY(op, S) { op##_rr##S, op##_ri##S, op##_rm##S, op##_mr##S, op##_mi##S }
 /* indexed by the ALU op of the opcode (0 add .. 7 cmp; 2/3 adc/sbb stay generic), 8 = test */
@@ -173,6 +237,24 @@ INCDEC(dec4, uint32_t, 4, -1, LF_DEC) INCDEC(dec8, uint64_t, 8, -1, LF_DEC)
 void specialize_insn(insn_t *i)
 {
     int s = i->opsize;
+    if (i->fn == op_shift && !i->has_mem && (s == 4 || s == 8) &&
+        (i->opcode == 0xc1 || i->opcode == 0xd1) && (i->op == 4 || i->op == 5 || i->op == 7)) {
+        if (i->opcode == 0xd1)
+            i->imm = 1;
+        static const insn_fn shifts[2][8] = {
+            [0] = { [4] = shl_ri4, [5] = shr_ri4, [7] = sar_ri4 },
+            [1] = { [4] = shl_ri8, [5] = shr_ri8, [7] = sar_ri8 } };
+        i->fn = shifts[s == 8][i->op];
+        return;
+    }
+    if (s == 1 && i->has_mem && !i->lock &&
+        (i->fn == op_alu_rm_r || i->fn == op_alu_rm_imm || i->fn == op_test_rm_r || i->fn == op_test_rm_imm)) {
+        int op = (i->fn == op_test_rm_r || i->fn == op_test_rm_imm) ? 8 : i->op;
+        if (alu1[op].mr) {
+            i->fn = (i->fn == op_alu_rm_imm || i->fn == op_test_rm_imm) ? alu1[op].mi : alu1[op].mr;
+            return;
+        }
+    }
     if (i->fn == op_mov_rm_imm && i->has_mem) {
         i->fn = mov_store_imm;
         return;
