@@ -73,3 +73,16 @@ def test_exits_kernel_matches_qemu(firmware_dir, qemu):
     p_status, p_out, err = run_pyhv("-m", "128M", "-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS)
     assert p_status == q_status
     assert guests.serial_lines(p_out, guests.EXITS_BANNER) == guests.serial_lines(q_out, guests.EXITS_BANNER)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("kernel_name", ["bench32.elf", "bench64.bin"])
+def test_benchmark_kernels_match_qemu(firmware_dir, qemu, kernel_name):
+    """The benchmark's workload (32-bit with paging, 64-bit long mode) computes what QEMU does."""
+    kernel = firmware_dir / kernel_name
+    q_status, q_out = guests.run_qemu(kernel, append="iterations=3")[:2]
+    p_status, p_out, err = run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS,
+                                    "-append", "iterations=3")
+    assert p_status == q_status == 1, err
+    result = [line for line in p_out.splitlines() if "result=" in line]
+    assert len(result) == 1 and result[0] in q_out
