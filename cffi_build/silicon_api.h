@@ -71,6 +71,9 @@ struct mmio_emulation {
 };
 int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *mmio);
 
+/* Whether VM exits with this basic exit reason can happen on this silicon. */
+int vmx_exit_reason_produced(uint32_t reason);
+
 /* The VMCS fields this silicon implements, with the names KVM gives them. */
 int vmcs_field_count(void);
 uint32_t vmcs_field_encoding(int i);

@@ -33,6 +33,7 @@ EXIT_REASONS = {
 }
 globals().update({f"EXIT_REASON_{name}": code for code, name in EXIT_REASONS.items()})
 EXIT_REASON_FAILED_VMENTRY = 0x80000000
+PRODUCED_EXIT_REASONS = [code for code in EXIT_REASONS if lib.vmx_exit_reason_produced(code)]
 
 
 def exit_reason_name(reason: int) -> str:
