@@ -30,7 +30,7 @@ ffibuilder.set_source(
     include_dirs=[HERE],
     # internal calls stay inside the library (no PLT): only the module's init is exported
     extra_compile_args=["-std=gnu11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden",
-                        "-fno-semantic-interposition", "-Wall", "-Wextra",
+                        "-fno-semantic-interposition", "-mcx16", "-Wall", "-Wextra",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
     libraries=["pthread"],
 )

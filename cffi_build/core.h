@@ -278,6 +278,7 @@ struct cpu {
     /* emulation of one instruction in root mode (KVM's emulator) */
     struct mmio_emulation *emul;
     uint64_t emul_hit_gpa;     /* the MMIO address an access of the emulation reached */
+    uint64_t lock_bit;         /* bit number of a locked BTS/BTR/BTC in progress */
 
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];

@@ -444,6 +444,8 @@ prefixes_done:
         d->op = 0xff;   /* too long: #GP(0) rather than #UD */
     }
     d->len = (uint8_t)pos;
+    if (d->lock || (d->fn == op_xchg && d->has_mem))
+        apply_lock_prefix(d);   /* XCHG with memory is locked without the prefix */
     d->ends_block = (od.flags & END) != 0;
     if (d->fn == op_ud)
         d->ends_block = 1;

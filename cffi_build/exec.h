@@ -42,7 +42,15 @@ H(op_wbinvd); H(op_invd); H(op_vmx_insn); H(op_pause); H(op_mwait); H(op_monitor
 H(op_xgetbv); H(op_xsetbv); H(op_swapgs); H(op_getsec); H(op_fence); H(op_clflush);
 H(op_wait); H(op_lar_lsl); H(op_verr_verw);
 
+/* exec_atomic.c: LOCK-prefixed forms, atomic across processors */
+H(op_locked_alu); H(op_locked_unary); H(op_locked_xchg); H(op_locked_xadd);
+H(op_locked_cmpxchg); H(op_locked_cmpxchg8b); H(op_locked_bt);
+void apply_lock_prefix(insn_t *i);
+
 #undef H
+
+/* exec_alu.c: one ALU operation (0 add .. 7 cmp) with its lazy flags */
+uint64_t alu(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b);
 
 /* operand helpers: the r/m operand with its effective address computed once */
 static inline uint64_t opr_read(cpu_t *cpu, const insn_t *i, uint64_t ea, int size)

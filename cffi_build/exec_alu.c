@@ -2,7 +2,7 @@
  * bit tests and scans, BCD adjust, exchange-and-compare, condition codes. */
 #include "exec.h"
 
-static uint64_t alu(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b)
+uint64_t alu(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b)
 {
     uint64_t m = size_mask(size), r, c;
     a &= m;
