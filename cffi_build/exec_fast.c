@@ -102,11 +102,14 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
                          (r == 0 ? F_ZF : 0) | ((r & sign) ? F_SF : 0));
 }
 
+/* a zero count changes nothing, but a 32-bit destination is still written (zero-extended) */
+#define ZERO_COUNT(S) do { if ((S) == 4) cpu->gpr[i->rm] = (uint32_t)cpu->gpr[i->rm]; return; } while (0)
+
 #define SHIFTS_IMM(T, S, MASK)                                                         \
     static void shl_ri##S(cpu_t *cpu, const insn_t *i)                                \
     {                                                                                  \
         unsigned c = (unsigned)i->imm & MASK;                                          \
-        if (!c) return;                                                                \
+        if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm], r = (T)(a << c);                                     \
         uint64_t cf = (a >> (S * 8 - c)) & 1;                                          \
         cpu->gpr[i->rm] = r;                                                           \
@@ -115,7 +118,7 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
     static void shr_ri##S(cpu_t *cpu, const insn_t *i)                                \
     {                                                                                  \
         unsigned c = (unsigned)i->imm & MASK;                                          \
-        if (!c) return;                                                                \
+        if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm], r = (T)(a >> c);                                     \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, (a >> (c - 1)) & 1, (a >> (S * 8 - 1)) & 1, S);            \
@@ -123,7 +126,7 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
     static void sar_ri##S(cpu_t *cpu, const insn_t *i)                                \
     {                                                                                  \
         unsigned c = (unsigned)i->imm & MASK;                                          \
-        if (!c) return;                                                                \
+        if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm];                                                      \
         T r = (T)((int64_t)sign_extend(a, S) >> c);                                    \
         cpu->gpr[i->rm] = r;                                                           \
