@@ -185,6 +185,14 @@ void op_idiv(cpu_t *cpu, const insn_t *i)
     write_acc_pair(cpu, size, (uint64_t)q & size_mask(size), (uint64_t)r & size_mask(size));
 }
 
+/* A zero count leaves the destination's value alone, but a 32-bit register destination
+ * is still written: its upper half is cleared, as by any 32-bit result. */
+static void zero_count_result(cpu_t *cpu, const insn_t *i)
+{
+    if (i->opsize == 4 && !i->has_mem)
+        reg_write(cpu, i->rm, 4, reg_read(cpu, i->rm, 4));
+}
+
 /* Shifts and rotates (group 2): i->op is the ModRM.reg operation. */
 void op_shift(cpu_t *cpu, const insn_t *i)
 {
@@ -200,8 +208,10 @@ void op_shift(cpu_t *cpu, const insn_t *i)
     uint64_t ea = opr_ea(cpu, i);
     uint64_t m = size_mask(size), sign = 1ull << (bits - 1);
     uint64_t a = opr_read(cpu, i, ea, size) & m;
-    if (count == 0)
+    if (count == 0) {
+        zero_count_result(cpu, i);
         return;
+    }
     uint64_t f = cpu_get_rflags(cpu) & F_ARITH;
     uint64_t r, cf;
     switch (i->op) {
@@ -277,8 +287,10 @@ static void double_shift(cpu_t *cpu, const insn_t *i, int left)
     uint64_t ea = opr_ea(cpu, i);
     uint64_t m = size_mask(size), sign = 1ull << (bits - 1);
     uint64_t a = opr_read(cpu, i, ea, size) & m, b = reg_read(cpu, i->reg, size) & m;
-    if (count == 0)
+    if (count == 0) {
+        zero_count_result(cpu, i);
         return;
+    }
     uint64_t r, cf;
     if (size == 2 && count > 16) {
         /* undefined by the SDM; shift through the 48-bit value a:b:a as Intel cores do */

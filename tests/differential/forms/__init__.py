@@ -1,0 +1,9 @@
+"""The form tables, one module per instruction family."""
+
+from differential.forms import alu, shifts
+
+FAMILIES = {
+    "alu": alu.FORMS,
+    "shifts": shifts.FORMS,
+}
+ALL = [form for forms in FAMILIES.values() for form in forms]
