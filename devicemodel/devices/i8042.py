@@ -177,9 +177,6 @@ class _Ps2Port:
                 self.has_data(1)
         return self.last
 
-    def clear(self) -> None:
-        self.queue.clear()
-
 
 class Ps2Keyboard(_Ps2Port):
     """An MF2 keyboard: scancode sets 1..3, command replies ahead of queued keys."""

@@ -449,7 +449,8 @@ class MC146818:
         above_16m = min(max(below_4g - 16 * MiB, 0) // (64 * KiB), 0xFFFF)
         self.cmos[0x34], self.cmos[0x35] = above_16m & 0xFF, above_16m >> 8
         high = above_4g // (64 * KiB)  # 64 KiB units above 4 GiB
-        self.cmos[0x5B], self.cmos[0x5C], self.cmos[0x5D] = high & 0xFF, (high >> 8) & 0xFF, (high >> 16) & 0xFF
+        for i, index in enumerate((0x5B, 0x5C, 0x5D)):
+            self.cmos[index] = (high >> (8 * i)) & 0xFF
 
     # --- snapshots ---------------------------------------------------------------------
 
