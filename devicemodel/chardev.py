@@ -6,18 +6,74 @@ Specs, as for QEMU's ``-serial``: ``stdio``, ``null``, ``file:PATH``.
 
 from __future__ import annotations
 
+import os
 import sys
+import termios
+import threading
+import tty
 
 from devicemodel.errors import ConfigError
 
 
+CTRL_A = 0x01
+ESCAPE_HELP = (b"\r\nC-a h    print this help\r\nC-a x    exit emulator\r\n"
+               b"C-a C-a  sends C-a\r\n")
+
+
 class StdioChardev:
-    """The process's standard output; flushed after every write so output is never held back."""
+    """Standard output (flushed after every write so output is never held back) and, once
+    ``start_input`` is called, standard input.  A terminal is put in raw mode, as QEMU's
+    -nographic does, so keys reach the guest; QEMU's Ctrl-A escapes work (C-a x quits)."""
 
     spec = "stdio"
 
     def __init__(self) -> None:
         self._broken = False
+        self._saved_tty = None
+
+    def start_input(self, deliver, quit=None) -> None:
+        """Read stdin in a thread, passing bytes to ``deliver``; ``quit()`` on C-a x."""
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError):
+            return
+        if os.isatty(fd):
+            self._saved_tty = (fd, termios.tcgetattr(fd))
+            tty.setraw(fd)
+        threading.Thread(target=self._read_loop, args=(fd, deliver, quit), name="stdin",
+                         daemon=True).start()
+
+    def _read_loop(self, fd: int, deliver, quit) -> None:
+        escaped = False
+        while True:
+            try:
+                data = os.read(fd, 1024)
+            except OSError:
+                return
+            if not data:
+                return
+            if self._saved_tty is None:   # not a terminal: no escapes
+                deliver(data)
+                continue
+            out = bytearray()
+            for byte in data:
+                if escaped:
+                    escaped = False
+                    if byte == ord("x"):
+                        self.write(b"\r\npyhv: terminated by C-a x\r\n")
+                        if quit is not None:
+                            quit()
+                        return
+                    if byte == ord("h"):
+                        self.write(ESCAPE_HELP)
+                    elif byte == CTRL_A:
+                        out.append(CTRL_A)
+                elif byte == CTRL_A:
+                    escaped = True
+                else:
+                    out.append(byte)
+            if out:
+                deliver(bytes(out))
 
     def write(self, data: bytes) -> None:
         if self._broken:
@@ -31,7 +87,10 @@ class StdioChardev:
             self._broken = True  # the reader went away: drop output, as QEMU does
 
     def close(self) -> None:
-        pass
+        if self._saved_tty is not None:
+            fd, attrs = self._saved_tty
+            termios.tcsetattr(fd, termios.TCSADRAIN, attrs)
+            self._saved_tty = None
 
 
 class NullChardev:

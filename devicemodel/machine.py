@@ -1,5 +1,6 @@
-"""The PC of the walking skeleton: RAM, port and memory address spaces, serial ports,
-``-device`` devices, a Multiboot kernel, one vCPU.
+"""The PC: RAM, port and memory address spaces, the legacy platform devices with the
+8259 PIC pair driving the CPU's INTR line, serial ports, ``-device`` devices, a
+Multiboot kernel, one vCPU.
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
 user's input (memory size, kernel file, chardevs, devices, log file) before any VM
@@ -23,7 +24,10 @@ from typing import Optional
 
 from devicemodel.address_space import AddressSpace
 from devicemodel.chardev import open_chardev
+from devicemodel.clock import HostClock
 from devicemodel.devices.uart16550 import Uart16550
+from devicemodel.interrupt_line import InterruptLine
+from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.loaders.multiboot import load_multiboot
 from devicemodel.log import format_exit_stats
@@ -33,6 +37,7 @@ from devicemodel.runstate import RunState
 MiB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MiB
 COM_PORTS = (0x3F8, 0x2F8, 0x3E8, 0x2E8)
+COM_IRQS = (4, 3, 4, 3)
 KICK_INTERVAL = 0.05     # seconds between kicks while a stop is pending
 STOP_GRACE = 5.0         # seconds a vCPU may take to stop before pyhv exits without it
 
@@ -71,10 +76,15 @@ class Machine:
     def __init__(self, config: MachineConfig):
         self.config = config
         self.runstate = RunState()
+        self.bql = threading.RLock()   # the big lock: device state is touched under it
+        self.clock = HostClock(lock=self.bql)
         self.pio = AddressSpace("io", 0x10000)
         self.mmio = AddressSpace("memory", 1 << 64)
         self.ram = allocate_ram(config.ram_size)
         self.boot = load_multiboot(config.kernel, self.ram, _multiboot_cmdline(config))
+        self.line = InterruptLine(self.bql)
+        self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line,
+                                   ram_size=config.ram_size, request_reset=self.request_reset)
         self.chardevs = []
         self.serials: list[Uart16550] = []
         self.devices = []
@@ -100,7 +110,8 @@ class Machine:
                 continue
             chardev = open_chardev(spec)
             self.chardevs.append(chardev)
-            uart = Uart16550(chardev, iobase=COM_PORTS[index], name=f"serial{index}")
+            uart = Uart16550(chardev, iobase=COM_PORTS[index], irq=self.line.irq_setter(COM_IRQS[index]),
+                             name=f"serial{index}")
             self.pio.add_region(uart.region)
             self.serials.append(uart)
 
@@ -116,6 +127,16 @@ class Machine:
         """End the VM; the process exits with ``status`` (the first request wins)."""
         self.runstate.request_exit(status)
 
+    def request_reset(self, hard: bool = False) -> None:
+        """The guest asked for a system reset (keyboard controller, port 0x92, 0xcf9)."""
+        if self.config.no_reboot:
+            error_report("guest requested a system reset; exiting as -no-reboot asks")
+            self.request_exit(0)
+        else:
+            error_report("guest requested a system reset, which pyhv does not support yet; "
+                         "exiting (use -no-reboot to make this status 0)")
+            self.request_exit(1)
+
     def power_on(self, kvm=None) -> None:
         """Create the VM and its vCPU, ready to enter the kernel."""
         kvm = open_kvm() if kvm is None else kvm
@@ -125,6 +146,7 @@ class Machine:
         self.vm.set_user_memory_region(slot=0, guest_phys_addr=0, memory_size=len(self.ram),
                                        userspace_addr=self.ram, flags=0)
         self.vcpu = self.vm.create_vcpu(0)
+        self.line.vcpu = self.vcpu
         set_protected_mode_entry(self.vcpu, eip=self.boot.eip, eax=self.boot.eax, ebx=self.boot.ebx)
 
     def run(self) -> int:
@@ -133,11 +155,15 @@ class Machine:
             self.power_on()
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
-        loop = VcpuLoop(self.vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot)
+        loop = VcpuLoop(self.vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
+                        bql=self.bql, interrupts=self.line)
         started = time.monotonic()
         with _signals_stop(self):
+            self.clock.start()
+            self._start_serial_input()
             thread = loop.start()
             stopped = self._wait(thread)
+            self.clock.stop()
         elapsed = time.monotonic() - started
         if stopped and "exits" in self.config.log_items:
             title = (f"VM exits of vCPU 0 by reason (VM ran {elapsed:.3f} s, "
@@ -145,6 +171,19 @@ class Machine:
             print(format_exit_stats(self.vcpu.exit_stats(), title), file=self.log or sys.stderr, flush=True)
         status = self.runstate.exit_status
         return 0 if status is None else status & 0xFF
+
+    def _start_serial_input(self) -> None:
+        """Bytes typed on the first serial port's backend reach its UART."""
+        if not self.serials:
+            return
+        uart = self.serials[0]
+
+        def deliver(data: bytes) -> None:
+            with self.bql:
+                uart.receive(data)
+        start = getattr(uart.chardev, "start_input", None)
+        if start is not None:
+            start(deliver, quit=lambda: self.request_exit(0))
 
     def _wait(self, thread: threading.Thread) -> bool:
         """Wait for the vCPU thread, kicking it while a stop is pending; False if it never stopped."""

@@ -6,25 +6,31 @@ Exits, as QEMU's kvm_cpu_exec() treats them:
   IN fills ``run.io.data``.
 * MMIO: on the MMIO address space, little-endian; a read fills ``run.mmio.data``.
 * HLT: with interrupts disabled (RFLAGS.IF clear) nothing can ever wake the guest, so the
-  VM ends (status 0). With interrupts enabled the vCPU sleeps until the VM is stopped;
-  no device raises interrupts yet.
+  VM ends (status 0). With interrupts enabled the vCPU sleeps until the interrupt
+  controller raises INTR (or the VM is stopped).
+
+Exits are served with the big lock held (QEMU's BQL), which device timers take too;
+before each run the interrupt line injects a pending interrupt or asks for a window.
 * SHUTDOWN (triple fault): with -no-reboot the VM ends with status 0; without it QEMU
   would reset the machine, which pyhv does not support yet, so the VM ends with status 1.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop request.
+* IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
+  injects it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import traceback
 
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
-                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO,
-                           KVM_EXIT_SHUTDOWN, exit_reason_name)
+                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
+                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, exit_reason_name)
 
 RFLAGS_IF = 1 << 9
 
@@ -37,13 +43,16 @@ INTERNAL_SUBERRORS = {1: "emulation failure", 2: "simultaneous exceptions",
 class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
-    def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0):
+    def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
+                 bql=None, interrupts=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
         self.runstate = runstate
         self.no_reboot = no_reboot
         self.index = index
+        self.bql = bql if bql is not None else contextlib.nullcontext()
+        self.interrupts = interrupts
         self._handlers = {
             KVM_EXIT_IO: self._io,
             KVM_EXIT_MMIO: self._mmio,
@@ -52,6 +61,7 @@ class VcpuLoop:
             KVM_EXIT_FAIL_ENTRY: self._fail_entry,
             KVM_EXIT_INTERNAL_ERROR: self._internal_error,
             KVM_EXIT_INTR: self._intr,
+            KVM_EXIT_IRQ_WINDOW_OPEN: self._intr,   # the next run injects the interrupt
         }
 
     def start(self) -> threading.Thread:
@@ -63,8 +73,12 @@ class VcpuLoop:
         """Run until the VM is asked to stop. A bug in a handler ends the VM with status 1."""
         try:
             while not self.runstate.stop_requested:
+                if self.interrupts is not None:
+                    with self.bql:
+                        self.interrupts.before_run(self.vcpu.kvm_run, self.vcpu)
                 run = self.vcpu.run()
-                self._handlers.get(run.exit_reason, self._unknown)(run)
+                with self.bql:
+                    self._handlers.get(run.exit_reason, self._unknown)(run)
         except Exception as e:  # a bug in pyhv, not in the guest: report it, never hang
             error_report(f"vCPU {self.index}: internal error: {type(e).__name__}: {e}")
             traceback.print_exc(file=sys.stderr)
@@ -96,8 +110,10 @@ class VcpuLoop:
     def _hlt(self, run) -> None:
         if not self.vcpu.get_regs().rflags & RFLAGS_IF:
             self._end(0, "guest halted with interrupts disabled")
+        elif self.interrupts is not None:
+            self.interrupts.wait_for_interrupt(self.runstate)
         else:
-            self.runstate.wait()  # nothing raises interrupts yet: sleep until the VM stops
+            self.runstate.wait()  # no interrupt controller: sleep until the VM stops
 
     def _shutdown(self, run) -> None:
         if self.no_reboot:

@@ -221,6 +221,8 @@ class KvmRun:
         self.mmio = _Mmio()
         self.fail_entry = types.SimpleNamespace(hardware_entry_failure_reason=0)
         self.internal = types.SimpleNamespace(suberror=0)
+        self.request_interrupt_window = 0
+        self.ready_for_interrupt_injection = 1
 
 
 def _vmx_name(reason: int) -> str:
@@ -232,6 +234,7 @@ def _vmx_name(reason: int) -> str:
 class FakeVcpu:
     def __init__(self, script):
         self.script = list(script)
+        self.injected: list[int] = []   # vectors given to interrupt()
         self.kvm_run = KvmRun()
         self.regs = Regs()
         self.sregs = Sregs()
@@ -258,6 +261,9 @@ class FakeVcpu:
 
     def exit_stats(self):
         return {name: dict(entry) for name, entry in self._stats.items()}
+
+    def interrupt(self, vector):
+        self.injected.append(vector)
 
     def instructions_retired(self):
         return self.runs

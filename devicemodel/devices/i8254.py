@@ -455,7 +455,14 @@ class I8254:
             self._timer.arm(edge_time(edge))
 
     def _on_timer(self) -> None:
-        self._update_irq(self._edge())
+        k = self._edge()
+        if self.counters[0].out(k) == self._irq_level:
+            # The timer was set for an output change, yet OUT is back at the level it had:
+            # the host ran the timer later than a short pulse lasted (mode 2's one-clock low
+            # output, say).  The pulse still reaches the interrupt controller.
+            self.irq(1 - self._irq_level)
+            self.irq(self._irq_level)
+        self._update_irq(k)
 
     # --- snapshots ----------------------------------------------------------------------
 
