@@ -58,8 +58,8 @@ static void load_code_segment(cpu_t *cpu, uint16_t sel, int new_cpl, int is_retu
         FAULT_ERR(cpu, EXC_NP, sel & ~3u);
     if ((cpu->efer & EFER_LMA) && (lo & (1ull << 53)) && (lo & (1ull << 54)))
         FAULT_ERR(cpu, EXC_GP, sel & ~3u);   /* L and D both set */
+    mark_accessed(cpu, addr, &lo);
     desc_to_seg(&cpu->seg[S_CS], (uint16_t)((sel & ~3u) | (uint32_t)new_cpl), lo, 0);
-    cpu->seg[S_CS].ar |= 1;                  /* accessed */
     cpu->cpl = new_cpl;
     cpu_update_mode(cpu);
 }
@@ -249,6 +249,19 @@ void op_into(cpu_t *cpu, const insn_t *i)
     (void)i;
     if (cpu_get_rflags(cpu) & F_OF)
         software_exception(cpu, EXC_OF);
+}
+
+/* BOUND r, m: #BR (a fault) unless lower <= index <= upper, all signed. */
+void op_bound(cpu_t *cpu, const insn_t *i)
+{
+    int size = i->opsize;
+    uint64_t ea = ea_of(cpu, i);
+    int64_t index = (int64_t)sign_extend(reg_read(cpu, i->reg, size), size);
+    int64_t lower = (int64_t)sign_extend(mem_read(cpu, i->seg, ea, size), size);
+    int64_t upper = (int64_t)sign_extend(mem_read(cpu, i->seg, (ea + size) & size_mask(i->addrsize),
+                                                  size), size);
+    if (index < lower || index > upper)
+        FAULT(cpu, EXC_BR);
 }
 
 void op_int1(cpu_t *cpu, const insn_t *i)

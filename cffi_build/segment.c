@@ -121,11 +121,17 @@ void load_seg_prot(cpu_t *cpu, int seg, uint16_t sel)
         if (!(access & AR_P))
             FAULT_ERR(cpu, EXC_NP, sel & ~3u);
     }
-    if (!(lo & (1ull << 40))) {
-        lo |= 1ull << 40;
-        sys_write(cpu, addr + 5, 1, (lo >> 40) & 0xff);
-    }
+    mark_accessed(cpu, addr, &lo);
     desc_to_seg(s, sel, lo, 0);
+}
+
+/* Loading a code or data descriptor sets its accessed bit, in the table as well. */
+void mark_accessed(cpu_t *cpu, uint64_t addr, uint64_t *lo)
+{
+    if (!(*lo & (1ull << 40))) {
+        *lo |= 1ull << 40;
+        sys_write(cpu, addr + 5, 1, (*lo >> 40) & 0xff);
+    }
 }
 
 void load_seg(cpu_t *cpu, int seg, uint16_t sel)

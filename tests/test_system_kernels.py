@@ -1,0 +1,170 @@
+"""The processor's system behaviour, checked by guest kernels (firmware/kernels/
+exceptions, paging, usermode, longmode, realmode) that print one line per check.
+
+Each kernel runs under pyhv, where a set of lines the Intel SDM determines must appear,
+and under QEMU's TCG, whose output must be identical line for line except for the
+checks listed as QEMU deviations: there QEMU 7.2 does not follow the SDM (it has no
+segment-limit checks, never pushes RF, ...), and the test pins both the SDM's answer,
+which pyhv must give, and QEMU's, so that a change on either side is noticed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+import guests
+
+PYHV = [sys.executable, "-m", "devicemodel"]
+UNEXPECTED = "unexpected exception"
+
+
+@dataclass(frozen=True)
+class SystemKernel:
+    name: str
+    exit_code: int
+    # lines the SDM determines; each must appear in pyhv's output
+    sdm_lines: tuple[str, ...]
+    # check name -> (the SDM's line, QEMU 7.2's line or None where QEMU skips the check)
+    qemu_deviations: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # -append for QEMU only: lets a kernel skip checks that QEMU does not survive
+    qemu_append: str = ""
+
+    @property
+    def banner(self) -> str:
+        return f"{self.name} test"
+
+
+def _gp(err, fl="0x00000002"):
+    return f"#13 err={err} eip=+0 cs=0x08 fl={fl}"
+
+
+EXCEPTIONS = SystemKernel(
+    name="exceptions",
+    exit_code=0x31,
+    sdm_lines=(
+        "lar exec-only: 0x00c09800 zf=1",
+        "lsl read-only: 0x00000fff zf=1",
+        "verr exec-only: zf=0",
+        "verw read-only: zf=0",
+        # faults report the faulting instruction, traps the next one
+        "div by zero: #0 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "idiv overflow: #0 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "div8 overflow: #0 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "div ok: q=14 r=2",
+        "ud2: #6 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "lock nop: #6 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "lock add reg: #6 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "lock add mem: 8",
+        "mov cs: #6 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "16 bytes: " + _gp("0x0000"),
+        "15 bytes: none",
+        "int3: #3 err=- eip=+1 cs=0x08 fl=0x00000002",
+        "int 3: #3 err=- eip=+2 cs=0x08 fl=0x00000002",
+        "into of=1: #4 err=- eip=+1 cs=0x08 fl=0x00000802",
+        "into of=0: none",
+        "int 0x80 int gate: handler if=0",
+        "int 0x81 trap gate: handler if=1",
+        # IDT errors: index << 3 | IDT (2), EXT = 0 for INT n
+        "int not-present gate: #11 err=0x0412 eip=+0 cs=0x08 fl=0x00000002",
+        "int call gate in idt: " + _gp("0x041a"),
+        "int gate to data seg: " + _gp("0x0010"),
+        "int beyond idt limit: " + _gp("0x0782"),
+        "bound below: #5 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "bound in: none",
+        "arpl raise: ax=0x13 zf=1",
+        "mov ds beyond gdt: " + _gp("0x01f8"),
+        "mov ds not present: #11 err=0x0030 eip=+0 cs=0x08 fl=0x00000002",
+        "mov ss null: " + _gp("0x0000"),
+        "mov ss not present: #12 err=0x0058 eip=+0 cs=0x08 fl=0x00000002",
+        "ljmp to data seg: " + _gp("0x0010"),
+        "wait ts mp: #7 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "fninit em: #7 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "wait em: none",
+        "iret flags: 0x00243cd7",
+        "iret to other cs: cs=0x68 fl=0x00000002",
+        # contributory + contributory is a double fault; benign + anything is not
+        "gp through np gate: #8 err=0x0000 eip=+0 cs=0x08 fl=0x00000002",
+        "gp beyond idt limit: #8 err=0x0000 eip=+0 cs=0x08 fl=0x00000002",
+        "de through np gate: #8 err=0x0000 eip=+0 cs=0x08 fl=0x00000002",
+    ),
+    qemu_deviations={
+        # QEMU's TCG checks no segment limits or types on data accesses
+        "write through fs code": (_gp("0x0000"), "none"),
+        "es read-only write": (_gp("0x0000"), "none"),
+        "es read straddles": (_gp("0x0000"), "none"),
+        "es read past limit": (_gp("0x0000"), "none"),
+        "expand-down below limit": (_gp("0x0000"), "none"),
+        "ss past limit": ("#12 err=0x0000 eip=+0 cs=0x08 fl=0x00000002", "none"),
+        # QEMU loops on MOV to CR4 with a reserved bit and accepts CR0.PG without PE
+        "cr4 bit 15": (_gp("0x0000"), None),
+        "cr4 bit 12": (_gp("0x0000"), None),
+        "cr0 pg without pe": (_gp("0x0000"), None),
+        "cr0 nw without cd": (_gp("0x0000"), "none"),
+        # faults push RF = 1; RF loaded by IRET lasts one instruction (SDM 18.3.1.1)
+        "rf pushed": ("#UD=1 #GP=1 #BP=0 int=0", "#UD=0 #GP=0 #BP=0 int=0"),
+        "rf pushed by int right after iret with rf=1": ("0", "1"),
+        # an exception during the delivery of another one has EXT set (SDM 6.13)
+        "ud through np gate": ("#11 err=0x0033 eip=+0 cs=0x08 fl=0x00000002",
+                               "#11 err=0x0032 eip=+0 cs=0x08 fl=0x00000002"),
+        # loading CS sets the accessed bit too (SDM 3.4.5.1)
+        "accessed": ("kcode=1 kdata=1 exec-only=1 kcode2=1 read-only=1 not-loaded=0",
+                     "kcode=1 kdata=1 exec-only=0 kcode2=0 read-only=1 not-loaded=0"),
+    },
+    qemu_append="skip=qemu-fatal",
+)
+
+KERNELS = [EXCEPTIONS]
+
+
+def check_name(line: str) -> str:
+    return line.split(":", 1)[0]
+
+
+def kernel_lines(text: str, kernel: SystemKernel) -> list[str]:
+    lines = guests.serial_lines(text, kernel.banner)
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def run_pyhv(kernel: SystemKernel, firmware_dir, timeout=120):
+    path = guests.guest_path(kernel.name, firmware_dir)
+    r = subprocess.run(PYHV + ["-m", "128M", "-kernel", str(path), "-nographic",
+                               *guests.DEBUG_EXIT_ARGS],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout.replace("\r", ""), r.stderr
+
+
+def without_deviations(lines: list[str], kernel: SystemKernel) -> list[str]:
+    return [line for line in lines if check_name(line) not in kernel.qemu_deviations]
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_kernel_under_pyhv_gives_the_sdm_results(kernel, firmware_dir):
+    status, out, err = run_pyhv(kernel, firmware_dir)
+    lines = kernel_lines(out, kernel)
+    assert not [line for line in lines if UNEXPECTED in line], out
+    assert status == guests.exit_status(kernel.exit_code), (out, err)
+    assert lines[-1] == f"{kernel.name} test done"
+    missing = [line for line in kernel.sdm_lines if line not in lines]
+    assert not missing, out
+    for name, (sdm, _) in kernel.qemu_deviations.items():
+        assert f"{name}: {sdm}" in lines, (name, out)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_kernel_matches_qemu(kernel, firmware_dir, qemu):
+    path = guests.guest_path(kernel.name, firmware_dir)
+    q = guests.run_qemu(path, append=kernel.qemu_append or None)
+    p_status, p_out, err = run_pyhv(kernel, firmware_dir)
+    assert p_status == q.status == guests.exit_status(kernel.exit_code), (q.output, p_out, err)
+    p_lines, q_lines = kernel_lines(p_out, kernel), kernel_lines(q.output, kernel)
+    assert without_deviations(p_lines, kernel) == without_deviations(q_lines, kernel)
+    for name, (_, qemu_line) in kernel.qemu_deviations.items():
+        got = [line for line in q_lines if check_name(line) == name]
+        assert got == ([] if qemu_line is None else [f"{name}: {qemu_line}"]), name
