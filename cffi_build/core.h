@@ -15,6 +15,9 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define PAGE_SIZE 4096ull
+/* physical-address width (CPUID.80000008H:EAX[7:0] reports the same) */
+#define MAXPHYADDR 40
+#define PHYS_ADDR_RSVD (~((1ull << MAXPHYADDR) - 1))
 #define PAGE_MASK (~(PAGE_SIZE - 1))
 
 /* ---- host-physical memory ---------------------------------------------------- */
@@ -363,6 +366,7 @@ void load_seg(cpu_t *cpu, int seg, uint16_t sel);
 int read_descriptor(cpu_t *cpu, uint16_t sel, uint64_t *desc_lo, uint64_t *desc_hi, uint64_t *addr);
 void desc_to_seg(seg_t *s, uint16_t sel, uint64_t lo, uint64_t hi);
 void mark_accessed(cpu_t *cpu, uint64_t addr, uint64_t *lo);
+uint64_t check_stack_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t *addr);
 
 /* mem.c: linear-address access (through the TLB, guest paging and EPT) */
 uint64_t lin_read(cpu_t *cpu, uint64_t lin, int size, int user);

@@ -245,7 +245,8 @@ static void load_pdptes(cpu_t *cpu, uint64_t cr3)
             hpa = ept_translate(cpu, gpa, ACC_READ, 0, 0, 0, &w);
         }
         uint64_t e = hostmem_read64(cpu->sil, hpa);
-        if ((e & 1) && (e & 0xfff00000000001e6ull))
+        /* reserved: 2:1, 8:5 and 63:MAXPHYADDR (SDM Vol. 3 Table 4-8) */
+        if ((e & 1) && (e & (PHYS_ADDR_RSVD | 0x1e6ull)))
             FAULT_ERR(cpu, EXC_GP, 0);
         cpu->pdpte[k] = e;
     }

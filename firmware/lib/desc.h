@@ -4,12 +4,11 @@
  * an IDT.  Selectors:
  *   0x08 ring-0 code   0x10 ring-0 data   0x18 ring-3 code   0x20 ring-3 data
  *   0x28 TSS           0x30.. free (GDT_FIRST_FREE)
- * The order of the first four is the one SYSENTER/SYSEXIT require.
+ * The order of the first four is the one SYSENTER/SYSEXIT require.  The constants
+ * are usable from assembly too.
  */
 #ifndef PYHV_FW_DESC_H
 #define PYHV_FW_DESC_H
-
-#include <stdint.h>
 
 #define SEL_KCODE 0x08
 #define SEL_KDATA 0x10
@@ -40,6 +39,9 @@
 #define GATE_INT32  0x8e
 #define GATE_TRAP32 0x8f
 #define GATE_DPL(n) ((n) << 5)
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
 
 /* 32-bit TSS (SDM Figure 8-2) */
 struct tss32 {
@@ -81,4 +83,5 @@ static inline void lidt_raw(void *base, uint16_t limit)
     __asm__ volatile("lidt %0" : : "m"(d) : "memory");
 }
 
+#endif /* __ASSEMBLER__ */
 #endif

@@ -76,6 +76,8 @@ void trap_report(const char *name)
     else
         printf(" eip=-%u", trap_site - trap.eip);
     printf(" cs=0x%02x fl=0x%08x", trap.cs, trap.eflags & ~EFLAGS_RF);
+    if (trap.vector == 14)
+        printf(" cr2=0x%08x", trap.cr2);
     if (trap.count > 1)
         printf(" count=%u", trap.count);
     printf("\n");

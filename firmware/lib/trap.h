@@ -18,7 +18,8 @@
  *
  * "eip=+N" is the pushed EIP relative to the instruction (+0 for a fault, its length
  * for a trap); "fl" is the pushed EFLAGS without RF (QEMU never sets RF for a fault:
- * a kernel reports RF on a line of its own).  An exception with no armed TRY is reported and ends the kernel.
+ * a kernel reports RF on a line of its own); a page fault adds " cr2=0x...".
+ * An exception with no armed TRY is reported and ends the kernel.
  */
 #ifndef PYHV_FW_TRAP_H
 #define PYHV_FW_TRAP_H

@@ -4,7 +4,7 @@
  * registers and calls trap_dispatch(frame); IRET then resumes wherever the
  * recorder left frame->eip.
  */
-#define KERNEL_DS 0x10
+#include "desc.h"
 
         .altmacro
 
@@ -36,7 +36,7 @@ trap_common:
         pushl   %es
         pushl   %fs
         pushl   %gs
-        movw    $KERNEL_DS, %ax
+        movw    $SEL_KDATA, %ax
         movw    %ax, %ds
         movw    %ax, %es
         pushl   %esp                    /* struct trap_frame * */
