@@ -135,14 +135,15 @@ static const opdesc_t groups[NGROUPS][8] = {
 static const opdesc_t two_byte[256] = {
     [0x00] = E(NULL, GRP | M, G6), [0x01] = E(NULL, GRP | M, G7),
     [0x02] = E(op_lar_lsl, M, 0), [0x03] = E(op_lar_lsl, M, 1),
-    [0x06] = E(op_clts, END, 0), [0x08] = E(op_invd, END, 0), [0x09] = E(op_wbinvd, END, 0),
+    [0x05] = E(op_syscall, END, 0), [0x06] = E(op_clts, END, 0), [0x07] = E(op_sysret, END, 0), [0x08] = E(op_invd, END, 0), [0x09] = E(op_wbinvd, END, 0),
     [0x0b] = UD, [0x0d] = E(op_nop, M, 0),
     [0x18] = E(op_nop, M, 0), [0x19] = E(op_nop, M, 0), [0x1a] = E(op_nop, M, 0), [0x1b] = E(op_nop, M, 0),
     [0x1c] = E(op_nop, M, 0), [0x1d] = E(op_nop, M, 0), [0x1e] = E(op_nop, M, 0), [0x1f] = E(op_nop, M, 0),
     [0x20] = E(op_mov_r_cr, M | F64, 0), [0x21] = E(op_mov_r_dr, M | F64, 0),
     [0x22] = E(op_mov_cr_r, M | F64 | END, 0), [0x23] = E(op_mov_dr_r, M | F64 | END, 0),
     [0x30] = E(op_wrmsr, END, 0), [0x31] = E(op_rdtsc, 0, 0), [0x32] = E(op_rdmsr, 0, 0),
-    [0x33] = E(op_rdpmc, 0, 0), [0x37] = E(op_getsec, 0, 0),
+    [0x33] = E(op_rdpmc, 0, 0), [0x34] = E(op_sysenter, END, 0), [0x35] = E(op_sysexit, END, 0),
+    [0x37] = E(op_getsec, 0, 0),
     [0x78] = E(op_vmx_insn, M | F64 | END, 6), [0x79] = E(op_vmx_insn, M | F64 | END, 7),
 #define CC16(base, e) [base + 0] = e, [base + 1] = e, [base + 2] = e, [base + 3] = e, \
     [base + 4] = e, [base + 5] = e, [base + 6] = e, [base + 7] = e, [base + 8] = e, [base + 9] = e, \

@@ -27,6 +27,9 @@ H(op_jmp_rel); H(op_jcc); H(op_call_rel); H(op_ret); H(op_jmp_rm); H(op_call_rm)
 H(op_jmp_far); H(op_call_far); H(op_retf); H(op_iret); H(op_int); H(op_int3); H(op_into);
 H(op_int1); H(op_loop); H(op_jcxz); H(op_bound);
 
+/* exec_fastcall.c */
+H(op_sysenter); H(op_sysexit); H(op_syscall); H(op_sysret);
+
 /* exec_string.c */
 H(op_movs); H(op_cmps); H(op_stos); H(op_lods); H(op_scas);
 

@@ -187,7 +187,56 @@ PAGING = SystemKernel(
     },
 )
 
-KERNELS = [EXCEPTIONS, PAGING]
+def _gp3(err, fl="0x00000002"):
+    return f"#13 err={err} eip=+0 cs=0x1b fl={fl}"
+
+
+USERMODE = SystemKernel(
+    name="usermode",
+    exit_code=0x33,
+    sdm_lines=(
+        "lcall ring-0 code: target cs=0x30 back cs=0x08",
+        # IRET checks the new CS and SS before loading either (SS: RPL = DPL = new CPL)
+        "iret to ring 3 with ring-0 ss: " + _gp("0x0010"),
+        "iret to ring 3 with ring-0 cs: " + _gp("0x0008"),
+        "iret to ring 3 with rpl-0 ss: " + _gp("0x0020"),
+        "ring 3: cs=0x1b ss=0x23 ds=0x23 if=1 iopl=0",
+        "int 0x80 from ring 3: #128 err=- eip=+2 cs=0x1b fl=0x00000202",
+        # the ring-0 stack comes from the TSS; SS, ESP, EFLAGS, CS, EIP are pushed there
+        "back in ring 3: cs=0x1b ss=0x23",
+        "int 0x81 dpl-0 gate from ring 3: " + _gp3("0x040a", "0x00000202"),
+        "int3 from ring 3: " + _gp3("0x001a", "0x00000202"),
+        "cli: " + _gp3("0x0000"),
+        "hlt: " + _gp3("0x0000"),
+        "mov from cr0: " + _gp3("0x0000"),
+        "lgdt: " + _gp3("0x0000"),
+        "sgdt: none",
+        "rdmsr: " + _gp3("0x0000"),
+        "wrmsr: " + _gp3("0x0000"),
+        "rdtsc: none",
+        "sysexit at cpl 3: " + _gp3("0x0000"),
+        "popf of iopl 3 and if: flags=0x00000002",
+        # I/O: IOPL 0 < CPL 3, so the TSS bitmap decides, every byte of the access
+        "in 0x70 iopl 0: " + _gp3("0x0000"),
+        "in 0x80 allowed by bitmap: none",
+        "out 0x81 denied by bitmap: " + _gp3("0x0000"),
+        "outw 0x7f half allowed: none",
+        "outw 0x80 straddles denied: " + _gp3("0x0000"),
+        "mov ds kernel data: " + _gp3("0x0010"),
+        "mov ss kernel data: " + _gp3("0x0010"),
+        "lcall conforming: cs=0x3b",
+        "lcall ring-0 code: " + _gp3("0x0008"),
+        # SYSENTER: CS = SYSENTER_CS, SS = +8, IF cleared; SYSEXIT: CS +16, SS +24, RPL 3
+        "sysenter: cs=0x08 ss=0x10 esp=top-0 if=0",
+        "sysexit: cs=0x1b ss=0x23 if=0",
+        "int with null ss0: #TS count=1 err=0x0000",
+        "int with rpl-3 ss0: #TS count=2 err=0x0020",
+        "back in ring 0: cs=0x08 ss=0x10",
+    ),
+    sdm_prefixes=("int 0x80 from ring 3: handler esp=esp0-20 if=0; pushed ss=0x23 esp=user top-",),
+)
+
+KERNELS = [EXCEPTIONS, PAGING, USERMODE]
 
 
 def check_name(line: str) -> str:

@@ -2,7 +2,7 @@
 
 uint64_t gdt[GDT_ENTRIES] __attribute__((aligned(8)));
 uint64_t idt[256] __attribute__((aligned(8)));
-struct tss32 tss __attribute__((aligned(128)));
+struct tss_io tss_io __attribute__((aligned(128)));
 
 uint64_t seg_desc(uint32_t base, uint32_t limit, uint8_t access, uint8_t flags)
 {
@@ -23,8 +23,11 @@ void gdt_install(void)
     gdt_set(SEL_KDATA >> 3, 0, 0xfffff, DA_P | DA_DATA | DA_W, DF_G | DF_DB);
     gdt_set(SEL_UCODE >> 3, 0, 0xfffff, DA_P | DA_DPL(3) | DA_CODE | DA_R, DF_G | DF_DB);
     gdt_set(SEL_UDATA >> 3, 0, 0xfffff, DA_P | DA_DPL(3) | DA_DATA | DA_W, DF_G | DF_DB);
+    tss.ss0 = SEL_KDATA;
     tss.iomap_base = sizeof(tss);
-    gdt_set(SEL_TSS >> 3, (uint32_t)&tss, sizeof(tss) - 1, DA_P | DA_TSS32, 0);
+    for (unsigned k = 0; k < sizeof(tss_io.iomap); k++)
+        tss_io.iomap[k] = 0xff;
+    gdt_set(SEL_TSS >> 3, (uint32_t)&tss_io, sizeof(tss_io) - 1, DA_P | DA_TSS32, 0);
     lgdt_raw(gdt, sizeof(gdt) - 1);
     __asm__ volatile(
         "ljmp %[cs], $1f\n"
@@ -40,6 +43,15 @@ void gdt_install(void)
         "xorl %%eax, %%eax\n\t"
         "lldt %%ax"
         : : [cs] "i"(SEL_KCODE), [ds] "i"(SEL_KDATA), [tr] "i"(SEL_TSS) : "eax", "memory");
+}
+
+void tss_allow_port(uint16_t port, int allow)
+{
+    uint8_t bit = (uint8_t)(1u << (port & 7));
+    if (allow)
+        tss_io.iomap[port / 8] &= (uint8_t)~bit;
+    else
+        tss_io.iomap[port / 8] |= bit;
 }
 
 void idt_set(int vector, void (*handler)(void), uint16_t sel, uint8_t type)

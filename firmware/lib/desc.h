@@ -57,16 +57,26 @@ struct tss32 {
     uint16_t trap, iomap_base;
 } __attribute__((packed));
 
+/* The TSS with a full I/O permission bitmap (and its terminating 0xff byte): every
+ * port is denied until tss_allow_port(). */
+struct tss_io {
+    struct tss32 tss;
+    uint8_t iomap[65536 / 8 + 1];
+} __attribute__((packed));
+
 extern uint64_t gdt[GDT_ENTRIES];
 extern uint64_t idt[256];
-extern struct tss32 tss;
+extern struct tss_io tss_io;
+#define tss (tss_io.tss)
 
 uint64_t seg_desc(uint32_t base, uint32_t limit, uint8_t access, uint8_t flags);
 void gdt_set(int index, uint32_t base, uint32_t limit, uint8_t access, uint8_t flags);
 /* Load the GDT, reload CS/DS/ES/FS/GS/SS with the flat ring-0 segments, and load TR
- * with the TSS (whose I/O bitmap starts beyond its limit: no port allowed) and LDTR
+ * with the TSS (SS0 = the ring-0 data segment, all ports denied) and LDTR
  * with the null selector (a loader may leave it with any contents). */
 void gdt_install(void);
+/* Let CPL > IOPL code use PORT through the I/O bitmap (or deny it again). */
+void tss_allow_port(uint16_t port, int allow);
 void idt_set(int vector, void (*handler)(void), uint16_t sel, uint8_t type);
 /* Load the IDT with LIMIT (normally sizeof(idt) - 1). */
 void idt_install(uint16_t limit);

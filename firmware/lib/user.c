@@ -9,7 +9,6 @@ void user_call(void (*fn)(void), void *stack_top, uint32_t eflags)
 {
     uint32_t *sp = (uint32_t *)stack_top;
     *--sp = (uint32_t)user_return;
-    tss.ss0 = SEL_KDATA;
     idt_set(USER_RETURN_VECTOR, user_return_gate, SEL_KCODE, GATE_INT32 | GATE_DPL(3));
     user_call_enter(fn, sp, eflags);
 }

@@ -15,7 +15,7 @@ user_call_enter:
         pushl   %esi
         pushl   %edi
         movl    %esp, user_kernel_esp
-        movl    %esp, tss + TSS_ESP0
+        movl    %esp, tss_io + TSS_ESP0
         movl    20(%esp), %eax
         movl    24(%esp), %ecx
         movl    28(%esp), %edx
