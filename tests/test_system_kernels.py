@@ -236,7 +236,68 @@ USERMODE = SystemKernel(
     sdm_prefixes=("int 0x80 from ring 3: handler esp=esp0-20 if=0; pushed ss=0x23 esp=user top-",),
 )
 
-KERNELS = [EXCEPTIONS, PAGING, USERMODE]
+def _lm_arith_lines():
+    """The 64-bit arithmetic of lm64.S (lm_arith), computed here."""
+    m = (1 << 64) - 1
+    a, b = 0x123456789ABCDEF0, 0x0FEDCBA987654321
+    n = 0xFEDCBA9876543210
+    values = [
+        ("add", a + b), ("mul lo", a * b), ("mul hi", (a * b) >> 64),
+        ("div q", n // 1000003), ("div r", n % 1000003), ("idiv q", -3), ("idiv r", -1),
+        ("sar", (0x8000000000000001 - (1 << 64)) >> 4),
+        ("rol", ((0x8000000000000001 << 8) | (0x8000000000000001 >> 56))),
+        ("mov r32 zero-extends", 0xFFFFFFFF), ("movsxd", -5), ("bsr", 40),
+        ("bswap", 0x8877665544332211), ("adc carry", 2),
+        ("lea", 0xFFFFFFFF00000000 + 0x12345678 * 4), ("rex 0x40", 0), ("rip-relative", 0),
+    ]
+    return tuple(f"{name}: 0x{value & m:016x}" for name, value in values)
+
+
+LONGMODE = SystemKernel(
+    name="longmode",
+    exit_code=0x34,
+    sdm_lines=(
+        "before paging: efer=0x100",
+        "long mode: efer=0x500 cr0.pg=1 cs=0x08",   # LMA set by CR0.PG, still 32-bit code
+        "tss busy: 1",
+        "compat: 0x40 is inc eax: eax=1",
+        "compat ud2: #6 err=- eip=+0 cs=0x08 fl=0x00000002",
+        "compat read not present: " + _pf("0x0000", "0x00402008"),
+        "compat int 0x91: #145 err=- eip=+2 cs=0x08 fl=0x00000002",
+        *_lm_arith_lines(),
+        "read upper-half not present cr2: 0xffff800000001008",
+        "fetch xd page: rip=cr2 1",
+        # 64-bit delivery: IST stacks, RSP aligned to 16, SS:RSP always pushed
+        "int ist1: handler rsp=ist1 top-40 pushed cs=0x38 ss=0x10",
+        "int with rsp 16n-8: rsp before-handler rsp=48",
+        # SYSRET: CS = STAR[63:48] + 16, SS = + 8; SYSCALL: CS = STAR[47:32], SS = + 8,
+        # RCX = next RIP, R11 = RFLAGS, RFLAGS &= ~FMASK
+        "sysret: cs=0x5b ss=0x53 if=1",
+        "ring-3 read of supervisor page: handler rsp=rsp0-48 handler ss=0x00 pushed ss=0x53",
+        "syscall: cs=0x38 ss=0x40 if=0 rcx=next rip 1 r11.if=1",
+    ),
+    sdm_prefixes=(
+        "64-bit ud2: #6 err=- eip=+0 cs=0x38 ",
+        "64-bit push es: #6 err=- eip=+0 cs=0x38 ",
+        "non-canonical read: #13 err=0x0000 eip=+0 cs=0x38 ",
+        "read upper-half not present: #14 err=0x0000 eip=+0 cs=0x38 ",
+        "fetch xd page: #14 err=0x0011 ",
+        "syscall without efer.sce: #6 err=- eip=+0 cs=0x38 ",
+        "ring-3 read of supervisor page: #14 err=0x0005 eip=+0 cs=0x5b ",
+    ),
+    qemu_deviations={
+        # a reference through a null segment register faults in compatibility mode too
+        "compat mov ds null then read": (_gp("0x0000").replace("eip=+0", "eip=+2"), "none"),
+        # a non-canonical address through SS is #SS(0) (SDM Vol. 3 6.15, Interrupt 12)
+        "non-canonical stack read": ("#12 err=0x0000 eip=+0 cs=0x38 fl=0x00000002",
+                                     "#13 err=0x0000 eip=+0 cs=0x38 fl=0x00000002"),
+        # SYSRET checks RCX before leaving ring 0; QEMU returns to ring 3 instead
+        "sysret to non-canonical rip": (_gp("0x0000").replace("0x08", "0x38"), None),
+    },
+    qemu_append="skip=qemu-fatal",
+)
+
+KERNELS = [EXCEPTIONS, PAGING, USERMODE, LONGMODE]
 
 
 def check_name(line: str) -> str:
