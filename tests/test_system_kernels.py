@@ -297,7 +297,27 @@ LONGMODE = SystemKernel(
     qemu_append="skip=qemu-fatal",
 )
 
-KERNELS = [EXCEPTIONS, PAGING, USERMODE, LONGMODE]
+REALMODE = SystemKernel(
+    name="realmode",
+    exit_code=0x35,
+    sdm_lines=(
+        "back in protected mode: cs=0x08 cr0.pe=1",
+        "real mode: cr0.pe=0 cs=0x0700 ss=0x0700",
+        f"mul 0x1234*0x5678: dx:ax=0x{0x1234 * 0x5678:08x}",
+        "daa 0x19+0x28: 0x47",
+        # linear = selector * 16 + offset, past 1 MiB with A20 enabled
+        "read 1234:0010: 0x5e65e600",
+        "read ffff:fff0: 0xa20a20a2",
+        # INT n pushes FLAGS, CS, IP (6 bytes, plus the handler's BP) and clears IF
+        "int 0x30: pushed ip=next 1 cs=0x0700 flags.if=1; handler flags.if=0 sp=top-8",
+        "div by zero: pushed ip=div 1",
+        "ud2: pushed ip=ud2 1",
+        "#UD count (arpl, ud2): 2",
+        "stack balanced: 1",
+    ),
+)
+
+KERNELS = [EXCEPTIONS, PAGING, USERMODE, LONGMODE, REALMODE]
 
 
 def check_name(line: str) -> str:
