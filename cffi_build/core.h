@@ -15,6 +15,9 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define PAGE_SIZE 4096ull
+/* physical-address width (CPUID.80000008H:EAX[7:0] reports the same) */
+#define MAXPHYADDR 40
+#define PHYS_ADDR_RSVD (~((1ull << MAXPHYADDR) - 1))
 #define PAGE_MASK (~(PAGE_SIZE - 1))
 
 /* ---- host-physical memory ---------------------------------------------------- */
@@ -270,10 +273,12 @@ struct cpu {
     uint64_t retired;
     uint64_t budget;     /* instructions left before checking for events */
 
-    /* event delivery in progress (for double faults and IDT-vectoring information) */
+    /* event delivery in progress (for double faults and IDT-vectoring information), and
+     * the state it started from: a delivery that faults or VM-exits changes nothing */
     int delivering;
     uint32_t delivering_info;
     uint32_t delivering_error;
+    struct { seg_t cs, ss; uint64_t rsp, rip, rflags; } before_delivery;
 
     /* emulation of one instruction in root mode (KVM's emulator) */
     struct mmio_emulation *emul;
@@ -496,6 +501,8 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
 enum { EV_EXT_INT = 0, EV_NMI = 2, EV_HW_EXC = 3, EV_SW_INT = 4, EV_PRIV_SW_EXC = 5, EV_SW_EXC = 6 };
 void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
 __attribute__((noreturn)) void deliver_event_and_unwind(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
+/* Undo a delivery in progress that a fault or a VM exit interrupts. */
+void abort_delivery(cpu_t *cpu);
 
 /* mode.c: call after anything that changes the mode or a segment register */
 void cpu_update_mode(cpu_t *cpu);
@@ -508,6 +515,8 @@ void load_seg_real(cpu_t *cpu, int seg, uint16_t sel);
 void load_seg(cpu_t *cpu, int seg, uint16_t sel);
 int read_descriptor(cpu_t *cpu, uint16_t sel, uint64_t *desc_lo, uint64_t *desc_hi, uint64_t *addr);
 void desc_to_seg(seg_t *s, uint16_t sel, uint64_t lo, uint64_t hi);
+void mark_accessed(cpu_t *cpu, uint64_t addr, uint64_t *lo);
+uint64_t check_stack_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t *addr);
 
 /* mem.c: linear-address access (through the TLB, guest paging and EPT) */
 uint64_t lin_read(cpu_t *cpu, uint64_t lin, int size, int user);

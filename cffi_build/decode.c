@@ -55,7 +55,8 @@ static const opdesc_t one_byte[256] = {
     /* 48 */ X8(E(op_dec, RB, 0)),
     /* 50 */ X8(E(op_push_rm, RB | D64, 0)),
     /* 58 */ X8(E(op_pop_rm, RB | D64, 0)),
-    /* 60 */ E(op_pusha, I64, 0), E(op_popa, I64, 0), UD, E(op_movsxd, M, 0),
+    /* 60 */ E(op_pusha, I64, 0), E(op_popa, I64, 0), E(op_bound, M | MEMONLY | I64, 0),
+             E(op_movsxd, M, 0),
     /* 64 */ UD, UD, UD, UD,
     /* 68 */ E(op_push_imm, IZ | D64, 0), E(op_imul_r_rm_imm, M | IZ, 0),
              E(op_push_imm, I8 | D64, 0), E(op_imul_r_rm_imm, M | I8, 0),
@@ -88,7 +89,7 @@ static const opdesc_t one_byte[256] = {
     /* d0 */ E(NULL, GRP | M | B, G2_EB), E(NULL, GRP | M, G2_EV),
              E(NULL, GRP | M | B, G2_EB), E(NULL, GRP | M, G2_EV),
     /* d4 */ E(op_aam, I8 | I64, 0), E(op_aad, I8 | I64, 0), UD, E(op_xlat, 0, 0),
-    /* d8 */ X8(UD),
+    /* d8 */ X8(E(op_x87, M | END, 0)),
     /* e0 */ E(op_loop, I8 | F64 | END, 0), E(op_loop, I8 | F64 | END, 1), E(op_loop, I8 | F64 | END, 2),
              E(op_jcxz, I8 | F64 | END, 0),
     /* e4 */ E(op_in, B | I8, 0), E(op_in, I8, 0), E(op_out, B | I8, 0), E(op_out, I8, 0),
@@ -134,14 +135,15 @@ static const opdesc_t groups[NGROUPS][8] = {
 static const opdesc_t two_byte[256] = {
     [0x00] = E(NULL, GRP | M, G6), [0x01] = E(NULL, GRP | M, G7),
     [0x02] = E(op_lar_lsl, M, 0), [0x03] = E(op_lar_lsl, M, 1),
-    [0x06] = E(op_clts, END, 0), [0x08] = E(op_invd, END, 0), [0x09] = E(op_wbinvd, END, 0),
+    [0x05] = E(op_syscall, END, 0), [0x06] = E(op_clts, END, 0), [0x07] = E(op_sysret, END, 0), [0x08] = E(op_invd, END, 0), [0x09] = E(op_wbinvd, END, 0),
     [0x0b] = UD, [0x0d] = E(op_nop, M, 0),
     [0x18] = E(op_nop, M, 0), [0x19] = E(op_nop, M, 0), [0x1a] = E(op_nop, M, 0), [0x1b] = E(op_nop, M, 0),
     [0x1c] = E(op_nop, M, 0), [0x1d] = E(op_nop, M, 0), [0x1e] = E(op_nop, M, 0), [0x1f] = E(op_nop, M, 0),
     [0x20] = E(op_mov_r_cr, M | F64, 0), [0x21] = E(op_mov_r_dr, M | F64, 0),
     [0x22] = E(op_mov_cr_r, M | F64 | END, 0), [0x23] = E(op_mov_dr_r, M | F64 | END, 0),
     [0x30] = E(op_wrmsr, END, 0), [0x31] = E(op_rdtsc, 0, 0), [0x32] = E(op_rdmsr, 0, 0),
-    [0x33] = E(op_rdpmc, 0, 0), [0x37] = E(op_getsec, 0, 0),
+    [0x33] = E(op_rdpmc, 0, 0), [0x34] = E(op_sysenter, END, 0), [0x35] = E(op_sysexit, END, 0),
+    [0x37] = E(op_getsec, 0, 0),
     [0x78] = E(op_vmx_insn, M | F64 | END, 6), [0x79] = E(op_vmx_insn, M | F64 | END, 7),
 #define CC16(base, e) [base + 0] = e, [base + 1] = e, [base + 2] = e, [base + 3] = e, \
     [base + 4] = e, [base + 5] = e, [base + 6] = e, [base + 7] = e, [base + 8] = e, [base + 9] = e, \
@@ -188,6 +190,20 @@ static opdesc_t grp7_reg(uint8_t modrm)
     if ((modrm & 0x38) == 0x30)
         return (opdesc_t)E(op_lmsw, END, 0);
     return (opdesc_t)UD;
+}
+
+/* LOCK is allowed only on the read-modify-write instructions with a memory
+ * destination (SDM Vol. 2 LOCK); anywhere else it makes the instruction #UD. */
+static int lockable(const insn_t *d)
+{
+    if (!d->has_mem)
+        return 0;
+    if (d->fn == op_alu_rm_r || d->fn == op_alu_rm_imm)
+        return d->op != 7;   /* not CMP */
+    if (d->fn == op_bt)
+        return d->op != 0;   /* BTS, BTR, BTC but not BT */
+    return d->fn == op_inc || d->fn == op_dec || d->fn == op_not || d->fn == op_neg ||
+           d->fn == op_xadd || d->fn == op_xchg || d->fn == op_cmpxchg || d->fn == op_cmpxchg8b;
 }
 
 static const uint8_t regs16_base[8] = { R_BX, R_BX, R_BP, R_BP, R_SI, R_DI, R_BP, R_BX };
@@ -439,6 +455,8 @@ prefixes_done:
         d->imm2 = p[pos + 2];
         pos += 3;
     }
+    if (d->lock && !lockable(d))
+        d->fn = op_ud;
     if (pos > 15) {
         d->fn = op_ud;
         d->op = 0xff;   /* too long: #GP(0) rather than #UD */

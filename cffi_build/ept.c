@@ -3,15 +3,14 @@
  * misconfigurations. */
 #include "core.h"
 
-#define EPT_MAXPHYADDR 40
-#define EPT_ADDR_MASK (((1ull << EPT_MAXPHYADDR) - 1) & PAGE_MASK)
+#define EPT_ADDR_MASK (((1ull << MAXPHYADDR) - 1) & PAGE_MASK)
 
 static int misconfigured(uint64_t e, int level, int leaf)
 {
     uint64_t perm = e & 7;
     if (perm == EPT_WRITE || perm == (EPT_WRITE | EPT_EXEC))
         return 1;                       /* writable but not readable */
-    if (e & ~((1ull << EPT_MAXPHYADDR) - 1) & 0x000fffffffffffffull)
+    if (e & PHYS_ADDR_RSVD & 0x000fffffffffffffull)
         return 1;                       /* address bits beyond MAXPHYADDR */
     if (!leaf) {
         if (e & 0xf8)                   /* bits 7:3 reserved in non-leaf entries */

@@ -25,7 +25,10 @@ H(op_xlat); H(op_movbe);
 /* exec_control.c */
 H(op_jmp_rel); H(op_jcc); H(op_call_rel); H(op_ret); H(op_jmp_rm); H(op_call_rm);
 H(op_jmp_far); H(op_call_far); H(op_retf); H(op_iret); H(op_int); H(op_int3); H(op_into);
-H(op_int1); H(op_loop); H(op_jcxz);
+H(op_int1); H(op_loop); H(op_jcxz); H(op_bound);
+
+/* exec_fastcall.c */
+H(op_sysenter); H(op_sysexit); H(op_syscall); H(op_sysret);
 
 /* exec_string.c */
 H(op_movs); H(op_cmps); H(op_stos); H(op_lods); H(op_scas);
@@ -40,7 +43,7 @@ H(op_mov_r_cr); H(op_mov_cr_r); H(op_mov_r_dr); H(op_mov_dr_r); H(op_clts); H(op
 H(op_invlpg); H(op_cpuid); H(op_rdmsr); H(op_wrmsr); H(op_rdtsc); H(op_rdtscp); H(op_rdpmc);
 H(op_wbinvd); H(op_invd); H(op_vmx_insn); H(op_pause); H(op_mwait); H(op_monitor);
 H(op_xgetbv); H(op_xsetbv); H(op_swapgs); H(op_getsec); H(op_fence); H(op_clflush);
-H(op_wait); H(op_lar_lsl); H(op_verr_verw);
+H(op_wait); H(op_x87); H(op_lar_lsl); H(op_verr_verw);
 
 /* exec_atomic.c: LOCK-prefixed forms, atomic across processors */
 H(op_locked_alu); H(op_locked_unary); H(op_locked_xchg); H(op_locked_xadd);

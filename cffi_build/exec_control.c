@@ -35,14 +35,14 @@ void op_call_rm(cpu_t *cpu, const insn_t *i)
     jump_to(cpu, target, i->opsize);
 }
 
-/* Check and load a code segment for a far JMP/CALL/RET/IRET in protected mode;
- * `new_cpl` is the privilege the new CS will run at. */
-static void load_code_segment(cpu_t *cpu, uint16_t sel, int new_cpl, int is_return)
+/* The checks of a code segment for a far JMP/CALL (is_return = 0) or RET/IRET
+ * (is_return = 1) in protected mode; nothing changes until set_code_segment(). */
+static uint64_t check_code_segment(cpu_t *cpu, uint16_t sel, int is_return, uint64_t *addr)
 {
-    uint64_t lo, hi, addr;
+    uint64_t lo, hi;
     if ((sel & ~3u) == 0)
         FAULT_ERR(cpu, EXC_GP, 0);
-    if (read_descriptor(cpu, sel, &lo, &hi, &addr) < 0)
+    if (read_descriptor(cpu, sel, &lo, &hi, addr) < 0)
         FAULT_ERR(cpu, EXC_GP, sel & ~3u);
     uint32_t acc = (uint32_t)((lo >> 40) & 0xff);
     int dpl = (acc >> 5) & 3, rpl = sel & 3;
@@ -58,10 +58,57 @@ static void load_code_segment(cpu_t *cpu, uint16_t sel, int new_cpl, int is_retu
         FAULT_ERR(cpu, EXC_NP, sel & ~3u);
     if ((cpu->efer & EFER_LMA) && (lo & (1ull << 53)) && (lo & (1ull << 54)))
         FAULT_ERR(cpu, EXC_GP, sel & ~3u);   /* L and D both set */
-    desc_to_seg(&cpu->seg[S_CS], (uint16_t)((sel & ~3u) | (uint32_t)new_cpl), lo, 0);
-    cpu->seg[S_CS].ar |= 1;                  /* accessed */
-    cpu->cpl = new_cpl;
+    return lo;
+}
+
+/* Load CS with a checked descriptor; it runs at `cpl`. */
+static void set_code_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t lo, uint64_t addr)
+{
+    mark_accessed(cpu, addr, &lo);
+    desc_to_seg(&cpu->seg[S_CS], (uint16_t)((sel & ~3u) | (uint32_t)cpl), lo, 0);
     cpu_update_mode(cpu);
+}
+
+static void load_code_segment(cpu_t *cpu, uint16_t sel, int is_return)
+{
+    uint64_t addr, lo = check_code_segment(cpu, sel, is_return, &addr);
+    set_code_segment(cpu, sel, is_return ? sel & 3 : cpu->cpl, lo, addr);
+}
+
+/* A far RET or IRET to an outer privilege level (SDM Vol. 2 RET, IRET): check the new
+ * CS and SS before loading either. */
+static void return_to_outer_level(cpu_t *cpu, uint16_t cs, uint16_t ss)
+{
+    int cpl = cs & 3;
+    uint64_t cs_addr, cs_lo = check_code_segment(cpu, cs, 1, &cs_addr);
+    int long_mode = (cpu->efer & EFER_LMA) != 0;
+    int to_64bit = long_mode && (cs_lo & (1ull << 53));
+    if (to_64bit && (ss & ~3u) == 0 && cpl != 3) {
+        /* 64-bit mode allows a null SS below CPL 3 */
+        set_code_segment(cpu, cs, cpl, cs_lo, cs_addr);
+        cpu->seg[S_SS].sel = ss;
+        cpu->seg[S_SS].base = 0;
+        cpu->seg[S_SS].limit = 0;
+        cpu->seg[S_SS].ar = AR_UNUSABLE | ((uint32_t)cpl << 5);
+    } else {
+        uint64_t ss_addr, ss_lo = check_stack_segment(cpu, ss, cpl, &ss_addr);
+        set_code_segment(cpu, cs, cpl, cs_lo, cs_addr);
+        mark_accessed(cpu, ss_addr, &ss_lo);
+        desc_to_seg(&cpu->seg[S_SS], ss, ss_lo, 0);
+    }
+    cpu_update_mode(cpu);
+    /* data segments the outer level may not use become null */
+    for (int s = S_ES; s <= S_GS; s++) {
+        if (s == S_CS || s == S_SS)
+            continue;
+        seg_t *d = &cpu->seg[s];
+        int data_or_nonconforming = !(AR_TYPE(d->ar) & 8) || !(AR_TYPE(d->ar) & 4);
+        if (!(d->ar & AR_UNUSABLE) && data_or_nonconforming && (int)AR_DPL(d->ar) < cpu->cpl) {
+            d->sel = 0;
+            d->ar |= AR_UNUSABLE;
+        }
+    }
+    cpu_update_segment_cache(cpu);
 }
 
 static void far_transfer(cpu_t *cpu, uint16_t sel, uint64_t offset, int opsize)
@@ -70,7 +117,7 @@ static void far_transfer(cpu_t *cpu, uint16_t sel, uint64_t offset, int opsize)
         load_seg_real(cpu, S_CS, sel);
         cpu_update_mode(cpu);
     } else {
-        load_code_segment(cpu, sel, cpu->cpl, 0);
+        load_code_segment(cpu, sel, 0);
     }
     cpu->next_rip = opsize == 8 ? offset : offset & size_mask(opsize);
 }
@@ -128,27 +175,14 @@ void op_retf(cpu_t *cpu, const insn_t *i)
     if (rpl < cpu->cpl)
         FAULT_ERR(cpu, EXC_GP, sel & ~3u);
     if (rpl == cpu->cpl) {
-        load_code_segment(cpu, sel, rpl, 1);
+        load_code_segment(cpu, sel, 1);
         cpu->gpr[R_SP] = (cpu->gpr[R_SP] & ~m) | ((sp + 2 * size + release) & m);
     } else {
         /* return to an outer privilege level: SS:rSP follow on the stack */
         uint64_t new_sp = mem_read(cpu, S_SS, (sp + 2 * size + release) & m, size);
         uint16_t new_ss = (uint16_t)mem_read(cpu, S_SS, (sp + 3 * size + release) & m, size);
-        load_code_segment(cpu, sel, rpl, 1);
-        load_seg_prot(cpu, S_SS, new_ss);
-        cpu_update_mode(cpu);
+        return_to_outer_level(cpu, sel, new_ss);
         cpu->gpr[R_SP] = new_sp + release;
-        for (int s = S_ES; s <= S_GS; s++) {
-            if (s == S_CS || s == S_SS)
-                continue;
-            seg_t *d = &cpu->seg[s];
-            int data_or_nonconforming = !(AR_TYPE(d->ar) & 8) || !(AR_TYPE(d->ar) & 4);
-            if (!(d->ar & AR_UNUSABLE) && data_or_nonconforming && (int)AR_DPL(d->ar) < cpu->cpl) {
-                d->sel = 0;
-                d->ar |= AR_UNUSABLE;
-            }
-        }
-        cpu_update_segment_cache(cpu);
     }
     cpu->next_rip = size == 8 ? ip : ip & size_mask(size);
 }
@@ -200,21 +234,14 @@ void op_iret(cpu_t *cpu, const insn_t *i)
         FAULT_ERR(cpu, EXC_GP, cs & ~3u);
     int long_mode = (cpu->efer & EFER_LMA) != 0;
     if (rpl == old_cpl && !(long_mode && cpu->mode == MODE_LONG64)) {
-        load_code_segment(cpu, cs, rpl, 1);
+        load_code_segment(cpu, cs, 1);
         cpu->gpr[R_SP] = (cpu->gpr[R_SP] & ~m) | ((sp + 3 * size) & m);
         iret_flags(cpu, fl, size, old_cpl);
     } else {
+        /* 64-bit mode always pops SS:RSP; elsewhere only on a privilege change */
         uint64_t new_sp = mem_read(cpu, S_SS, (sp + 3 * size) & m, size);
         uint16_t new_ss = (uint16_t)mem_read(cpu, S_SS, (sp + 4 * size) & m, size);
-        load_code_segment(cpu, cs, rpl, 1);
-        if (long_mode && (new_ss & ~3u) == 0 && rpl != 3) {
-            cpu->seg[S_SS].sel = new_ss;
-            cpu->seg[S_SS].base = 0;
-            cpu->seg[S_SS].limit = 0;
-            cpu->seg[S_SS].ar = AR_UNUSABLE | ((uint32_t)rpl << 5);
-        } else {
-            load_seg_prot(cpu, S_SS, new_ss);
-        }
+        return_to_outer_level(cpu, cs, new_ss);
         iret_flags(cpu, fl, size, old_cpl);
         cpu_update_mode(cpu);
         cpu->gpr[R_SP] = size == 8 || cpu->stack_size == 8 ? new_sp :
@@ -250,6 +277,19 @@ void op_into(cpu_t *cpu, const insn_t *i)
     (void)i;
     if (cpu_get_rflags(cpu) & F_OF)
         software_exception(cpu, EXC_OF);
+}
+
+/* BOUND r, m: #BR (a fault) unless lower <= index <= upper, all signed. */
+void op_bound(cpu_t *cpu, const insn_t *i)
+{
+    int size = i->opsize;
+    uint64_t ea = ea_of(cpu, i);
+    int64_t index = (int64_t)sign_extend(reg_read(cpu, i->reg, size), size);
+    int64_t lower = (int64_t)sign_extend(mem_read(cpu, i->seg, ea, size), size);
+    int64_t upper = (int64_t)sign_extend(mem_read(cpu, i->seg, (ea + size) & size_mask(i->addrsize),
+                                                  size), size);
+    if (index < lower || index > upper)
+        FAULT(cpu, EXC_BR);
 }
 
 void op_int1(cpu_t *cpu, const insn_t *i)

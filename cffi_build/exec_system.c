@@ -246,7 +246,8 @@ static void load_pdptes(cpu_t *cpu, uint64_t cr3)
             hpa = ept_translate(cpu, gpa, ACC_READ, 0, 0, 0, &w);
         }
         uint64_t e = hostmem_read64(cpu->sil, hpa);
-        if ((e & 1) && (e & 0xfff00000000001e6ull))
+        /* reserved: 2:1, 8:5 and 63:MAXPHYADDR (SDM Vol. 3 Table 4-8) */
+        if ((e & 1) && (e & (PHYS_ADDR_RSVD | 0x1e6ull)))
             FAULT_ERR(cpu, EXC_GP, 0);
         cpu->pdpte[k] = e;
     }
@@ -483,6 +484,16 @@ void op_wait(cpu_t *cpu, const insn_t *i)
     (void)i;
     if ((cpu->cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS))
         FAULT(cpu, EXC_NM);
+}
+
+/* x87 instructions: the processor has no x87 unit, but the device-not-available checks
+ * come first (SDM Vol. 3 2.5: CR0.EM and CR0.TS make every x87 instruction #NM). */
+void op_x87(cpu_t *cpu, const insn_t *i)
+{
+    (void)i;
+    if (cpu->cr0 & (CR0_EM | CR0_TS))
+        FAULT(cpu, EXC_NM);
+    FAULT(cpu, EXC_UD);
 }
 
 /* ---- identification, MSRs and the TSC ---- */

@@ -14,6 +14,14 @@ static int pushes_error_code(int v)
     return v == EXC_DF || (v >= EXC_TS && v <= EXC_PF) || v == EXC_AC;
 }
 
+/* Exceptions reported on the instruction that caused them (#DB is a fault only for
+ * instruction breakpoints, which are not modelled; #DF and #MC are aborts). */
+static int is_fault_class(int v)
+{
+    return v == EXC_DE || v == EXC_BR || v == EXC_UD || v == EXC_NM ||
+           (v >= EXC_TS && v <= EXC_PF) || v == EXC_MF || v == EXC_AC || v == EXC_XM;
+}
+
 /* Does the exception bitmap turn this exception into a VM exit? */
 static int exception_exits(cpu_t *cpu, int vector, uint32_t error)
 {
@@ -36,6 +44,7 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
         longjmp(cpu->exit_jmp, 1);
     }
     if (cpu->delivering) {
+        abort_delivery(cpu);
         uint32_t first = cpu->delivering_info & 0xff;
         int first_type = (cpu->delivering_info >> 8) & 7;
         if (first_type == EV_HW_EXC && first == EXC_DF) {
@@ -61,6 +70,10 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
     }
     if (vector == EXC_PF)
         cpu->cr2 = cpu->pf_addr;
+    /* the handler may restart a faulting instruction without an instruction breakpoint
+     * firing again: fault-class exceptions push RF = 1 (SDM Vol. 3 18.3.1.1) */
+    if (is_fault_class(vector))
+        cpu->rflags |= F_RF;
     deliver_event_and_unwind(cpu, EV_HW_EXC, vector, has_error, error, cpu->rip);
 }
 
@@ -77,23 +90,40 @@ static void deliver_real(cpu_t *cpu, int vector, uint64_t return_rip)
     cpu->rip = ent & 0xffff;
 }
 
-/* Stack pointer for a privilege change, from the TSS. */
-static void tss_stack(cpu_t *cpu, int dpl, uint16_t *ss, uint64_t *sp)
+/* Stack for a privilege change from the TSS, with the checks of the new SS (SDM
+ * Vol. 3 6.12.1 and the INT n pseudocode): the SS descriptor is loaded into `ss_out`. */
+static uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out)
 {
     seg_t *tr = &cpu->seg[S_TR];
+    uint64_t sp;
+    uint16_t ss;
     if (AR_TYPE(tr->ar) & 8) {          /* 32-bit TSS */
         uint32_t off = 4 + (uint32_t)dpl * 8;
         if (off + 5 > tr->limit)
-            FAULT_ERR(cpu, EXC_TS, tr->sel & ~3u);
-        *sp = sys_read(cpu, tr->base + off, 4);
-        *ss = (uint16_t)sys_read(cpu, tr->base + off + 4, 2);
+            FAULT_ERR(cpu, EXC_TS, (tr->sel & ~3u) + ext);
+        sp = sys_read(cpu, tr->base + off, 4);
+        ss = (uint16_t)sys_read(cpu, tr->base + off + 4, 2);
     } else {                            /* 16-bit TSS */
         uint32_t off = 2 + (uint32_t)dpl * 4;
         if (off + 3 > tr->limit)
-            FAULT_ERR(cpu, EXC_TS, tr->sel & ~3u);
-        *sp = sys_read(cpu, tr->base + off, 2);
-        *ss = (uint16_t)sys_read(cpu, tr->base + off + 2, 2);
+            FAULT_ERR(cpu, EXC_TS, (tr->sel & ~3u) + ext);
+        sp = sys_read(cpu, tr->base + off, 2);
+        ss = (uint16_t)sys_read(cpu, tr->base + off + 2, 2);
     }
+    uint64_t lo, hi, addr;
+    if ((ss & ~3u) == 0)
+        FAULT_ERR(cpu, EXC_TS, ext);
+    if (read_descriptor(cpu, ss, &lo, &hi, &addr) < 0)
+        FAULT_ERR(cpu, EXC_TS, (ss & ~3u) + ext);
+    uint32_t acc = (uint32_t)((lo >> 40) & 0xff);
+    int writable_data = (acc & AR_S) && !(acc & 8) && (acc & 2);
+    if ((ss & 3) != dpl || (int)AR_DPL(acc) != dpl || !writable_data)
+        FAULT_ERR(cpu, EXC_TS, (ss & ~3u) + ext);
+    if (!(acc & AR_P))
+        FAULT_ERR(cpu, EXC_SS, (ss & ~3u) + ext);
+    mark_accessed(cpu, addr, &lo);
+    desc_to_seg(ss_out, ss, lo, 0);
+    return sp;
 }
 
 static void deliver_protected(cpu_t *cpu, int type, int vector, int has_error, uint32_t error,
@@ -135,6 +165,7 @@ static void deliver_protected(cpu_t *cpu, int type, int vector, int has_error, u
         FAULT_ERR(cpu, EXC_NP, (sel & ~3u) + (uint32_t)ext);
     int conforming = (cacc & 4) != 0;
     int new_cpl = conforming ? cpu->cpl : cdpl;
+    mark_accessed(cpu, caddr, &clo);
 
     uint64_t old_flags = cpu_get_rflags(cpu);
     seg_t old_ss = cpu->seg[S_SS];
@@ -172,13 +203,7 @@ static void deliver_protected(cpu_t *cpu, int type, int vector, int has_error, u
     } else {
         int sz = gate32 ? 4 : 2;
         if (new_cpl < old_cpl) {
-            uint16_t nss;
-            uint64_t nsp;
-            tss_stack(cpu, new_cpl, &nss, &nsp);
-            uint64_t slo, shi, saddr;
-            if ((nss & ~3u) == 0 || read_descriptor(cpu, nss, &slo, &shi, &saddr) < 0)
-                FAULT_ERR(cpu, EXC_TS, nss & ~3u);
-            desc_to_seg(&cpu->seg[S_SS], nss, slo, 0);
+            uint64_t nsp = tss_stack(cpu, new_cpl, (uint32_t)ext, &cpu->seg[S_SS]);
             desc_to_seg(&cpu->seg[S_CS], (uint16_t)((sel & ~3u) | (uint32_t)new_cpl), clo, 0);
             cpu->cpl = new_cpl;
             cpu_update_mode(cpu);
@@ -211,6 +236,11 @@ void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t err
     int saved = cpu->delivering;
     uint32_t saved_info = cpu->delivering_info, saved_err = cpu->delivering_error;
     cpu->delivering = 1;
+    cpu->before_delivery.cs = cpu->seg[S_CS];
+    cpu->before_delivery.ss = cpu->seg[S_SS];
+    cpu->before_delivery.rsp = cpu->gpr[R_SP];
+    cpu->before_delivery.rip = cpu->rip;
+    cpu->before_delivery.rflags = cpu_get_rflags(cpu);
     cpu->delivering_info = INTR_INFO_VALID | ((uint32_t)type << 8) | (uint32_t)vector |
                            (has_error ? INTR_INFO_DELIVER_CODE : 0);
     cpu->delivering_error = error;
@@ -222,6 +252,16 @@ void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t err
     cpu->delivering_info = saved_info;
     cpu->delivering_error = saved_err;
     cpu->interruptibility &= ~3u;
+}
+
+void abort_delivery(cpu_t *cpu)
+{
+    cpu->seg[S_CS] = cpu->before_delivery.cs;
+    cpu->seg[S_SS] = cpu->before_delivery.ss;
+    cpu->gpr[R_SP] = cpu->before_delivery.rsp;
+    cpu->rip = cpu->before_delivery.rip;
+    cpu_set_rflags(cpu, cpu->before_delivery.rflags);
+    cpu_update_mode(cpu);
 }
 
 __attribute__((noreturn)) void deliver_event_and_unwind(cpu_t *cpu, int type, int vector,

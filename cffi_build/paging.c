@@ -3,7 +3,6 @@
  * guest-physical, so every table access goes through EPT. */
 #include "core.h"
 
-#define MAXPHYADDR 40
 #define PHYS_MASK (((1ull << MAXPHYADDR) - 1) & PAGE_MASK)
 #define PTE_P 1ull
 #define PTE_W 2ull
@@ -65,8 +64,11 @@ static __attribute__((noreturn)) void page_fault(cpu_t *cpu, uint64_t lin, uint3
 uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global)
 {
     int nxe = (cpu->efer & EFER_NXE) != 0;
+    /* I/D is reported only where execute permissions exist: with SMEP, or NXE under
+     * PAE or 4-level paging (SDM Vol. 3 4.7) */
+    int fetch_reported = (nxe && (cpu->cr4 & CR4_PAE)) || (cpu->cr4 & CR4_SMEP);
     uint32_t err_base = (acc == ACC_WRITE ? PFERR_W : 0) | (user ? PFERR_U : 0) |
-                        (acc == ACC_EXEC && (nxe || (cpu->cr4 & CR4_SMEP)) ? PFERR_I : 0);
+                        (acc == ACC_EXEC && fetch_reported ? PFERR_I : 0);
     for (int attempt = 0;; attempt++) {
         uint64_t gpas[5], hpas[5], entries[5];
         int n = 0, wide, leaf_level = 1;
@@ -75,7 +77,8 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
         uint64_t e, page_base, page_size;
         if (cpu->efer & EFER_LMA) {
             wide = 1;
-            rsvd_hi = (~((1ull << MAXPHYADDR) - 1) & 0x000fffffffffffffull) | (nxe ? 0 : PTE_XD);
+            /* 4-level paging: 51:M reserved, 62:52 ignored */
+            rsvd_hi = (PHYS_ADDR_RSVD & 0x000fffffffffffffull) | (nxe ? 0 : PTE_XD);
             uint64_t table = cpu->cr3 & PHYS_MASK;
             for (int level = 4;; level--) {
                 uint64_t gpa = table + ((lin >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
@@ -97,7 +100,8 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
             }
         } else if (cpu->cr4 & CR4_PAE) {
             wide = 1;
-            rsvd_hi = (~((1ull << MAXPHYADDR) - 1) & 0x000fffffffffffffull) | (nxe ? 0 : PTE_XD);
+            /* PAE paging: 62:M reserved (SDM Vol. 3 Tables 4-8 to 4-11) */
+            rsvd_hi = (PHYS_ADDR_RSVD & ~PTE_XD) | (nxe ? 0 : PTE_XD);
             uint64_t pdpte = cpu->pdpte[(lin >> 30) & 3];
             if (!(pdpte & PTE_P))
                 page_fault(cpu, lin, err_base);

@@ -138,7 +138,9 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         tlb_drop_code_page_writes(cpu->sil, hpa & PAGE_MASK);
         w |= 1;
     }
-    b->hpa = hpa;
+    /* valid only once complete: decoding may fault or VM-exit (the next page of a
+     * page-crossing instruction), and a lookup must never find an empty block */
+    b->hpa = ~0ull;
     b->mode = (uint32_t)cpu->code_size;
     b->gen = w;
     b->code_word = code_word;
@@ -170,6 +172,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         if (in->ends_block || lin >= page_end)
             break;
     }
+    b->hpa = hpa;
     return b;
 }
 
@@ -326,8 +329,10 @@ void cpu_run_guest(cpu_t *cpu)
     for (;;) {
         if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls))
             boundary_events(cpu);
-        if (unlikely((cpu->interruptibility & 3) || (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG))) {
+        if (unlikely((cpu->interruptibility & 3) || (cpu->rflags & F_RF) ||
+                     (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG))) {
             cpu->interruptibility &= ~3u;
+            cpu->rflags &= ~(uint64_t)F_RF;   /* RF lasts for one instruction (IRET may set it again) */
             step_one(cpu);
             if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
                 vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);

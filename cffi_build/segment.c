@@ -86,6 +86,24 @@ void load_seg_real(cpu_t *cpu, int seg, uint16_t sel)
     }
 }
 
+/* The checks of a non-null selector for SS at privilege `cpl` (MOV/POP SS, LSS, and
+ * the stack of a far RET or IRET to an outer level); returns the descriptor. */
+uint64_t check_stack_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t *addr)
+{
+    uint64_t lo, hi;
+    if ((sel & ~3u) == 0)
+        FAULT_ERR(cpu, EXC_GP, 0);
+    if (read_descriptor(cpu, sel, &lo, &hi, addr) < 0)
+        FAULT_ERR(cpu, EXC_GP, sel & ~3u);
+    uint32_t access = (uint32_t)((lo >> 40) & 0xff);
+    int writable_data = (access & AR_S) && !(access & 8) && (access & 2);
+    if ((sel & 3) != cpl || (int)AR_DPL(access) != cpl || !writable_data)
+        FAULT_ERR(cpu, EXC_GP, sel & ~3u);
+    if (!(access & AR_P))
+        FAULT_ERR(cpu, EXC_SS, sel & ~3u);
+    return lo;
+}
+
 /* Protected-mode MOV/POP to a data or stack segment register (SDM MOV, POP). */
 void load_seg_prot(cpu_t *cpu, int seg, uint16_t sel)
 {
@@ -101,31 +119,35 @@ void load_seg_prot(cpu_t *cpu, int seg, uint16_t sel)
         s->ar = AR_UNUSABLE | (seg == S_SS ? ((uint32_t)rpl << 5) : 0);
         return;
     }
+    if (seg == S_SS) {
+        lo = check_stack_segment(cpu, sel, cpu->cpl, &addr);
+        mark_accessed(cpu, addr, &lo);
+        desc_to_seg(s, sel, lo, 0);
+        return;
+    }
     if (read_descriptor(cpu, sel, &lo, &hi, &addr) < 0)
         FAULT_ERR(cpu, EXC_GP, sel & ~3u);
     uint32_t access = (uint32_t)((lo >> 40) & 0xff);
     int type = access & 0xf, dpl = (access >> 5) & 3;
-    if (!(access & AR_S))
+    /* data or readable code only */
+    if (!(access & AR_S) || ((type & 8) && !(type & 2)))
         FAULT_ERR(cpu, EXC_GP, sel & ~3u);
-    if (seg == S_SS) {
-        if (rpl != cpu->cpl || dpl != cpu->cpl || (type & 8) || !(type & 2))
-            FAULT_ERR(cpu, EXC_GP, sel & ~3u);
-        if (!(access & AR_P))
-            FAULT_ERR(cpu, EXC_SS, sel & ~3u);
-    } else {
-        if ((type & 8) && !(type & 2))
-            FAULT_ERR(cpu, EXC_GP, sel & ~3u);
-        /* data and non-conforming code: both RPL and CPL must be within DPL */
-        if ((!(type & 8) || !(type & 4)) && (rpl > dpl || cpu->cpl > dpl))
-            FAULT_ERR(cpu, EXC_GP, sel & ~3u);
-        if (!(access & AR_P))
-            FAULT_ERR(cpu, EXC_NP, sel & ~3u);
-    }
-    if (!(lo & (1ull << 40))) {
-        lo |= 1ull << 40;
-        sys_write(cpu, addr + 5, 1, (lo >> 40) & 0xff);
-    }
+    /* data and non-conforming code: both RPL and CPL must be within DPL */
+    if ((!(type & 8) || !(type & 4)) && (rpl > dpl || cpu->cpl > dpl))
+        FAULT_ERR(cpu, EXC_GP, sel & ~3u);
+    if (!(access & AR_P))
+        FAULT_ERR(cpu, EXC_NP, sel & ~3u);
+    mark_accessed(cpu, addr, &lo);
     desc_to_seg(s, sel, lo, 0);
+}
+
+/* Loading a code or data descriptor sets its accessed bit, in the table as well. */
+void mark_accessed(cpu_t *cpu, uint64_t addr, uint64_t *lo)
+{
+    if (!(*lo & (1ull << 40))) {
+        *lo |= 1ull << 40;
+        sys_write(cpu, addr + 5, 1, (*lo >> 40) & 0xff);
+    }
 }
 
 void load_seg(cpu_t *cpu, int seg, uint16_t sel)

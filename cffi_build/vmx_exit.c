@@ -24,7 +24,9 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
     vmcs_set(cpu, VMX_INSTRUCTION_INFO, ei->insn_info);
     vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, ei->has_insn_len ? cpu->next_rip - cpu->rip : 0);
     if (cpu->delivering) {
-        /* the exit interrupted the delivery of an event: report it for re-injection */
+        /* the exit interrupted the delivery of an event: report it for re-injection,
+         * with the guest state from before the delivery */
+        abort_delivery(cpu);
         vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, cpu->delivering_info);
         vmcs_set(cpu, IDT_VECTORING_ERROR_CODE, cpu->delivering_error);
         cpu->delivering = 0;

@@ -34,12 +34,13 @@ def _brand_leaves():
 
 
 # CPUID.1:EDX / ECX, 7:EBX and 80000001h feature bits the core implements
-LEAF1_EDX = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 12) | \
-    (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19)      # DE PSE TSC MSR PAE CX8 MTRR PGE CMOV PAT PSE36 CLFSH
+LEAF1_EDX = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | \
+    (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19)
+# DE PSE TSC MSR PAE CX8 SEP MTRR PGE CMOV PAT PSE36 CLFSH
 LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 31)         # CX16 MOVBE POPCNT HYPERVISOR
 LEAF7_EBX = (1 << 7) | (1 << 9) | (1 << 20)                        # SMEP ERMS SMAP
 EXT1_ECX = (1 << 0) | (1 << 5)                                     # LAHF/SAHF LZCNT
-EXT1_EDX = (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29)          # NX 1GB-pages RDTSCP LM
+EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29)   # SYSCALL NX 1GB-pages RDTSCP LM
 
 
 def supported_cpuid():

@@ -86,3 +86,25 @@ def test_benchmark_kernels_match_qemu(firmware_dir, qemu, kernel_name):
     assert p_status == q_status == 1, err
     result = [line for line in p_out.splitlines() if "result=" in line]
     assert len(result) == 1 and result[0] in q_out
+
+
+TIMER_LINES = ["timer test", "ticks: 50 or more", "pic isr after eoi: 0x00", "pic imr: 0xfe 0xff",
+               "pit channel 0 counts within divisor: yes", "pit read-back status: 0x34",
+               "pit channel 2 counts down: yes", "rtc register d: 0x80", "rtc register b: 0x02",
+               "rtc time is bcd: yes", "cmos base memory: 640 KiB"]
+
+
+def test_timer_kernel_takes_pit_interrupts_through_the_pic(firmware_dir):
+    kernel = firmware_dir / "timer.elf"
+    status, out, err = run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS)
+    assert status == guests.exit_status(0x12), err
+    assert [line for line in guests.serial_lines(out, "timer test") if line] == TIMER_LINES
+
+
+@pytest.mark.qemu
+def test_timer_kernel_matches_qemu(firmware_dir, qemu):
+    kernel = firmware_dir / "timer.elf"
+    q_status, q_out = guests.run_qemu(kernel)[:2]
+    p_status, p_out, err = run_pyhv("-m", "128M", "-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS)
+    assert p_status == q_status
+    assert guests.serial_lines(p_out, "timer test") == guests.serial_lines(q_out, "timer test")
