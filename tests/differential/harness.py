@@ -177,6 +177,7 @@ class Form:
 class FormResult:
     form: Form
     cases: int = 0
+    faults: int = 0       # cases that raised an exception (natively)
     mismatches: int = 0
     examples: list[str] = field(default_factory=list)
 
@@ -247,6 +248,7 @@ class Differential:
             mode = MODE_LONG64 if form.mode == 64 else (MODE_PROT32, MODE_COMPAT32)[k & 1]
             eregs, eflags, emem, end = self.emulated.run(mode, case.code, case.regs, case.flags, case.mem)
             diffs = compare(form, case, nregs[k], nmems[k], (eregs, eflags, emem, end))
+            result.faults += bool(nregs[k][SLOT_SIGNAL])
             if diffs:
                 result.mismatches += 1
                 if len(result.examples) < MAX_EXAMPLES:
@@ -265,13 +267,13 @@ class Differential:
         return failures
 
     def report(self) -> str:
-        lines = [f"{'form':60} {'cases':>6} {'mismatches':>10}"]
+        lines = [f"{'form':60} {'cases':>6} {'faults':>6} {'mismatches':>10}"]
         by_group: dict[str, list[FormResult]] = {}
         for result in self.results.values():
             by_group.setdefault(result.form.group, []).append(result)
         for group in sorted(by_group):
             for result in sorted(by_group[group], key=lambda r: r.form.name):
-                lines.append(f"{result.form.name:60} {result.cases:6} {result.mismatches:10}")
+                lines.append(f"{result.form.name:60} {result.cases:6} {result.faults:6} {result.mismatches:10}")
         total = sum(r.cases for r in self.results.values())
         bad = sum(r.mismatches for r in self.results.values())
         lines.append(f"{len(self.results)} forms in {len(by_group)} groups, {total} cases, {bad} mismatches")

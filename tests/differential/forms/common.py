@@ -46,8 +46,8 @@ def modrm_form(opcode: bytes, size: int, kind: str, *, digit: int | None = None,
     def make(s: State) -> bytes:
         ops = Operands(s, 1 in (size, rm_size))
         rm_operand = ops.rm(kind, rm_size)
-        reg = digit if digit is not None else ops.reg(size)
+        reg = ops.reg(size) if digit is None else None
         immediate = imm(values.operand(s.rng, imm_size * 8), imm_size) if imm_size else b""
-        return encode(opcode, reg, rm_operand, size=size, mode=s.mode, imm=immediate,
+        return encode(opcode, reg, rm_operand, digit=digit, size=size, mode=s.mode, imm=immediate,
                       prefix=prefix, byte_regs=size == 1, byte_rm=rm_size == 1)
     return make
