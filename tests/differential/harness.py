@@ -31,6 +31,7 @@ class Case:
     regs: list[int]     # RAX..R15 in encoding order
     flags: int          # arithmetic flags and DF
     mem: bytes          # the data buffer at layout.DATA
+    info: dict          # what the form noted while making it (for its flag and mask rules)
 
 
 class State:
@@ -48,6 +49,7 @@ class State:
         self.mem = bytearray(rng.randbytes(layout.DATA_SIZE))
         self.pinned = set()   # registers that hold addresses
         self.used = set()
+        self.info = {}
 
     # ---- registers ------------------------------------------------------------------
 
@@ -151,7 +153,7 @@ class State:
         return self.rng.getrandbits(32) << 32 if addr == 4 and self.mode == 64 else 0
 
     def case(self, code: bytes) -> Case:
-        return Case(code, list(self.regs), self.flags, bytes(self.mem))
+        return Case(code, list(self.regs), self.flags, bytes(self.mem), self.info)
 
 
 @dataclass
