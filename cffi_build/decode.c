@@ -250,7 +250,7 @@ prefixes_done:
         if (b == 0x38) {
             NEED(1);
             uint8_t b3 = p[pos++];
-            if ((b3 == 0xf0 || b3 == 0xf1) && d->rep == 0 && !opov)
+            if ((b3 == 0xf0 || b3 == 0xf1) && d->rep == 0)   /* F2: CRC32 */
                 od = (opdesc_t)E(op_movbe, M, (uint8_t)(b3 & 1));
             else if ((b3 == 0x80 || b3 == 0x81) && opov)
                 od = (opdesc_t)E(op_vmx_insn, M | F64 | MEMONLY | END, (uint8_t)(8 + (b3 & 1)));

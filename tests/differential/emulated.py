@@ -29,6 +29,7 @@ CR0_PE, CR0_ET, CR0_PG = 0x1, 0x10, 0x80000000
 CR4_PAE = 0x20
 EFER_LME, EFER_LMA = 0x100, 0x400
 ARITH_DF = 0xCD5   # CF PF AF ZF SF DF OF
+IF_RESERVED = 0x202   # IF set as in user mode (PUSHF sees the same), and the fixed bit 1
 
 
 class EmulatedCpu:
@@ -104,7 +105,7 @@ class EmulatedCpu:
         lib.cpu_set_gprs(cpu, self._gprs)
         lib.vmx_vmwrite(cpu, vmx.GUEST_RSP, regs[4])
         lib.vmx_vmwrite(cpu, vmx.GUEST_RIP, self.code)
-        lib.vmx_vmwrite(cpu, vmx.GUEST_RFLAGS, (flags & ARITH_DF) | 2)
+        lib.vmx_vmwrite(cpu, vmx.GUEST_RFLAGS, (flags & ARITH_DF) | IF_RESERVED)
         rc = self.guest.enter()
         if rc != vmx.VMX_EXITED:
             raise RuntimeError(f"VM entry failed: {rc}")
