@@ -50,6 +50,7 @@ class State:
         self.pinned = set()   # registers that hold addresses
         self.used = set()
         self.info = {}
+        self.last_ea = None   # the effective address of the last memory operand made
 
     # ---- registers ------------------------------------------------------------------
 
@@ -116,6 +117,7 @@ class State:
         rng = self.rng
         if ea is None:
             ea = self.address(size, align)
+        self.last_ea = ea
         self.write(ea, size, values.operand(rng, size * 8) if value is None else value)
         kinds = ["base", "base", "disp8", "disp32", "sib", "sib", "index", "absolute"]
         kinds += ["rip", "addr32"] if self.mode == 64 else []

@@ -1,6 +1,6 @@
 """The form tables, one module per instruction family."""
 
-from differential.forms import alu, bits, moves, muldiv, shifts, stack
+from differential.forms import alu, bits, control, moves, muldiv, shifts, stack, strings
 
 FAMILIES = {
     "alu": alu.FORMS,
@@ -9,5 +9,7 @@ FAMILIES = {
     "bits": bits.FORMS,
     "moves": moves.FORMS,
     "stack": stack.FORMS,
+    "strings": strings.FORMS,
+    "control": control.FORMS,
 }
 ALL = [form for forms in FAMILIES.values() for form in forms]
