@@ -5,11 +5,13 @@ DF and the data buffer must agree."""
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from differential import layout, values
+from differential import layout, values, worker
 from differential.emulated import MODE_COMPAT32, MODE_LONG64, MODE_PROT32, EmulatedCpu
 from differential.encode import HIGH_BYTE, RSP, Mem, gpr_of
 from differential.native import NativeCpu
@@ -229,12 +231,23 @@ def _end(end) -> str:
 
 
 class Differential:
-    """The session's two processors and the results of every form run so far."""
+    """The session's two processors and the results of every form run so far.  With
+    `workers`, helper processes (each with its own native runner and guest) run part of
+    every batch of forms: the cases are independent, the machine has more cores."""
 
-    def __init__(self):
+    def __init__(self, workers: int = 0):
         self.native = NativeCpu()
         self.emulated = EmulatedCpu()
         self.results: dict[str, FormResult] = {}
+        self.pool = None
+        if workers:
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self.workers = workers
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
     def run(self, form: Form) -> FormResult:
         if form.name in self.results:
@@ -248,8 +261,8 @@ class Differential:
                                        [c.regs + [c.flags] for c in cases], [c.mem for c in cases])
         result = FormResult(form, cases=len(cases))
         for k, case in enumerate(cases):
-            # 32-bit forms alternate between legacy protected mode and compatibility mode
-            mode = MODE_LONG64 if form.mode == 64 else (MODE_PROT32, MODE_COMPAT32)[k & 1]
+            # 32-bit forms run half in legacy protected mode, half in compatibility mode
+            mode = MODE_LONG64 if form.mode == 64 else (MODE_PROT32, MODE_COMPAT32)[2 * k >= len(cases)]
             eregs, eflags, emem, end = self.emulated.run(mode, case.code, case.regs, case.flags, case.mem)
             diffs = compare(form, case, nregs[k], nmems[k], (eregs, eflags, emem, end))
             result.faults += bool(nregs[k][SLOT_SIGNAL])
@@ -262,9 +275,20 @@ class Differential:
 
     def check(self, forms: list[Form]) -> list[str]:
         """Run the forms; the descriptions of their mismatches (empty when all agree)."""
+        todo = [f for f in forms if f.name not in self.results]
+        remote = {}
+        if self.pool is not None:
+            share = self.workers + 1
+            remote = {f.name: self.pool.submit(worker.run_form, f.name) for f in todo[1::share]}
+        for form in todo:
+            if form.name not in remote:
+                self.run(form)
+        for form in todo:
+            if form.name in remote:
+                self.results[form.name] = FormResult(form, *remote[form.name].result())
         failures = []
         for form in forms:
-            result = self.run(form)
+            result = self.results[form.name]
             if result.mismatches:
                 failures.append(f"{form.name}: {result.mismatches}/{result.cases} cases differ\n"
                                 + "\n".join(result.examples))

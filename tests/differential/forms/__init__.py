@@ -1,6 +1,6 @@
 """The form tables, one module per instruction family."""
 
-from differential.forms import alu, bits, control, moves, muldiv, shifts, stack, strings
+from differential.forms import alu, bits, control, legacy32, moves, muldiv, shifts, stack, strings
 
 FAMILIES = {
     "alu": alu.FORMS,
@@ -11,5 +11,8 @@ FAMILIES = {
     "stack": stack.FORMS,
     "strings": strings.FORMS,
     "control": control.FORMS,
+    "legacy32": legacy32.FORMS,
 }
 ALL = [form for forms in FAMILIES.values() for form in forms]
+BY_NAME = {form.name: form for form in ALL}
+assert len(BY_NAME) == len(ALL), "form names must be unique"

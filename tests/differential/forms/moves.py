@@ -69,7 +69,7 @@ def _lea(size: int):
             disp = rng.choice((0, rng.randrange(-128, 128), rng.randrange(-1 << 31, 1 << 31)))
             m = Mem(base=base, index=index, scale=rng.randrange(4), disp=disp, addr=addr)
             for r in m.regs():
-                s.put(r, 8)
+                s.put(r, 8 if s.mode == 64 else 4)
         return encode(b"\x8d", dest, m, size=size, mode=s.mode)
     return make
 

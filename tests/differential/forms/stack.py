@@ -23,7 +23,7 @@ def _stack(s: State, room: int = 0x40):
 def _push_pop_reg(opcode: int, size: int):
     def make(s: State) -> bytes:
         _stack(s)
-        r = s.rng.randrange(16)
+        r = s.rng.randrange(s.nregs)
         if r != RSP:
             s.put(r, size)
         return encode(bytes([opcode]), opreg=r, size=size, w=False, mode=s.mode)
@@ -38,7 +38,7 @@ def _push_pop_mem(opcode: int, digit: int, size: int, kind: str):
         if kind == "reg":
             rm = s.operand(size, exclude=(RSP,))
         elif kind == "rsp":
-            rm = Mem(base=RSP, disp=s.rng.randrange(-0x30, 0x30))
+            rm = Mem(base=RSP, disp=s.rng.randrange(-0x30, 0x30), addr=8 if s.mode == 64 else 4)
         else:
             rm = s.memory(size)
         return encode(bytes([opcode]), None, rm, digit=digit, size=size, w=False, mode=s.mode)
@@ -85,9 +85,11 @@ def _leave(size: int):
     return make
 
 
-def _forms() -> list[Form]:
+def forms_for(mode: int) -> list[Form]:
+    """The stack forms at the operand sizes of a mode: 64/16, or 32/16 (32-bit code)."""
     forms = []
-    for size in (8, 2):
+    suffix = "" if mode == 64 else " [32-bit]"
+    for size in ((8, 2) if mode == 64 else (4, 2)):
         b = size * 8
         forms.append(Form(f"PUSH r{b} (50+r)", "PUSH", _push_pop_reg(0x50, size), ALL_DEFINED))
         forms.append(Form(f"POP r{b} (58+r)", "POP", _push_pop_reg(0x58, size), ALL_DEFINED))
@@ -96,11 +98,14 @@ def _forms() -> list[Form]:
             forms.append(Form(f"POP r/m{b} (8f /0) {kind}", "POP", _push_pop_mem(0x8F, 0, size, kind), ALL_DEFINED))
         forms.append(Form(f"PUSH imm8 as {b} (6a)", "PUSH", _push_imm(0x6A, size, 1), ALL_DEFINED))
         forms.append(Form(f"PUSH imm as {b} (68)", "PUSH", _push_imm(0x68, size, 2 if size == 2 else 4), ALL_DEFINED))
-        forms.append(Form(f"PUSHF{'Q' if size == 8 else ''} (9c)", "PUSHF/POPF", _pushf_popf(0x9C, size), ALL_DEFINED))
-        forms.append(Form(f"POPF{'Q' if size == 8 else ''} (9d)", "PUSHF/POPF", _pushf_popf(0x9D, size), ALL_DEFINED))
+        forms.append(Form(f"PUSHF {b} (9c)", "PUSHF/POPF", _pushf_popf(0x9C, size), ALL_DEFINED))
+        forms.append(Form(f"POPF {b} (9d)", "PUSHF/POPF", _pushf_popf(0x9D, size), ALL_DEFINED))
         forms.append(Form(f"ENTER {b} (c8)", "ENTER/LEAVE", _enter(size), ALL_DEFINED))
         forms.append(Form(f"LEAVE {b} (c9)", "ENTER/LEAVE", _leave(size), ALL_DEFINED))
+    for form in forms:
+        form.name += suffix
+        form.mode = mode
     return forms
 
 
-FORMS = _forms()
+FORMS = forms_for(64)

@@ -13,9 +13,14 @@ from differential.harness import ARITH, Form, State
 MAX_COUNT = 12   # elements per REP run: up to 96 bytes either way from the middle
 
 
+def _upper_garbage(s: State, addr: int) -> int:
+    """Bits above a 32-bit address or count in 64-bit mode, which 67 makes ignored."""
+    return s.rng.getrandbits(32) << 32 if addr == 4 and s.mode == 64 else 0
+
+
 def _pointer(s: State, reg: int, addr: int):
-    """A string pointer in the middle of the buffer (upper garbage with 67)."""
-    s.pointer(reg, layout.MID + s.rng.randrange(-0x70, 0x70) | (s.rng.getrandbits(32) << 32 if addr == 4 else 0))
+    """A string pointer in the middle of the buffer."""
+    s.pointer(reg, layout.MID + s.rng.randrange(-0x70, 0x70) | _upper_garbage(s, addr))
 
 
 def _string(opcode: int, size: int, rep: bytes, addr: int, uses_si: bool, uses_di: bool, compares: bool):
@@ -27,11 +32,12 @@ def _string(opcode: int, size: int, rep: bytes, addr: int, uses_si: bool, uses_d
             _pointer(s, RDI, addr)
         if rep:   # the count (ECX with 67: the upper half is garbage)
             count = rng.choice((0, 1, 2, rng.randrange(MAX_COUNT + 1), rng.randrange(MAX_COUNT + 1)))
-            s.pointer(RCX, count | (rng.getrandbits(32) << 32 if addr == 4 else 0))
+            s.pointer(RCX, count | _upper_garbage(s, addr))
         s.put(RAX, size)
         if compares and rng.random() < 0.7:
             _equal_run(s, size, addr, uses_si, rng.randrange(MAX_COUNT + 1))
-        return rep + encode(bytes([opcode]), size=size, mode=s.mode, prefix=b"\x67" if addr == 4 else b"")
+        default_addr = 8 if s.mode == 64 else 4
+        return rep + encode(bytes([opcode]), size=size, mode=s.mode, prefix=b"\x67" if addr != default_addr else b"")
     return make
 
 
