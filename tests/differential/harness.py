@@ -101,12 +101,16 @@ class State:
     # ---- memory ---------------------------------------------------------------------
 
     def write(self, address: int, size: int, value: int):
+        """Store into the data buffer; bytes beyond it (the read-only guard page, all
+        zeros) are left out."""
         off = address - layout.DATA
-        self.mem[off:off + size] = (value & values.mask(size * 8)).to_bytes(size, "little")
+        data = (value & values.mask(size * 8)).to_bytes(size, "little")
+        keep = max(0, min(size, layout.DATA_SIZE - off))
+        self.mem[off:off + keep] = data[:keep]
 
     def read(self, address: int, size: int) -> int:
         off = address - layout.DATA
-        return int.from_bytes(self.mem[off:off + size], "little")
+        return int.from_bytes(self.mem[off:off + size], "little")   # the guard reads as zeros
 
     def address(self, size: int, align: int = 1, spread: int = 0x60) -> int:
         ea = layout.MID + self.rng.randrange(-spread, spread)

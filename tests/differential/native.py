@@ -22,7 +22,7 @@ MODULE = "pyhv_native_runner"
 CDEF = """
 #define PYHV_NREGS ...
 int pyhv_native_init(uint64_t region, uint64_t region_size, uint64_t code, uint64_t code_max,
-                     uint64_t stub, uint64_t data, uint64_t data_size);
+                     uint64_t stub, uint64_t data, uint64_t data_size, uint64_t guard);
 int pyhv_native_run(int mode32, size_t n, const uint8_t *code, const uint32_t *code_len,
                     size_t code_stride, const uint64_t *regs_in, uint64_t *regs_out,
                     const uint8_t *mem_in, uint8_t *mem_out, size_t mem_len);
@@ -69,7 +69,8 @@ class NativeCpu:
     def __init__(self):
         self.ffi, self.lib = _load()
         rc = self.lib.pyhv_native_init(layout.REGION, layout.REGION_SIZE, layout.CODE,
-                                       layout.CODE_MAX, layout.STUB, layout.DATA, layout.DATA_SIZE)
+                                       layout.CODE_MAX, layout.STUB, layout.DATA, layout.DATA_SIZE,
+                                       layout.GUARD)
         if rc != 0:
             raise OSError(-rc, f"cannot map the snippet region at {layout.REGION:#x}")
 

@@ -42,7 +42,9 @@ def _disassemble(code: bytes, mode: int, path) -> dict[int, str]:
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="needs GNU objdump (binutils)")
 @pytest.mark.parametrize("mode", (64, 32))
 def test_forms_encode_their_instruction(mode, tmp_path):
-    forms = [f for f in ALL if f.mode == mode]
+    # prefix runs and invalid encodings are the decoder's tests; objdump renders them
+    # in its own ways
+    forms = [f for f in ALL if f.mode == mode and f.group not in ("prefixes", "#UD", "#GP")]
     spans, code = [], b""
     for form in forms:
         rng = values.rng_for(form.name)

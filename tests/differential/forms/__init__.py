@@ -1,6 +1,6 @@
 """The form tables, one module per instruction family."""
 
-from differential.forms import alu, bits, control, legacy32, moves, muldiv, prefixes, shifts, stack, strings
+from differential.forms import alu, bits, control, guard, legacy32, moves, muldiv, prefixes, shifts, stack, strings
 
 FAMILIES = {
     "alu": alu.FORMS,
@@ -13,6 +13,7 @@ FAMILIES = {
     "control": control.FORMS,
     "legacy32": legacy32.FORMS,
     "prefixes": prefixes.FORMS,
+    "guard": guard.FORMS,
 }
 ALL = [form for forms in FAMILIES.values() for form in forms]
 BY_NAME = {form.name: form for form in ALL}

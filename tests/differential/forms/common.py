@@ -30,8 +30,8 @@ class Operands:
             pool = LEGACY_BYTE_REGS if size == 1 else range(8)
         return self.s.operand(size, value, pool=pool, exclude=exclude)
 
-    def mem(self, size: int, value: int | None = None, align: int = 1, exclude=()) -> Mem:
-        return self.s.memory(size, value, align=align, exclude=tuple(self.mem_exclude) + tuple(exclude))
+    def mem(self, size: int, value: int | None = None, align: int = 1, exclude=(), ea: int | None = None) -> Mem:
+        return self.s.memory(size, value, align=align, ea=ea, exclude=tuple(self.mem_exclude) + tuple(exclude))
 
     def rm(self, kind: str, size: int, value: int | None = None, exclude=()):
         return self.mem(size, value, exclude=exclude) if kind == "mem" else self.reg(size, value, exclude)
