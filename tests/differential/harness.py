@@ -112,7 +112,8 @@ class State:
         off = address - layout.DATA
         return int.from_bytes(self.mem[off:off + size], "little")   # the guard reads as zeros
 
-    def address(self, size: int, align: int = 1, spread: int = 0x60) -> int:
+    def address(self, align: int = 1, spread: int = 0x60) -> int:
+        """An address around MID, aligned."""
         ea = layout.MID + self.rng.randrange(-spread, spread)
         return ea - ea % align
 
@@ -122,7 +123,7 @@ class State:
         if None) stored at its effective address."""
         rng = self.rng
         if ea is None:
-            ea = self.address(size, align)
+            ea = self.address(align)
         self.last_ea = ea
         self.write(ea, size, values.operand(rng, size * 8) if value is None else value)
         kinds = ["base", "base", "disp8", "disp32", "sib", "sib", "index", "absolute"]

@@ -12,8 +12,8 @@ from differential.harness import State
 
 PREFIXES = {"lock", "rep", "repz", "repnz", "addr32", "addr16", "data16"}
 # what objdump calls some instructions (Intel syntax; it may add a w/d/q size suffix)
-ALIASES = {"sal": ("shl",), "jrcxz": ("jrcxz", "jecxz"), "xchg": ("xchg", "nop"), "mov": ("mov", "movabs"),
-           "add/adc": ("add",), "sub/sbb": ("sub",), "repe": (), "repne": ()}
+ALIASES = {"sal": ("shl",), "xchg": ("xchg", "nop"), "mov": ("mov", "movabs"),
+           "add/adc": ("add",), "sub/sbb": ("sub",)}
 SNIPPETS_PER_FORM = 3
 
 

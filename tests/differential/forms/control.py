@@ -103,8 +103,10 @@ def _forms() -> list[Form]:
     forms.append(Form("JMP rel32 (e9)", "JMP", _jmp(False), ALL_DEFINED))
     for mn, opcode in (("LOOPNE", 0xE0), ("LOOPE", 0xE1), ("LOOP", 0xE2), ("JRCXZ", 0xE3)):
         for addr in (8, 4):
-            reg = ("RCX" if addr == 8 else "ECX")
-            forms.append(Form(f"{mn} {reg} forward ({opcode:02x})", "LOOP/JRCXZ", _loop(opcode, addr, False), ALL_DEFINED))
+            reg = "RCX" if addr == 8 else "ECX"
+            name = "JECXZ" if mn == "JRCXZ" and addr == 4 else mn
+            forms.append(Form(f"{name} {reg} forward ({opcode:02x})", "LOOP/JRCXZ", _loop(opcode, addr, False),
+                              ALL_DEFINED))
             if opcode != 0xE3:
                 forms.append(Form(f"{mn} {reg} backward ({opcode:02x})", "LOOP/JRCXZ",
                                   _loop(opcode, addr, True), ALL_DEFINED))

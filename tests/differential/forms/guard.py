@@ -1,6 +1,6 @@
 """Stores that reach the read-only guard page after the data buffer: read-modify-write
 instructions, stores, pushes and string stores whose operand lies just below the
-guard, across its start or inside it.  A store that faults must leave everything as it
+guard, across its start or inside it (and an ENTER whose frame leaves the region).  A store that faults must leave everything as it
 was (a split store writes neither page), and REP string instructions keep the
 progress of the iterations before the faulting one."""
 
@@ -68,6 +68,14 @@ def _string_store(opcode: int, size: int, source: bool):
     return make
 
 
+def _enter_past_region(s: State) -> bytes:
+    """ENTER whose new stack top is below the mapped region: #PF (SDM: "if a write using
+    the final value of the stack pointer would cause a page fault"), RSP and RBP kept."""
+    s.pointer(RSP, layout.MID + s.rng.randrange(-0x40, 0x40))
+    alloc = s.regs[RSP] - layout.REGION + s.rng.randrange(-0x100, 0x100)
+    return b"\xc8" + imm(alloc, 2) + bytes([s.rng.randrange(3)])
+
+
 def _cmpxchg8b(s: State) -> bytes:
     s.used |= {RAX, RBX, RCX, RDX}
     m = s.memory(8, ea=_near_guard(s, 8))
@@ -94,6 +102,7 @@ def _forms() -> list[Form]:
         forms.append(Form(f"REP MOVS {bits(size)} into the guard", "guard",
                           _string_store(0xA4 + (size > 1), size, True), ARITH, faults=True))
     forms.append(Form("CMPXCHG8B m64 at the guard (0f c7 /1)", "guard", _cmpxchg8b, ARITH, faults=True))
+    forms.append(Form("ENTER past the region start (c8)", "guard", _enter_past_region, ARITH, faults=True))
     return forms
 
 

@@ -44,7 +44,7 @@ def _mov_imm_reg(size: int):
 def _moffs(opcode: int, size: int, addr: int):
     """A0..A3: the accumulator and an absolute address (8 bytes, or 4 with 67)."""
     def make(s: State) -> bytes:
-        ea = s.address(size)
+        ea = s.address()
         s.write(ea, size, values.operand(s.rng, size * 8))
         s.put(RAX, size)
         return encode(bytes([opcode]), size=size, mode=s.mode, prefix=b"\x67" if addr == 4 else b"",
@@ -103,7 +103,7 @@ def _cmpxchg_wide(size: int):
     half = size // 2
 
     def make(s: State) -> bytes:
-        ea = s.address(size, align=16 if size == 16 else 1)
+        ea = s.address(align=16 if size == 16 else 1)
         current = s.rng.getrandbits(size * 8)
         s.write(ea, size, current)
         expected = current if s.rng.random() < 0.5 else current ^ (1 << s.rng.randrange(size * 8))

@@ -72,7 +72,8 @@ def _enter(size: int):
         _stack(s)
         level = s.rng.choice((0, 1, 2, 3, s.rng.randrange(8)))
         s.pointer(RBP, s.regs[RSP] + size * level + s.rng.randrange(0x40))
-        alloc = s.rng.choice((0, 8, 0x18, s.rng.getrandbits(16)))
+        # the frame stays in the region (guard.py lets it reach past the start)
+        alloc = s.rng.choice((0, 8, 0x18, s.rng.randrange(s.regs[RSP] - layout.REGION - 0x100)))
         return encode(b"\xc8", size=size, w=False, mode=s.mode, imm=imm(alloc, 2) + imm(level, 1))
     return make
 
