@@ -32,8 +32,9 @@ def pytest_terminal_summary(terminalreporter, config):
     if diff is None or not diff.results:
         return
     report = diff.report()
-    path = config.cache.mkdir("differential") / "coverage.txt"
-    path.write_text(report + "\n")
     terminalreporter.section("differential coverage")
     terminalreporter.write_line(report.splitlines()[-1])
-    terminalreporter.write_line(f"per-form report: {path}")
+    if getattr(config, "cache", None) is not None:   # the cache plugin may be disabled
+        path = config.cache.mkdir("differential") / "coverage.txt"
+        path.write_text(report + "\n")
+        terminalreporter.write_line(f"per-form report: {path}")
