@@ -24,6 +24,7 @@ enum {
     I16I8 = 1 << 17, /* ENTER: imm16 then imm8 */
     MEMONLY = 1 << 18, /* the ModRM form must be a memory operand */
     REGONLY = 1 << 19, /* the ModRM form must be a register operand */
+    LK = 1 << 20,      /* LOCK allowed (with a memory destination); elsewhere LOCK is #UD */
 };
 
 typedef struct opdesc {
@@ -35,22 +36,22 @@ typedef struct opdesc {
 #define E(f, fl, o) { f, fl, o }
 #define UD { op_ud, 0, 0 }
 
-/* ALU block: op Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev / AL,Ib / rAX,Iz */
-#define ALU(o) E(op_alu_rm_r, M | B, o), E(op_alu_rm_r, M, o), E(op_alu_r_rm, M | B, o), \
+/* ALU block: op Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev / AL,Ib / rAX,Iz (`lk`: LOCK allowed) */
+#define ALU(o, lk) E(op_alu_rm_r, M | B | lk, o), E(op_alu_rm_r, M | lk, o), E(op_alu_r_rm, M | B, o), \
                E(op_alu_r_rm, M, o), E(op_alu_rm_imm, B | I8 | ACC, o), E(op_alu_rm_imm, IZ | ACC, o)
 #define X8(e) e, e, e, e, e, e, e, e
 
 enum { G1_EB, G1_EV, G1_EV8, G2_EB, G2_EV, G3_EB, G3_EV, G4, G5, G6, G7, G8, G9, G15, G11_EB, G11_EV, G1A, NGROUPS };
 
 static const opdesc_t one_byte[256] = {
-    /* 00 */ ALU(0), E(op_push_sreg, I64, S_ES), E(op_pop_sreg, I64 | END, S_ES),
-    /* 08 */ ALU(1), E(op_push_sreg, I64, S_CS), UD,
-    /* 10 */ ALU(2), E(op_push_sreg, I64, S_SS), E(op_pop_sreg, I64 | END, S_SS),
-    /* 18 */ ALU(3), E(op_push_sreg, I64, S_DS), E(op_pop_sreg, I64, S_DS),
-    /* 20 */ ALU(4), UD, E(op_daa, I64, 0),
-    /* 28 */ ALU(5), UD, E(op_das, I64, 0),
-    /* 30 */ ALU(6), UD, E(op_aaa, I64, 0),
-    /* 38 */ ALU(7), UD, E(op_aas, I64, 0),
+    /* 00 */ ALU(0, LK), E(op_push_sreg, I64, S_ES), E(op_pop_sreg, I64 | END, S_ES),
+    /* 08 */ ALU(1, LK), E(op_push_sreg, I64, S_CS), UD,
+    /* 10 */ ALU(2, LK), E(op_push_sreg, I64, S_SS), E(op_pop_sreg, I64 | END, S_SS),
+    /* 18 */ ALU(3, LK), E(op_push_sreg, I64, S_DS), E(op_pop_sreg, I64, S_DS),
+    /* 20 */ ALU(4, LK), UD, E(op_daa, I64, 0),
+    /* 28 */ ALU(5, LK), UD, E(op_das, I64, 0),
+    /* 30 */ ALU(6, LK), UD, E(op_aaa, I64, 0),
+    /* 38 */ ALU(7, 0), UD, E(op_aas, I64, 0),
     /* 40 */ X8(E(op_inc, RB, 0)),
     /* 48 */ X8(E(op_dec, RB, 0)),
     /* 50 */ X8(E(op_push_rm, RB | D64, 0)),
@@ -64,7 +65,7 @@ static const opdesc_t one_byte[256] = {
     /* 70 */ X8(E(op_jcc, I8 | F64 | END, 0)), X8(E(op_jcc, I8 | F64 | END, 0)),
     /* 80 */ E(NULL, GRP | M | B | I8, G1_EB), E(NULL, GRP | M | IZ, G1_EV),
              E(NULL, GRP | M | B | I8 | I64, G1_EB), E(NULL, GRP | M | I8, G1_EV8),
-    /* 84 */ E(op_test_rm_r, M | B, 0), E(op_test_rm_r, M, 0), E(op_xchg, M | B, 0), E(op_xchg, M, 0),
+    /* 84 */ E(op_test_rm_r, M | B, 0), E(op_test_rm_r, M, 0), E(op_xchg, M | B | LK, 0), E(op_xchg, M | LK, 0),
     /* 88 */ E(op_mov_rm_r, M | B, 0), E(op_mov_rm_r, M, 0), E(op_mov_r_rm, M | B, 0), E(op_mov_r_rm, M, 0),
     /* 8c */ E(op_mov_rm_sreg, M, 0), E(op_lea, M | MEMONLY, 0), E(op_mov_sreg_rm, M | END, 0),
              E(NULL, GRP | M | D64, G1A),
@@ -104,27 +105,27 @@ static const opdesc_t one_byte[256] = {
 
 #define SHIFTS(fl) E(op_shift, fl, 0), E(op_shift, fl, 1), E(op_shift, fl, 2), E(op_shift, fl, 3), \
                    E(op_shift, fl, 4), E(op_shift, fl, 5), E(op_shift, fl, 4), E(op_shift, fl, 7)
-#define G1(fl) E(op_alu_rm_imm, fl, 0), E(op_alu_rm_imm, fl, 1), E(op_alu_rm_imm, fl, 2), \
-               E(op_alu_rm_imm, fl, 3), E(op_alu_rm_imm, fl, 4), E(op_alu_rm_imm, fl, 5), \
-               E(op_alu_rm_imm, fl, 6), E(op_alu_rm_imm, fl, 7)
+#define G1(fl) E(op_alu_rm_imm, fl | LK, 0), E(op_alu_rm_imm, fl | LK, 1), E(op_alu_rm_imm, fl | LK, 2), \
+               E(op_alu_rm_imm, fl | LK, 3), E(op_alu_rm_imm, fl | LK, 4), E(op_alu_rm_imm, fl | LK, 5), \
+               E(op_alu_rm_imm, fl | LK, 6), E(op_alu_rm_imm, fl, 7)
 
 static const opdesc_t groups[NGROUPS][8] = {
     [G1_EB] = { G1(0) }, [G1_EV] = { G1(0) }, [G1_EV8] = { G1(0) },
     [G2_EB] = { SHIFTS(0) }, [G2_EV] = { SHIFTS(0) },
-    [G3_EB] = { E(op_test_rm_imm, I8, 0), E(op_test_rm_imm, I8, 0), E(op_not, 0, 0), E(op_neg, 0, 0),
+    [G3_EB] = { E(op_test_rm_imm, I8, 0), E(op_test_rm_imm, I8, 0), E(op_not, LK, 0), E(op_neg, LK, 0),
                 E(op_mul, 0, 0), E(op_imul1, 0, 0), E(op_div, 0, 0), E(op_idiv, 0, 0) },
-    [G3_EV] = { E(op_test_rm_imm, IZ, 0), E(op_test_rm_imm, IZ, 0), E(op_not, 0, 0), E(op_neg, 0, 0),
+    [G3_EV] = { E(op_test_rm_imm, IZ, 0), E(op_test_rm_imm, IZ, 0), E(op_not, LK, 0), E(op_neg, LK, 0),
                 E(op_mul, 0, 0), E(op_imul1, 0, 0), E(op_div, 0, 0), E(op_idiv, 0, 0) },
-    [G4] = { E(op_inc, 0, 0), E(op_dec, 0, 0), UD, UD, UD, UD, UD, UD },
-    [G5] = { E(op_inc, 0, 0), E(op_dec, 0, 0), E(op_call_rm, F64 | END, 0), E(op_call_far, MEMONLY | END, 1),
+    [G4] = { E(op_inc, LK, 0), E(op_dec, LK, 0), UD, UD, UD, UD, UD, UD },
+    [G5] = { E(op_inc, LK, 0), E(op_dec, LK, 0), E(op_call_rm, F64 | END, 0), E(op_call_far, MEMONLY | END, 1),
              E(op_jmp_rm, F64 | END, 0), E(op_jmp_far, MEMONLY | END, 1), E(op_push_rm, D64, 0), UD },
     [G6] = { E(op_sldt, 0, 0), E(op_str, 0, 0), E(op_lldt, END, 0), E(op_ltr, END, 0),
              E(op_verr_verw, 0, 0), E(op_verr_verw, 0, 1), UD, UD },
     [G7] = { E(op_sgdt, MEMONLY, 0), E(op_sidt, MEMONLY, 0), E(op_lgdt, MEMONLY | END, 0),
              E(op_lidt, MEMONLY | END, 0), E(op_smsw, 0, 0), UD, E(op_lmsw, END, 0),
              E(op_invlpg, MEMONLY | END, 0) },
-    [G8] = { UD, UD, UD, UD, E(op_bt, I8, 0), E(op_bt, I8, 1), E(op_bt, I8, 2), E(op_bt, I8, 3) },
-    [G9] = { UD, E(op_cmpxchg8b, MEMONLY, 0), UD, UD, UD, UD,
+    [G8] = { UD, UD, UD, UD, E(op_bt, I8, 0), E(op_bt, I8 | LK, 1), E(op_bt, I8 | LK, 2), E(op_bt, I8 | LK, 3) },
+    [G9] = { UD, E(op_cmpxchg8b, MEMONLY | LK, 0), UD, UD, UD, UD,
              E(op_vmx_insn, MEMONLY | END, 0), E(op_vmx_insn, MEMONLY | END, 1) },
     [G15] = { UD, UD, UD, UD, UD, E(op_fence, 0, 0), E(op_fence, 0, 0), E(op_clflush, 0, 0) },
     [G11_EB] = { E(op_mov_rm_imm, 0, 0), UD, UD, UD, UD, UD, UD, UD },
@@ -155,16 +156,16 @@ static const opdesc_t two_byte[256] = {
     [0xa2] = E(op_cpuid, END, 0), [0xa3] = E(op_bt, M, 0),
     [0xa4] = E(op_shld, M | I8, 0), [0xa5] = E(op_shld, M, 1),
     [0xa8] = E(op_push_sreg, D64, S_GS), [0xa9] = E(op_pop_sreg, D64, S_GS),
-    [0xab] = E(op_bt, M, 1), [0xac] = E(op_shrd, M | I8, 0), [0xad] = E(op_shrd, M, 1),
+    [0xab] = E(op_bt, M | LK, 1), [0xac] = E(op_shrd, M | I8, 0), [0xad] = E(op_shrd, M, 1),
     [0xae] = E(NULL, GRP | M, G15), [0xaf] = E(op_imul_r_rm, M, 0),
-    [0xb0] = E(op_cmpxchg, M | B, 0), [0xb1] = E(op_cmpxchg, M, 0),
-    [0xb2] = E(op_load_far_ptr, M | MEMONLY, S_SS), [0xb3] = E(op_bt, M, 2),
+    [0xb0] = E(op_cmpxchg, M | B | LK, 0), [0xb1] = E(op_cmpxchg, M | LK, 0),
+    [0xb2] = E(op_load_far_ptr, M | MEMONLY, S_SS), [0xb3] = E(op_bt, M | LK, 2),
     [0xb4] = E(op_load_far_ptr, M | MEMONLY, S_FS), [0xb5] = E(op_load_far_ptr, M | MEMONLY, S_GS),
     [0xb6] = E(op_movzx, M | RMB, 0), [0xb7] = E(op_movzx, M | RMW, 0),
-    [0xb8] = E(op_popcnt, M, 0), [0xba] = E(NULL, GRP | M, G8), [0xbb] = E(op_bt, M, 3),
+    [0xb8] = E(op_popcnt, M, 0), [0xba] = E(NULL, GRP | M, G8), [0xbb] = E(op_bt, M | LK, 3),
     [0xbc] = E(op_bsf, M, 0), [0xbd] = E(op_bsr, M, 0),
     [0xbe] = E(op_movsx, M | RMB, 0), [0xbf] = E(op_movsx, M | RMW, 0),
-    [0xc0] = E(op_xadd, M | B, 0), [0xc1] = E(op_xadd, M, 0), [0xc7] = E(NULL, GRP | M, G9),
+    [0xc0] = E(op_xadd, M | B | LK, 0), [0xc1] = E(op_xadd, M | LK, 0), [0xc7] = E(NULL, GRP | M, G9),
     [0xc8] = E(op_bswap, RB, 0), [0xc9] = E(op_bswap, RB, 0), [0xca] = E(op_bswap, RB, 0),
     [0xcb] = E(op_bswap, RB, 0), [0xcc] = E(op_bswap, RB, 0), [0xcd] = E(op_bswap, RB, 0),
     [0xce] = E(op_bswap, RB, 0), [0xcf] = E(op_bswap, RB, 0),
@@ -244,18 +245,18 @@ int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d)
         case 0x3e: d->seg_override = S_DS; break;
         case 0x64: d->seg_override = S_FS; break;
         case 0x65: d->seg_override = S_GS; break;
-        default: goto prefixes_done;
+        default:
+            if (long_mode && (b & 0xf0) == 0x40) {
+                rex = b;
+                pos++;
+                continue;
+            }
+            goto prefixes_done;
         }
         pos++;
-        rex = 0;
+        rex = 0;   /* a REX prefix counts only right before the opcode */
     }
 prefixes_done:
-    if (long_mode && (b & 0xf0) == 0x40) {
-        rex = b;
-        pos++;
-        NEED(1);
-        b = p[pos];
-    }
     pos++;
     opdesc_t od;
     int two = 0;
@@ -266,7 +267,7 @@ prefixes_done:
         if (b == 0x38) {
             NEED(1);
             uint8_t b3 = p[pos++];
-            if ((b3 == 0xf0 || b3 == 0xf1) && d->rep == 0 && !opov)
+            if ((b3 == 0xf0 || b3 == 0xf1) && d->rep == 0)   /* F2: CRC32 */
                 od = (opdesc_t)E(op_movbe, M, (uint8_t)(b3 & 1));
             else if ((b3 == 0x80 || b3 == 0x81) && opov)
                 od = (opdesc_t)E(op_vmx_insn, M | F64 | MEMONLY | END, (uint8_t)(8 + (b3 & 1)));
@@ -340,6 +341,8 @@ prefixes_done:
     else
         d->addrsize = (code_size == 4) ^ adov ? 4 : 2;
     if (long_mode && (od.flags & I64))
+        d->fn = op_ud;
+    if (d->lock && (!(od.flags & LK) || mod == 3))
         d->fn = op_ud;
 
     /* registers */

@@ -2,29 +2,58 @@
  * bit tests and scans, BCD adjust, exchange-and-compare, condition codes. */
 #include "exec.h"
 
+/* ALU operation `op` (the group 1 numbering): its result, and with alu_flags() the
+ * flags it leaves.  Instructions that store the result record the flags after the
+ * store, so that a store that faults leaves the flags as they were. */
+static uint64_t alu_result(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    switch (op) {
+    case 0: r = a + b; break;
+    case 1: r = a | b; break;
+    case 2: r = a + b + lazy_carry(cpu); break;
+    case 3: r = a - b - lazy_carry(cpu); break;
+    case 4: r = a & b; break;
+    case 6: r = a ^ b; break;
+    default: r = a - b; break; /* SUB, CMP */
+    }
+    return r & size_mask(size);
+}
+
+static void alu_flags(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b, uint64_t r)
+{
+    static const uint8_t lazy_op[8] = { LF_ADD, LF_LOGIC, LF_ADC, LF_SBB, LF_LOGIC, LF_SUB, LF_LOGIC, LF_SUB };
+    uint64_t m = size_mask(size);
+    uint64_t c = (op == 2 || op == 3) ? lazy_carry(cpu) : 0;
+    set_lazy(cpu, lazy_op[op], size, r, a & m, b & m);
+    cpu->lf_carry_in = c;
+}
+
+/* An ALU operation whose result nothing stores (CMP, TEST) or only a register holds
+ * (also the computation of the locked forms in exec_atomic.c). */
 uint64_t alu(cpu_t *cpu, int op, int size, uint64_t a, uint64_t b)
 {
-    uint64_t m = size_mask(size), r, c;
-    a &= m;
-    b &= m;
-    switch (op) {
-    case 0: r = a + b; set_lazy(cpu, LF_ADD, size, r, a, b); break;
-    case 1: r = a | b; set_lazy(cpu, LF_LOGIC, size, r, a, b); break;
-    case 2: c = lazy_carry(cpu); r = a + b + c; set_lazy(cpu, LF_ADC, size, r, a, b); cpu->lf_carry_in = c; break;
-    case 3: c = lazy_carry(cpu); r = a - b - c; set_lazy(cpu, LF_SBB, size, r, a, b); cpu->lf_carry_in = c; break;
-    case 4: r = a & b; set_lazy(cpu, LF_LOGIC, size, r, a, b); break;
-    case 6: r = a ^ b; set_lazy(cpu, LF_LOGIC, size, r, a, b); break;
-    default: r = a - b; set_lazy(cpu, LF_SUB, size, r, a, b); break; /* SUB, CMP */
-    }
-    return r & m;
+    uint64_t r = alu_result(cpu, op, size, a & size_mask(size), b & size_mask(size));
+    alu_flags(cpu, op, size, a, b, r);
+    return r;
+}
+
+/* op r/m, src: store the result (not for CMP), then record the flags. */
+static void alu_to_rm(cpu_t *cpu, const insn_t *i, uint64_t src)
+{
+    int size = i->opsize;
+    uint64_t m = size_mask(size);
+    uint64_t ea = opr_ea(cpu, i);
+    uint64_t dst = opr_read(cpu, i, ea, size) & m;
+    uint64_t r = alu_result(cpu, i->op, size, dst, src & m);
+    if (i->op != 7)
+        opr_write(cpu, i, ea, size, r);
+    alu_flags(cpu, i->op, size, dst, src, r);
 }
 
 void op_alu_rm_r(cpu_t *cpu, const insn_t *i)
 {
-    uint64_t ea = opr_ea(cpu, i);
-    uint64_t r = alu(cpu, i->op, i->opsize, opr_read(cpu, i, ea, i->opsize), reg_read(cpu, i->reg, i->opsize));
-    if (i->op != 7)
-        opr_write(cpu, i, ea, i->opsize, r);
+    alu_to_rm(cpu, i, reg_read(cpu, i->reg, i->opsize));
 }
 
 void op_alu_r_rm(cpu_t *cpu, const insn_t *i)
@@ -36,10 +65,7 @@ void op_alu_r_rm(cpu_t *cpu, const insn_t *i)
 
 void op_alu_rm_imm(cpu_t *cpu, const insn_t *i)
 {
-    uint64_t ea = opr_ea(cpu, i);
-    uint64_t r = alu(cpu, i->op, i->opsize, opr_read(cpu, i, ea, i->opsize), i->imm);
-    if (i->op != 7)
-        opr_write(cpu, i, ea, i->opsize, r);
+    alu_to_rm(cpu, i, i->imm);
 }
 
 void op_test_rm_r(cpu_t *cpu, const insn_t *i)
@@ -75,9 +101,10 @@ void op_not(cpu_t *cpu, const insn_t *i)
 void op_neg(cpu_t *cpu, const insn_t *i)
 {
     uint64_t ea = opr_ea(cpu, i);
-    uint64_t a = opr_read(cpu, i, ea, i->opsize);
-    uint64_t r = alu(cpu, 5, i->opsize, 0, a);
+    uint64_t a = opr_read(cpu, i, ea, i->opsize) & size_mask(i->opsize);
+    uint64_t r = alu_result(cpu, 5, i->opsize, 0, a);
     opr_write(cpu, i, ea, i->opsize, r);
+    alu_flags(cpu, 5, i->opsize, 0, a, r);
 }
 
 /* Flags after MUL/IMUL: CF = OF = the high half is significant; SF/ZF/PF follow the
@@ -489,27 +516,35 @@ void op_aad(cpu_t *cpu, const insn_t *i)
     set_al_flags(cpu, 0, al);
 }
 
+/* XADD: TEMP <- SRC + DEST; SRC <- DEST; DEST <- TEMP (one register as both keeps the
+ * sum).  A memory destination is stored first, so that a fault changes nothing. */
 void op_xadd(cpu_t *cpu, const insn_t *i)
 {
+    int size = i->opsize;
     uint64_t ea = opr_ea(cpu, i);
-    uint64_t dst = opr_read(cpu, i, ea, i->opsize), src = reg_read(cpu, i->reg, i->opsize);
-    uint64_t sum = alu(cpu, 0, i->opsize, dst, src);
-    reg_write(cpu, i->reg, i->opsize, dst);
-    opr_write(cpu, i, ea, i->opsize, sum);
+    uint64_t dst = opr_read(cpu, i, ea, size), src = reg_read(cpu, i->reg, size);
+    uint64_t sum = alu_result(cpu, 0, size, dst, src);
+    if (i->has_mem)
+        opr_write(cpu, i, ea, size, sum);
+    reg_write(cpu, i->reg, size, dst);
+    if (!i->has_mem)
+        reg_write(cpu, i->rm, size, sum);
+    alu_flags(cpu, 0, size, dst, src, sum);
 }
 
 void op_cmpxchg(cpu_t *cpu, const insn_t *i)
 {
+    int size = i->opsize;
     uint64_t ea = opr_ea(cpu, i);
-    uint64_t dst = opr_read(cpu, i, ea, i->opsize), acc = reg_read(cpu, R_AX, i->opsize);
-    alu(cpu, 7, i->opsize, acc, dst);
-    if ((acc & size_mask(i->opsize)) == (dst & size_mask(i->opsize))) {
-        opr_write(cpu, i, ea, i->opsize, reg_read(cpu, i->reg, i->opsize));
-    } else {
-        if (i->has_mem)
-            opr_write(cpu, i, ea, i->opsize, dst);  /* the locked cycle always writes */
-        reg_write(cpu, R_AX, i->opsize, dst);
-    }
+    uint64_t dst = opr_read(cpu, i, ea, size), acc = reg_read(cpu, R_AX, size);
+    int equal = acc == dst;
+    if (equal)
+        opr_write(cpu, i, ea, size, reg_read(cpu, i->reg, size));
+    else if (i->has_mem)
+        opr_write(cpu, i, ea, size, dst);  /* the locked cycle always writes */
+    if (!equal)
+        reg_write(cpu, R_AX, size, dst);
+    alu(cpu, 7, size, acc, dst);
 }
 
 void op_cmpxchg8b(cpu_t *cpu, const insn_t *i)

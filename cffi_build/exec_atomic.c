@@ -47,6 +47,17 @@ static int atomic_cas(void *p, int size, uint64_t expected, uint64_t desired)
     }
 }
 
+/* Check that the whole operand can be written (raising #PF or a VM exit now), so that
+ * nothing faults while the split lock is held. */
+static void probe_write(cpu_t *cpu, const insn_t *i, uint64_t ea, int size)
+{
+    uint64_t lin = seg_linear(cpu, i->seg, ea, size, ACC_WRITE);
+    int user = cpu->cpl == 3;
+    tlb_fill(cpu, lin, ACC_WRITE, user);
+    if (((lin + (uint64_t)size - 1) ^ lin) & PAGE_MASK)
+        tlb_fill(cpu, lin + (uint64_t)size - 1, ACC_WRITE, user);
+}
+
 /* Run `compute(old) -> new` atomically on the operand; returns the old value.
  * `compute` may set flags and registers: it runs again if another processor won. */
 typedef uint64_t (*rmw_fn)(cpu_t *cpu, const insn_t *i, uint64_t old, int *store);
@@ -57,6 +68,7 @@ static uint64_t locked_rmw(cpu_t *cpu, const insn_t *i, int size, rmw_fn compute
     mem_read(cpu, i->seg, ea, size);          /* faults first, as a read would */
     void *p = atomic_target(cpu, i, ea, size);
     if (!p) {
+        probe_write(cpu, i, ea, size);
         pthread_mutex_lock(&split_lock);
         uint64_t old = mem_read(cpu, i->seg, ea, size);
         int store = 1;
@@ -166,6 +178,7 @@ void op_locked_cmpxchg8b(cpu_t *cpu, const insn_t *i)
     void *p = atomic_target(cpu, i, ea, 8);
     uint64_t f = cpu_get_rflags(cpu) & F_ARITH & ~(uint64_t)F_ZF;
     if (!p || (wide && (((uintptr_t)p) & 15)) || ((ea & 0xfff) + (uint64_t)size > 0x1000)) {
+        probe_write(cpu, i, ea, size);
         pthread_mutex_lock(&split_lock);
         op_cmpxchg8b(cpu, i);
         pthread_mutex_unlock(&split_lock);

@@ -265,8 +265,10 @@ void specialize_insn(insn_t *i)
     if (s != 4 && s != 8) {
         if (i->fn == op_mov_rm_r && s == 1 && i->has_mem)
             i->fn = mov_store1;
-        else if (i->fn == op_movzx && i->opcode == 0xb6 && i->has_mem && !i->lock)
-            i->fn = movzx_load1;
+        return;
+    }
+    if (i->fn == op_movzx && i->opcode == 0xb6 && i->has_mem) {
+        i->fn = movzx_load1;   /* a 32- or 64-bit destination is written whole */
         return;
     }
     const alu_table_t *t = s == 4 ? alu4 : alu8;

@@ -94,20 +94,44 @@ void op_pop_rm(cpu_t *cpu, const insn_t *i)
     }
 }
 
+/* PUSHA, POPA and ENTER move the stack pointer several times: they work on a copy that
+ * is committed once nothing can fault any more, so a fault leaves RSP unchanged. */
+static void stack_store(cpu_t *cpu, uint64_t *sp, int size, uint64_t v)
+{
+    *sp = (*sp - (uint64_t)size) & stack_ptr_mask(cpu);
+    mem_write(cpu, S_SS, *sp, size, v);
+}
+
+static uint64_t stack_load(cpu_t *cpu, uint64_t *sp, int size)
+{
+    uint64_t v = mem_read(cpu, S_SS, *sp, size);
+    *sp = (*sp + (uint64_t)size) & stack_ptr_mask(cpu);
+    return v;
+}
+
+static void stack_commit(cpu_t *cpu, uint64_t sp)
+{
+    uint64_t m = stack_ptr_mask(cpu);
+    cpu->gpr[R_SP] = (cpu->gpr[R_SP] & ~m) | (sp & m);
+}
+
 void op_pusha(cpu_t *cpu, const insn_t *i)
 {
-    uint64_t sp = cpu->gpr[R_SP];
+    uint64_t sp = cpu->gpr[R_SP] & stack_ptr_mask(cpu);
     for (int r = R_AX; r <= R_DI; r++)
-        push(cpu, i->opsize, r == R_SP ? sp : cpu->gpr[r]);
+        stack_store(cpu, &sp, i->opsize, cpu->gpr[r]);   /* RSP: its value before */
+    stack_commit(cpu, sp);
 }
 
 void op_popa(cpu_t *cpu, const insn_t *i)
 {
-    for (int r = R_DI; r >= R_AX; r--) {
-        uint64_t v = pop(cpu, i->opsize);
+    uint64_t sp = cpu->gpr[R_SP] & stack_ptr_mask(cpu), v[8];
+    for (int r = R_DI; r >= R_AX; r--)
+        v[r] = stack_load(cpu, &sp, i->opsize);
+    for (int r = R_AX; r <= R_DI; r++)
         if (r != R_SP)
-            reg_write(cpu, r, i->opsize, v);
-    }
+            reg_write(cpu, r, i->opsize, v[r]);
+    stack_commit(cpu, sp);
 }
 
 void op_leave(cpu_t *cpu, const insn_t *i)
@@ -125,18 +149,19 @@ void op_enter(cpu_t *cpu, const insn_t *i)
     uint64_t m = stack_ptr_mask(cpu);
     unsigned level = (unsigned)(i->imm2 & 31);
     uint64_t bp = cpu->gpr[R_BP];
-    push(cpu, size, bp);
-    uint64_t frame = cpu->gpr[R_SP] & m;
+    uint64_t sp = cpu->gpr[R_SP] & m;
+    stack_store(cpu, &sp, size, bp);
+    uint64_t frame = sp;
     for (unsigned k = 1; k < level; k++) {
         bp = (bp & ~m) | ((bp - size) & m);
-        push(cpu, size, mem_read(cpu, S_SS, bp & m, size));
+        stack_store(cpu, &sp, size, mem_read(cpu, S_SS, bp & m, size));
     }
     if (level)
-        push(cpu, size, frame);
-    uint64_t sp = (cpu->gpr[R_SP] - i->imm) & m;
+        stack_store(cpu, &sp, size, frame);
+    sp = (sp - i->imm) & m;
     mem_read(cpu, S_SS, sp, 1);  /* the new stack top must be accessible */
     reg_write(cpu, R_BP, size, frame);
-    cpu->gpr[R_SP] = (cpu->gpr[R_SP] & ~m) | sp;
+    stack_commit(cpu, sp);
 }
 
 static void load_sreg(cpu_t *cpu, int seg, uint16_t sel)

@@ -1,6 +1,9 @@
 """The differential session: one native runner and one emulated guest shared by every
-test, and the coverage report at the end of the session (terminal and a file in the
-pytest cache)."""
+test (plus a helper process with its own, on a machine with more than one core; set
+PYHV_DIFF_WORKERS to choose), and the coverage report at the end of the session, on
+the terminal and in a file in the pytest cache."""
+
+import os
 
 import pytest
 
@@ -9,11 +12,19 @@ from differential.harness import Differential
 _session = {}
 
 
+def _workers() -> int:
+    configured = os.environ.get("PYHV_DIFF_WORKERS")
+    if configured is not None:
+        return int(configured)
+    return min(1, (os.cpu_count() or 1) - 1)
+
+
 @pytest.fixture(scope="session")
 def differential():
-    if "diff" not in _session:
-        _session["diff"] = Differential()
-    return _session["diff"]
+    diff = Differential(workers=_workers())
+    _session["diff"] = diff
+    yield diff
+    diff.close()
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -21,8 +32,9 @@ def pytest_terminal_summary(terminalreporter, config):
     if diff is None or not diff.results:
         return
     report = diff.report()
-    path = config.cache.mkdir("differential") / "coverage.txt"
-    path.write_text(report + "\n")
     terminalreporter.section("differential coverage")
     terminalreporter.write_line(report.splitlines()[-1])
-    terminalreporter.write_line(f"per-form report: {path}")
+    if getattr(config, "cache", None) is not None:   # the cache plugin may be disabled
+        path = config.cache.mkdir("differential") / "coverage.txt"
+        path.write_text(report + "\n")
+        terminalreporter.write_line(f"per-form report: {path}")

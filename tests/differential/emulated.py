@@ -22,13 +22,14 @@ MODE_COMPAT32 = "compat32"    # IA-32e mode, 32-bit code segment (as the native 
 MODE_PROT32 = "prot32"        # legacy protected mode, paging off
 
 # guest-physical layout of the low slot: the paging structures for long mode
-PML4, PDPT, PD = 0x1000, 0x2000, 0x3000
+PML4, PDPT, PD, PT = 0x1000, 0x2000, 0x3000, 0x4000
 PTE_P_RW_US = 0x7
-PDE_2M = 0x80
-CR0_PE, CR0_ET, CR0_PG = 0x1, 0x10, 0x80000000
+PTE_RW = 0x2
+CR0_PE, CR0_ET, CR0_WP, CR0_PG = 0x1, 0x10, 0x10000, 0x80000000
 CR4_PAE = 0x20
 EFER_LME, EFER_LMA = 0x100, 0x400
 ARITH_DF = 0xCD5   # CF PF AF ZF SF DF OF
+IF_RESERVED = 0x202   # IF set as in user mode (PUSHF sees the same), and the fixed bit 1
 
 
 class EmulatedCpu:
@@ -45,12 +46,16 @@ class EmulatedCpu:
         self.code_hpa = slot.hpa_of(self.code)
         for page in range(region, region + region_size, 4096):
             vm.ept.set_leaf(page, slot.hpa_of(page) | vmx.VMX_EPT_RWX_MASK | vmx.VMX_EPT_MT_WB)
-        for page in (PML4, PDPT, PD):
+        for page in (PML4, PDPT, PD, PT):
             self.guest.map(page, vmx.VMX_EPT_RWX_MASK)
-        # identity-map the region's 2 MiB with one large page
+        # identity-map the region's 2 MiB with 4 KiB pages, the guard page read-only (with
+        # CR0.WP, supervisor writes to it fault as user writes do natively)
         self._write64(PML4 + 8 * ((region >> 39) & 511), PDPT | PTE_P_RW_US)
         self._write64(PDPT + 8 * ((region >> 30) & 511), PD | PTE_P_RW_US)
-        self._write64(PD + 8 * ((region >> 21) & 511), region | PTE_P_RW_US | PDE_2M)
+        self._write64(PD + 8 * ((region >> 21) & 511), PT | PTE_P_RW_US)
+        for page in range(region, region + (2 << 20), 4096):
+            entry = page | PTE_P_RW_US
+            self._write64(PT + 8 * ((page >> 12) & 511), entry & ~PTE_RW if page == layout.GUARD else entry)
         vcpu.vmwrite(vmx.EXCEPTION_BITMAP, 0xFFFFFFFF)
         vcpu.vmwrite(vmx.PAGE_FAULT_ERROR_CODE_MASK, 0)
         vcpu.vmwrite(vmx.PAGE_FAULT_ERROR_CODE_MATCH, 0)
@@ -77,7 +82,7 @@ class EmulatedCpu:
         s.ldt = Segment(unusable=1, type=2, s=0, present=0)
         s.gdt = DTable(0, 0xFFFF)
         s.idt = DTable(0, 0xFFFF)
-        s.cr0 = CR0_PE | CR0_ET | (CR0_PG if long_mode else 0)
+        s.cr0 = CR0_PE | CR0_ET | (CR0_WP | CR0_PG if long_mode else 0)
         s.cr3 = PML4 if long_mode else 0
         s.cr4 = CR4_PAE if long_mode else 0
         s.efer = EFER_LME | EFER_LMA if long_mode else 0
@@ -104,7 +109,7 @@ class EmulatedCpu:
         lib.cpu_set_gprs(cpu, self._gprs)
         lib.vmx_vmwrite(cpu, vmx.GUEST_RSP, regs[4])
         lib.vmx_vmwrite(cpu, vmx.GUEST_RIP, self.code)
-        lib.vmx_vmwrite(cpu, vmx.GUEST_RFLAGS, (flags & ARITH_DF) | 2)
+        lib.vmx_vmwrite(cpu, vmx.GUEST_RFLAGS, (flags & ARITH_DF) | IF_RESERVED)
         rc = self.guest.enter()
         if rc != vmx.VMX_EXITED:
             raise RuntimeError(f"VM entry failed: {rc}")

@@ -94,12 +94,14 @@ def _modrm_mem(reg_field: int, m: Mem, mode: int, rip_disp: int) -> tuple[bytes,
     return bytes([mod << 6 | (reg_field & 7) << 3 | 4, m.scale << 6 | index << 3 | (m.base & 7)]) + disp, rex
 
 
-def encode(opcode: bytes, reg: int = 0, rm: int | Mem | None = None, *, size: int = 4,
+def encode(opcode: bytes, reg: int | None = None, rm: int | Mem | None = None, *,
+           digit: int | None = None, size: int = 4,
            mode: int = 64, imm: bytes = b"", prefix: bytes = b"", w: bool | None = None,
            byte_regs: bool = False, byte_rm: bool | None = None, at: int = layout.CODE,
            opreg: int | None = None) -> bytes:
-    """One instruction.  `reg` is the ModRM.reg register (or /digit), `rm` the r/m
-    operand (register number or Mem), or None for no ModRM.  `opreg` is a register
+    """One instruction.  `reg` is the ModRM.reg register, or `digit` the opcode
+    extension in its place; `rm` the r/m operand (register number or Mem), or None for
+    no ModRM.  `opreg` is a register
     added to the last opcode byte (B0+r, 50+r, ...).  `size` is the operand size: 2 adds
     the 66 prefix, 8 sets REX.W unless `w` says otherwise.  `byte_regs` says the register
     operands are byte registers (SPL..DIL need a REX prefix, AH..BH forbid one);
@@ -115,14 +117,17 @@ def encode(opcode: bytes, reg: int = 0, rm: int | Mem | None = None, *, size: in
     rex = 8 if w else 0
     if byte_rm is None:
         byte_rm = byte_regs
-    byte_operands = [r for r, is_byte in ((reg if rm is not None else None, byte_regs),
+    byte_operands = [r for r, is_byte in ((reg, byte_regs),
                                           (rm if isinstance(rm, int) else None, byte_rm),
                                           (opreg, byte_regs)) if r is not None and is_byte]
     need_rex = any(4 <= r <= 7 for r in byte_operands)
     forbid_rex = any(r in HIGH_BYTE for r in byte_operands)
     body = b""
     if rm is not None:
-        reg_field = reg - AH + 4 if reg in HIGH_BYTE else reg
+        if digit is not None:
+            reg_field = digit
+        else:
+            reg_field = reg - AH + 4 if reg in HIGH_BYTE else reg
         rex |= 4 if reg_field & 8 else 0
         if isinstance(rm, Mem):
             if rm.addr == 2:
@@ -140,7 +145,7 @@ def encode(opcode: bytes, reg: int = 0, rm: int | Mem | None = None, *, size: in
         rex |= 1 if r & 8 else 0
         op[-1] |= r & 7
     if forbid_rex:
-        assert rex == 0, "AH..BH cannot be encoded with a REX prefix"
+        assert rex == 0 and not need_rex, "AH..BH cannot be encoded with a REX prefix"
     if need_rex or rex:
         assert mode == 64, "REX prefix outside 64-bit mode"
         rex_bytes = bytes([0x40 | rex])

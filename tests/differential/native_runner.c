@@ -95,17 +95,19 @@ __asm__(
 
 static struct {
     int mapped;
-    uint64_t region, region_size, code, code_max, stub, data, data_size;
+    uint64_t region, region_size, code, code_max, stub, data, data_size, guard;
 } lay;
 
-/* Map the region (below 4 GiB) at its fixed address: 0, or a negative errno. */
+/* Map the region (below 4 GiB) at its fixed address, with the page at `guard` read-only
+ * (writes to it fault): 0, or a negative errno. */
 int pyhv_native_init(uint64_t region, uint64_t region_size, uint64_t code, uint64_t code_max,
-                     uint64_t stub, uint64_t data, uint64_t data_size)
+                     uint64_t stub, uint64_t data, uint64_t data_size, uint64_t guard)
 {
     if (lay.mapped)
         return lay.region == region ? 0 : -EBUSY;
     if (region + region_size > (1ull << 32) || code < region || code + code_max > stub ||
-        stub + 16 > data || data + data_size > region + region_size)
+        stub + 16 > data || data + data_size > guard || guard + 4096 > region + region_size ||
+        guard % 4096)
         return -EINVAL;
     void *p = mmap((void *)(uintptr_t)region, region_size, PROT_READ | PROT_WRITE | PROT_EXEC,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -122,6 +124,11 @@ int pyhv_native_init(uint64_t region, uint64_t region_size, uint64_t code, uint6
     lay.stub = stub;
     lay.data = data;
     lay.data_size = data_size;
+    lay.guard = guard;
+    if (mprotect((void *)(uintptr_t)guard, 4096, PROT_READ) != 0) {
+        munmap(p, region_size);
+        return -errno;
+    }
     /* the 64-bit landing pad of 32-bit snippets: jmp *[rip+0]; .quad pyhv_save32 */
     uint8_t *stub_at = (uint8_t *)(uintptr_t)stub;
     uint64_t target = (uint64_t)(uintptr_t)pyhv_save32;

@@ -99,9 +99,10 @@ def _chain(size: int, length: int, subtract: bool):
         for k in range(length):
             op = first if k == 0 else then
             if s.rng.random() < 0.5:
-                code += encode(bytes([op]), ops.reg(size), ops.mem(size), size=size, at=layout.CODE + len(code))
+                code += encode(bytes([op]), ops.reg(size), ops.mem(size), size=size, mode=s.mode,
+                               at=layout.CODE + len(code))
             else:
-                code += encode(bytes([op + 2]), ops.reg(size), ops.reg(size), size=size)
+                code += encode(bytes([op + 2]), ops.reg(size), ops.reg(size), size=size, mode=s.mode)
         return code
     return make
 

@@ -19,9 +19,9 @@ class Operands:
     """The register pool of one case: with byte operands, either the legacy byte
     registers (AH..BH, no REX anywhere) or the REX ones (SPL..DIL, R8B..R15B)."""
 
-    def __init__(self, s: State, has_byte_operand: bool):
+    def __init__(self, s: State, has_byte_operand: bool, rex_w: bool = False):
         self.s = s
-        self.legacy = has_byte_operand and (s.mode == 32 or s.rng.random() < 0.35)
+        self.legacy = has_byte_operand and not rex_w and (s.mode == 32 or s.rng.random() < 0.35)
         self.mem_exclude = range(8, 16) if self.legacy else ()
 
     def reg(self, size: int, value: int | None = None, exclude=()) -> int:
@@ -30,8 +30,8 @@ class Operands:
             pool = LEGACY_BYTE_REGS if size == 1 else range(8)
         return self.s.operand(size, value, pool=pool, exclude=exclude)
 
-    def mem(self, size: int, value: int | None = None, align: int = 1, exclude=()) -> Mem:
-        return self.s.memory(size, value, align=align, exclude=tuple(self.mem_exclude) + tuple(exclude))
+    def mem(self, size: int, value: int | None = None, align: int = 1, exclude=(), ea: int | None = None) -> Mem:
+        return self.s.memory(size, value, align=align, ea=ea, exclude=tuple(self.mem_exclude) + tuple(exclude))
 
     def rm(self, kind: str, size: int, value: int | None = None, exclude=()):
         return self.mem(size, value, exclude=exclude) if kind == "mem" else self.reg(size, value, exclude)
@@ -44,10 +44,10 @@ def modrm_form(opcode: bytes, size: int, kind: str, *, digit: int | None = None,
     rm_size = rm_size or size
 
     def make(s: State) -> bytes:
-        ops = Operands(s, 1 in (size, rm_size))
+        ops = Operands(s, 1 in (size, rm_size), rex_w=size == 8)
         rm_operand = ops.rm(kind, rm_size)
-        reg = digit if digit is not None else ops.reg(size)
+        reg = ops.reg(size) if digit is None else None
         immediate = imm(values.operand(s.rng, imm_size * 8), imm_size) if imm_size else b""
-        return encode(opcode, reg, rm_operand, size=size, mode=s.mode, imm=immediate,
+        return encode(opcode, reg, rm_operand, digit=digit, size=size, mode=s.mode, imm=immediate,
                       prefix=prefix, byte_regs=size == 1, byte_rm=rm_size == 1)
     return make

@@ -64,8 +64,8 @@ def _shift(opcode: int, digit: int, size: int, kind: str, source: str):
             s.used.add(RCX)
         elif source == "imm":
             immediate = imm(count_value(s.rng, size * 8), 1)
-        return encode(bytes([opcode]), digit, rm, size=size, mode=s.mode, imm=immediate,
-                      byte_regs=size == 1)
+        return encode(bytes([opcode]), None, rm, digit=digit, size=size, mode=s.mode, imm=immediate,
+                      byte_rm=size == 1)
     return make
 
 
