@@ -303,10 +303,8 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *m)
     if (!cpu->vmx_on || cpu->current_vmcs == NO_VMCS)
         return -1;
     uint64_t saved_gprs[16];
-    uint64_t host_rsp = cpu->gpr[R_SP];
     m->result = 0;
-    load_vmcs_controls(cpu);
-    load_guest_state(cpu);
+    uint64_t host_rsp = guest_context_enter(cpu);
     memcpy(saved_gprs, cpu->gpr, sizeof(saved_gprs));
     tlb_select_context(cpu);
     cpu->emul = m;
@@ -321,8 +319,6 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *m)
     } else {
         memcpy(cpu->gpr, saved_gprs, sizeof(saved_gprs));   /* retried later */
     }
-    cpu->emul = NULL;
-    load_host_state(cpu);
-    cpu->gpr[R_SP] = host_rsp;
+    guest_context_leave(cpu, host_rsp);
     return 0;
 }

@@ -190,3 +190,21 @@ void load_vmcs_controls(cpu_t *cpu)
     vc->cr3_target[3] = vmcs_get(cpu, CR3_TARGET_VALUE3);
     vc->tsc_offset = vmcs_get(cpu, TSC_OFFSET);
 }
+
+/* Root-mode software working on the guest's behalf (KVM's emulator, its page walker)
+ * runs the processor in the guest state of the current VMCS, then goes back to root
+ * mode.  Returns the root-mode RSP to hand to guest_context_leave. */
+uint64_t guest_context_enter(cpu_t *cpu)
+{
+    uint64_t host_rsp = cpu->gpr[R_SP];
+    load_vmcs_controls(cpu);
+    load_guest_state(cpu);
+    return host_rsp;
+}
+
+void guest_context_leave(cpu_t *cpu, uint64_t host_rsp)
+{
+    cpu->emul = NULL;
+    load_host_state(cpu);
+    cpu->gpr[R_SP] = host_rsp;
+}

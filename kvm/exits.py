@@ -9,6 +9,7 @@ from kvm.constants import (
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 )
 from kvm.mmio import handle_ept_violation
+from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX, RBX = 0, 1, 2, 3
 EXC_UD, EXC_GP = 6, 13
@@ -59,7 +60,7 @@ def handle_io(vcpu):
     size = (qual & 7) + 1
     is_in = bool(qual & 8)
     if qual & 16:
-        return internal_error(vcpu, KVM_INTERNAL_ERROR_EMULATION, qual)   # string I/O: not yet
+        return handle_string_io(vcpu, qual)
     io = vcpu.kvm_run.io
     io.direction = KVM_EXIT_IO_IN if is_in else KVM_EXIT_IO_OUT
     io.size = size

@@ -89,6 +89,16 @@ class Sregs:
 
 
 @dataclass
+class Translation:
+    """struct kvm_translation (KVM_TRANSLATE)."""
+    linear_address: int = 0
+    physical_address: int = 0
+    valid: int = 0
+    writeable: int = 0
+    usermode: int = 0
+
+
+@dataclass
 class IoExit:
     direction: int = 0
     size: int = 0

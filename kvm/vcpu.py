@@ -12,6 +12,7 @@ from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
 from kvm.msrs import GuestMsrs
 from kvm.stats import ExitStats
 from kvm.structs import GPR_ORDER, DTable, KvmRun, Regs, Segment, Sregs
+from kvm.translate import kvm_translate
 from kvm.vmcs_setup import setup_vmcs
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
@@ -181,6 +182,10 @@ class VCPU:
         self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, 0)
         self.vmwrite(vmx.GUEST_IA32_PAT, 0x0007040600070406)
         self.vmwrite(vmx.GUEST_DR7, 0x400)
+
+    def translate(self, gla: int):
+        """KVM_TRANSLATE: the guest's own translation of a guest-linear address."""
+        return kvm_translate(self, gla)
 
     def set_guest_tsc(self, value: int):
         """WRMSR IA32_TSC: KVM writes the TSC offset so that the guest reads `value` now."""

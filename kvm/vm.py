@@ -57,6 +57,35 @@ class VM:
         self.vcpus.append(vcpu)
         return vcpu
 
+    def map_guest_page(self, gpa: int) -> bool:
+        """Map the page of gpa in EPT from its memslot (read-only for a read-only slot);
+        False when gpa is not guest RAM."""
+        slot = self.memslots.find(gpa)
+        if slot is None:
+            return False
+        page = gpa & ~(PAGE_SIZE - 1)
+        self.ept.map_page(page, slot.hpa_of(page), writable=not slot.readonly)
+        return True
+
+    def read_guest(self, gpa: int, size: int):
+        """Bytes of guest RAM (within one memslot), or None where it is not RAM."""
+        slot = self.memslots.find(gpa)
+        if slot is None or gpa + size > slot.end:
+            return None
+        offset = gpa - slot.guest_phys_addr
+        return bytes(slot.buffer[offset:offset + size])
+
+    def write_guest(self, gpa: int, data) -> bool:
+        """The hypervisor writes guest RAM (kvm_write_guest); False where it is not
+        writable RAM."""
+        slot = self.memslots.find(gpa)
+        if slot is None or slot.readonly or gpa + len(data) > slot.end:
+            return False
+        offset = gpa - slot.guest_phys_addr
+        slot.buffer[offset:offset + len(data)] = data
+        self.guest_memory_written(gpa, len(data))
+        return True
+
     def guest_memory_written(self, gpa: int, size: int):
         """Userspace (a loader, a DMA engine) wrote guest RAM behind the processors' backs."""
         slot = self.memslots.find(gpa)

@@ -1,0 +1,205 @@
+"""The KVM API of kvm/ through VCPU.run(): string I/O, MMIO, interrupts and events,
+MP state, MSRs, CPUID, capabilities and memslots, with small guests from kvm_guest.py."""
+
+import struct
+
+import pytest
+
+from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT)
+from kvm_guest import CODE_GPA, DATA_GPA, KvmGuest
+
+PF_HANDLER = 0x800     # offset of the #PF handler in the test code (.org)
+
+
+def io_exits(g, fill=None, limit=100):
+    """Run until HLT, collecting (direction, port, size, count, data) of the I/O exits;
+    IN exits are answered with fill(k) for their k-th byte overall."""
+    exits = []
+    served = 0
+    for _ in range(limit):
+        run = g.run()
+        if run.exit_reason == KVM_EXIT_HLT:
+            return exits
+        assert run.exit_reason == KVM_EXIT_IO, run
+        io = run.io
+        assert len(io.data) == io.size * io.count
+        if io.direction == KVM_EXIT_IO_IN:
+            io.data[:] = bytes(fill(served + k) for k in range(len(io.data)))
+            served += len(io.data)
+        exits.append((io.direction, io.port, io.size, io.count, bytes(io.data)))
+    raise AssertionError("the guest did not halt")
+
+
+# ---- string I/O -------------------------------------------------------------------------
+
+def test_rep_outsb_is_one_exit_with_the_whole_buffer():
+    g = KvmGuest("mov dx, 0x3f8\n rep outsb\n hlt")
+    g.write(DATA_GPA, b"hello, world")
+    g.set(rsi=DATA_GPA, rcx=12)
+    assert io_exits(g) == [(KVM_EXIT_IO_OUT, 0x3F8, 1, 12, b"hello, world")]
+    assert (g.reg("rsi"), g.reg("rcx")) == (DATA_GPA + 12, 0)
+    assert g.reg("rip") == CODE_GPA + len(g.code)
+
+
+def test_rep_outsw_splits_at_the_page_boundary():
+    g = KvmGuest("mov dx, 0x80\n rep outsw\n hlt")
+    data = bytes(range(16))
+    g.write(DATA_GPA + 0x1000 - 6, data)
+    g.set(rsi=DATA_GPA + 0x1000 - 6, rcx=8)
+    assert io_exits(g) == [(KVM_EXIT_IO_OUT, 0x80, 2, 3, data[:6]), (KVM_EXIT_IO_OUT, 0x80, 2, 5, data[6:])]
+    assert (g.reg("rsi"), g.reg("rcx")) == (DATA_GPA + 0x1000 + 10, 0)
+
+
+def test_outsd_element_straddling_two_pages_goes_alone():
+    g = KvmGuest("mov dx, 0x80\n rep outsd\n hlt")
+    g.write(DATA_GPA + 0x1000 - 2, b"ABCDEFGH")
+    g.set(rsi=DATA_GPA + 0x1000 - 2, rcx=2)
+    assert io_exits(g) == [(KVM_EXIT_IO_OUT, 0x80, 4, 1, b"ABCD"), (KVM_EXIT_IO_OUT, 0x80, 4, 1, b"EFGH")]
+
+
+def test_rep_insb_writes_guest_memory_on_the_next_run():
+    g = KvmGuest("mov dx, 0x60\n rep insb\n hlt")
+    g.set(rdi=DATA_GPA, rcx=5)
+    run = g.run()
+    assert (run.exit_reason, run.io.direction, run.io.count) == (KVM_EXIT_IO, KVM_EXIT_IO_IN, 5)
+    run.io.data[:] = b"keys!"
+    assert g.read(DATA_GPA, 5) == bytes(5)        # not before the exit completes
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.read(DATA_GPA, 5) == b"keys!"
+    assert (g.reg("rdi"), g.reg("rcx")) == (DATA_GPA + 5, 0)
+
+
+def test_rep_insd_backwards_fills_descending_addresses():
+    g = KvmGuest("std\n mov dx, 0x60\n rep insd\n cld\n hlt")
+    g.set(rdi=DATA_GPA + 0x10, rcx=3)
+    exits = io_exits(g, fill=lambda k: k)
+    assert [e[3] for e in exits] == [3]
+    # element 0 (bytes 0-3 of the buffer) lands at rdi, element 1 below it, ...
+    assert g.read(DATA_GPA + 0x8, 12) == bytes([8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3])
+    assert g.reg("rdi") == DATA_GPA + 0x10 - 12
+
+
+def test_rep_outsb_backwards_across_a_page():
+    g = KvmGuest("std\n mov dx, 0x80\n rep outsb\n cld\n hlt")
+    g.write(DATA_GPA + 0xFFE, b"abcd")              # 0xffe 0xfff | 0x1000 0x1001
+    g.set(rsi=DATA_GPA + 0x1001, rcx=4)
+    assert [e[3:] for e in io_exits(g)] == [(2, b"dc"), (2, b"ba")]
+    assert g.reg("rsi") == DATA_GPA + 0xFFE - 1
+
+
+def test_single_outsb_and_insw():
+    g = KvmGuest("mov dx, 0x70\n outsb\n insw\n hlt")
+    g.write(DATA_GPA, b"Z")
+    g.set(rsi=DATA_GPA, rdi=DATA_GPA + 0x20, rcx=99)
+    exits = io_exits(g, fill=lambda k: 0x41 + k)
+    assert exits == [(KVM_EXIT_IO_OUT, 0x70, 1, 1, b"Z"), (KVM_EXIT_IO_IN, 0x70, 2, 1, b"AB")]
+    assert g.read(DATA_GPA + 0x20, 2) == b"AB"
+    assert (g.reg("rsi"), g.reg("rdi"), g.reg("rcx")) == (DATA_GPA + 1, DATA_GPA + 0x22, 99)
+
+
+def test_16bit_address_size_wraps_si_and_updates_only_cx():
+    # real mode: DS:SI with SI near the top of the segment; the offset wraps at 64 KiB
+    g = KvmGuest("mov ax, 0x1000\n mov ds, ax\n mov dx, 0x80\n rep outsb\n hlt", mode="real16")
+    g.write(0x10000 + 0xFFFE, b"xy")
+    g.write(0x10000, b"z")
+    g.set(rsi=0xABCD0000 + 0xFFFE, rcx=0x55550003)
+    assert [e[3:] for e in io_exits(g)] == [(2, b"xy"), (1, b"z")]
+    assert (g.reg("rsi"), g.reg("rcx")) == (0xABCD0001, 0x55550000)
+
+
+def test_32bit_address_size_in_16bit_code():
+    g = KvmGuest("mov dx, 0x80\n addr32 rep outsw\n hlt", mode="real16")
+    s = g.vcpu.get_sregs()
+    s.ds.limit, s.ds.g = 0xFFFFFFFF, 1          # "unreal" mode: ESI may pass 64 KiB
+    g.vcpu.set_sregs(s)
+    g.write(0x20000, b"0123")
+    g.set(rsi=0x20000, rcx=2)
+    assert io_exits(g) == [(KVM_EXIT_IO_OUT, 0x80, 2, 2, b"0123")]
+    assert g.reg("rsi") == 0x20004
+
+
+def test_64bit_rep_insd_and_outsw_with_segment_override():
+    g = KvmGuest("mov dx, 0x90\n rep insd\n mov rcx, 2\n mov rsi, 0x10\n gs rep outsw\n hlt",
+                 mode="long64")
+    s = g.vcpu.get_sregs()
+    s.gs.base = DATA_GPA + 0x1000     # GS keeps its base in 64-bit mode
+    g.vcpu.set_sregs(s)
+    g.write(DATA_GPA + 0x1010, b"gsgs")
+    g.set(rdi=DATA_GPA + 0x200000, rcx=4)          # in a 2 MiB page
+    exits = io_exits(g, fill=lambda k: k)
+    assert exits[0][:4] == (KVM_EXIT_IO_IN, 0x90, 4, 4)
+    assert g.read(DATA_GPA + 0x200000, 16) == bytes(range(16))
+    assert exits[1] == (KVM_EXIT_IO_OUT, 0x90, 2, 2, b"gsgs")
+
+
+def test_64bit_addr32_rep_outsb_zero_extends_esi():
+    g = KvmGuest("mov dx, 0x90\n addr32 rep outsb\n hlt", mode="long64")
+    g.write(DATA_GPA, b"hi")
+    g.set(rsi=(0xDEAD << 32) | DATA_GPA, rcx=2)
+    assert io_exits(g)[0][3:] == (2, b"hi")
+    assert g.reg("rsi") == DATA_GPA + 2
+
+
+def test_rep_insb_over_three_pages():
+    g = KvmGuest("mov dx, 0x60\n rep insb\n hlt")
+    g.set(rdi=DATA_GPA + 0x800, rcx=0x2000)
+    exits = io_exits(g, fill=lambda k: k & 0xFF)
+    assert [e[3] for e in exits] == [0x800, 0x1000, 0x800]
+    assert g.read(DATA_GPA + 0x800, 0x2000) == bytes(k & 0xFF for k in range(0x2000))
+
+
+PF_GUEST = f"""
+    mov dx, 0x80
+    rep outsb
+    hlt
+    .org {PF_HANDLER}
+    pop eax                  # error code
+    mov ebx, cr2
+    hlt
+"""
+
+
+def test_string_io_on_an_unmapped_page_injects_page_fault():
+    g = KvmGuest(PF_GUEST, paging=True)
+    g.set_idt_gate(14, CODE_GPA + PF_HANDLER)
+    g.write(DATA_GPA + 0xFFC, b"okay")
+    g.unmap(DATA_GPA + 0x1000)
+    g.set(rsi=DATA_GPA + 0xFFC, rcx=8)
+    assert io_exits(g) == [(KVM_EXIT_IO_OUT, 0x80, 1, 4, b"okay")]
+    assert (g.reg("rbx"), g.reg("rax")) == (DATA_GPA + 0x1000, 0)   # not present, read, supervisor
+    assert g.reg("rcx") == 4                                         # the rest is left to redo
+
+
+def test_ins_into_a_read_only_page_faults_with_the_write_error_code():
+    g = KvmGuest(PF_GUEST.replace("rep outsb", "insw"), paging=True)
+    g.set_idt_gate(14, CODE_GPA + PF_HANDLER)
+    g.set_pte_flags(DATA_GPA, 1)                   # present, read-only (CR0.WP is set)
+    g.set(rdi=DATA_GPA)
+    assert io_exits(g) == []
+    assert (g.reg("rbx"), g.reg("rax")) == (DATA_GPA, 3)   # present, write
+
+
+# ---- KVM_TRANSLATE ---------------------------------------------------------------------
+
+def test_translate_without_paging_is_identity():
+    g = KvmGuest("hlt")
+    t = g.vcpu.translate(0x12345)
+    assert (t.physical_address, t.valid, t.writeable, t.usermode) == (0x12345, 1, 1, 1)
+
+
+def test_translate_walks_the_guest_page_tables():
+    g = KvmGuest("hlt", paging=True)
+    g.write(g.pte_gpa(0x5000), struct.pack("<I", 0x7000 | 1))      # 0x5000 -> 0x7000, RO, supervisor
+    t = g.vcpu.translate(0x5123)
+    assert (t.physical_address, t.valid, t.writeable, t.usermode) == (0x7123, 1, 0, 0)
+    assert g.read(g.pte_gpa(0x5000), 4) == struct.pack("<I", 0x7000 | 1 | 0x20)   # accessed
+    g.unmap(0x6000)
+    assert g.vcpu.translate(0x6000).valid == 0
+    t = g.vcpu.translate(0x3000)
+    assert (t.physical_address, t.writeable, t.usermode) == (0x3000, 1, 1)
+    assert not g.read(g.pte_gpa(0x3000), 4)[0] & 0x40      # probing a write left D alone
+
+
+def test_translate_in_64bit_mode_with_a_large_page():
+    g = KvmGuest("hlt", mode="long64")
+    assert g.vcpu.translate(0x3456789).physical_address == 0x3456789
