@@ -253,6 +253,10 @@ struct cpu {
     int delivering;
     uint32_t delivering_info;
     uint32_t delivering_error;
+    /* what a delivery changes before it can fault (CS, SS, RSP), as it was when the
+     * outermost delivery began: a VM exit or a nested fault during delivery undoes it */
+    seg_t pre_event_cs, pre_event_ss;
+    uint64_t pre_event_rsp;
 
     /* emulation of one instruction in root mode (KVM's emulator) */
     struct mmio_emulation *emul;
@@ -346,6 +350,7 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
 /* Deliver an event through the IDT (used by faults, INTn, and VM-entry injection). */
 enum { EV_EXT_INT = 0, EV_NMI = 2, EV_HW_EXC = 3, EV_SW_INT = 4, EV_PRIV_SW_EXC = 5, EV_SW_EXC = 6 };
 void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
+void undo_event_delivery(cpu_t *cpu);
 __attribute__((noreturn)) void deliver_event_and_unwind(cpu_t *cpu, int type, int vector, int has_error, uint32_t error, uint64_t return_rip);
 
 /* mode.c */

@@ -36,6 +36,7 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
         longjmp(cpu->exit_jmp, 1);
     }
     if (cpu->delivering) {
+        undo_event_delivery(cpu);
         uint32_t first = cpu->delivering_info & 0xff;
         int first_type = (cpu->delivering_info >> 8) & 7;
         if (first_type == EV_HW_EXC && first == EXC_DF) {
@@ -210,6 +211,11 @@ void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t err
         has_error = 0;
     int saved = cpu->delivering;
     uint32_t saved_info = cpu->delivering_info, saved_err = cpu->delivering_error;
+    if (!saved) {
+        cpu->pre_event_cs = cpu->seg[S_CS];
+        cpu->pre_event_ss = cpu->seg[S_SS];
+        cpu->pre_event_rsp = cpu->gpr[R_SP];
+    }
     cpu->delivering = 1;
     cpu->delivering_info = INTR_INFO_VALID | ((uint32_t)type << 8) | (uint32_t)vector |
                            (has_error ? INTR_INFO_DELIVER_CODE : 0);
@@ -222,6 +228,16 @@ void deliver_event(cpu_t *cpu, int type, int vector, int has_error, uint32_t err
     cpu->delivering_info = saved_info;
     cpu->delivering_error = saved_err;
     cpu->interruptibility &= ~3u;
+}
+
+/* The delivery under way did not happen: the processor is back in the state it had
+ * before (the event is then reported for re-injection, or turned into #DF). */
+void undo_event_delivery(cpu_t *cpu)
+{
+    cpu->seg[S_CS] = cpu->pre_event_cs;
+    cpu->seg[S_SS] = cpu->pre_event_ss;
+    cpu->gpr[R_SP] = cpu->pre_event_rsp;
+    cpu_update_mode(cpu);
 }
 
 __attribute__((noreturn)) void deliver_event_and_unwind(cpu_t *cpu, int type, int vector,

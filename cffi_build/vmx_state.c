@@ -205,6 +205,7 @@ uint64_t guest_context_enter(cpu_t *cpu)
 void guest_context_leave(cpu_t *cpu, uint64_t host_rsp)
 {
     cpu->emul = NULL;
+    cpu->cur = NULL;   /* the emulated instruction was decoded on the caller's stack */
     load_host_state(cpu);
     cpu->gpr[R_SP] = host_rsp;
 }

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT)
+from kvm.constants import KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO
 from kvm_guest import CODE_GPA, DATA_GPA, KvmGuest
 
 PF_HANDLER = 0x800     # offset of the #PF handler in the test code (.org)
@@ -203,3 +203,102 @@ def test_translate_walks_the_guest_page_tables():
 def test_translate_in_64bit_mode_with_a_large_page():
     g = KvmGuest("hlt", mode="long64")
     assert g.vcpu.translate(0x3456789).physical_address == 0x3456789
+
+
+# ---- MMIO ------------------------------------------------------------------------------
+
+MMIO = 0x30000000      # no memslot: MMIO (identity-mapped by the 64-bit guest's 2 MiB pages)
+
+
+def mmio_exits(g, answers=(), limit=100):
+    """Run until HLT: [(phys_addr, len, is_write, data)]; reads answered from `answers`."""
+    answers = list(answers)
+    exits = []
+    for _ in range(limit):
+        run = g.run()
+        if run.exit_reason == KVM_EXIT_HLT:
+            return exits
+        assert run.exit_reason == KVM_EXIT_MMIO, run
+        m = run.mmio
+        if not m.is_write:
+            m.data[:m.len] = answers.pop(0).to_bytes(m.len, "little")
+        exits.append((m.phys_addr, m.len, m.is_write, int.from_bytes(m.data[:m.len], "little")))
+    raise AssertionError("the guest did not halt")
+
+
+def test_mmio_writes_of_every_size():
+    g = KvmGuest(f"""
+        mov byte ptr [{MMIO}], 0x11
+        mov word ptr [{MMIO + 2}], 0x2233
+        mov dword ptr [{MMIO + 4}], 0x44556677
+        mov rax, 0x8899aabbccddeeff
+        mov [{MMIO + 8}], rax
+        hlt""", mode="long64")
+    assert mmio_exits(g) == [(MMIO, 1, 1, 0x11), (MMIO + 2, 2, 1, 0x2233), (MMIO + 4, 4, 1, 0x44556677),
+                             (MMIO + 8, 8, 1, 0x8899AABBCCDDEEFF)]
+
+
+def test_mmio_reads_of_every_size_complete_on_the_next_run():
+    g = KvmGuest(f"""
+        mov al, [{MMIO}]
+        mov bx, [{MMIO + 2}]
+        mov ecx, [{MMIO + 4}]
+        mov rdx, [{MMIO + 8}]
+        hlt""", mode="long64")
+    g.set(rax=-1, rbx=-1, rcx=-1)
+    exits = mmio_exits(g, answers=[0x12, 0x3456, 0x789ABCDE, 0x0123456789ABCDEF])
+    assert [(a, n, w) for a, n, w, _ in exits] == [(MMIO, 1, 0), (MMIO + 2, 2, 0), (MMIO + 4, 4, 0), (MMIO + 8, 8, 0)]
+    r = g.vcpu.get_regs()
+    assert (r.rax, r.rbx, r.rcx, r.rdx) == ((1 << 64) - 0x100 + 0x12, (1 << 64) - 0x10000 + 0x3456,
+                                            0x789ABCDE, 0x0123456789ABCDEF)
+
+
+def test_rep_movs_from_ram_to_mmio_and_back():
+    g = KvmGuest(f"""
+        mov rsi, {DATA_GPA}
+        mov rdi, {MMIO + 0x100}
+        mov rcx, 3
+        rep movsd
+        mov rsi, {MMIO + 0x200}
+        mov rdi, {DATA_GPA + 0x40}
+        mov rcx, 2
+        rep movsw
+        hlt""", mode="long64")
+    g.write(DATA_GPA, struct.pack("<3I", 0xA1, 0xB2, 0xC3))
+    exits = mmio_exits(g, answers=[0x1111, 0x2222])
+    assert exits == [(MMIO + 0x100, 4, 1, 0xA1), (MMIO + 0x104, 4, 1, 0xB2), (MMIO + 0x108, 4, 1, 0xC3),
+                     (MMIO + 0x200, 2, 0, 0x1111), (MMIO + 0x202, 2, 0, 0x2222)]
+    assert g.read(DATA_GPA + 0x40, 4) == struct.pack("<2H", 0x1111, 0x2222)
+    assert (g.reg("rsi"), g.reg("rdi"), g.reg("rcx")) == (MMIO + 0x204, DATA_GPA + 0x44, 0)
+
+
+def test_mmio_instruction_that_faults_delivers_the_exception_to_the_guest():
+    # DIV by an MMIO byte that reads as 0: #DE after the read, with nothing written
+    g = KvmGuest(f"""
+        mov eax, 1234
+        div byte ptr [{MMIO}]
+        hlt
+        .org {PF_HANDLER}
+        mov rbx, [rsp]          # the faulting RIP
+        hlt""", mode="long64")
+    g.set_idt_gate(0, CODE_GPA + PF_HANDLER)
+    assert mmio_exits(g, answers=[0]) == [(MMIO, 1, 0, 0)]
+    assert g.reg("rbx") == CODE_GPA + 5             # the DIV, not the HLT after it
+    assert g.reg("rax") == 1234
+
+
+def test_movs_from_mmio_to_an_unmapped_page_injects_page_fault():
+    g = KvmGuest(f"""
+        mov rsi, {MMIO}
+        mov rdi, {DATA_GPA}
+        movsd
+        hlt
+        .org {PF_HANDLER}
+        pop rax
+        mov rbx, cr2
+        hlt""", mode="long64")
+    g.set_idt_gate(14, CODE_GPA + PF_HANDLER)
+    g.unmap(DATA_GPA)
+    assert mmio_exits(g, answers=[0x5A5A]) == [(MMIO, 4, 0, 0x5A5A)]
+    assert (g.reg("rbx"), g.reg("rax")) == (DATA_GPA, 2)      # not present, write
+    assert g.reg("rsi") == MMIO                               # nothing retired
