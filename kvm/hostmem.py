@@ -14,6 +14,8 @@ POOL_SIZE = 1 << 30
 # Guest memory is placed above, 1 GiB aligned, below the 40-bit physical limit.
 GUEST_RAM_BASE = 0x40_0000_0000
 PHYS_LIMIT = 1 << 40
+# The silicon maps at most 64 RAM ranges: the pool and one per memslot.
+MAX_MEMSLOTS = 63
 
 
 class HostMemoryError(Exception):

@@ -2,7 +2,9 @@
 
 from kvm._silicon import lib
 from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
+from kvm.capabilities import check_extension
 from kvm.ept import Ept
+from kvm.hostmem import MAX_MEMSLOTS
 from kvm.memslots import MemSlot, MemSlots
 from kvm.stats import ExitStats
 from kvm.vcpu import VCPU
@@ -27,6 +29,8 @@ class VM:
         """KVM_SET_USER_MEMORY_REGION: a size of 0 deletes the slot."""
         if (guest_phys_addr | memory_size) & (PAGE_SIZE - 1):
             raise KvmError("memory region must be page aligned")
+        if not 0 <= slot < MAX_MEMSLOTS:
+            raise KvmError(f"memory slot {slot} out of range (0..{MAX_MEMSLOTS - 1})")
         if flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY):
             raise KvmError(f"unsupported memory region flags {flags:#x}")
         old = self.memslots.remove(slot)
@@ -49,6 +53,9 @@ class VM:
     def _flush_tlbs(self):
         for vcpu in self.vcpus:
             lib.vmx_invept(vcpu.cpu, 2, 0)
+
+    def check_extension(self, cap: int) -> int:
+        return check_extension(cap)
 
     def create_vcpu(self, vcpu_id: int) -> VCPU:
         if any(v.id == vcpu_id for v in self.vcpus):

@@ -2,10 +2,18 @@
 MP state, MSRs, CPUID, capabilities and memslots, with small guests from kvm_guest.py."""
 
 import struct
+import threading
+import time
 
-import pytest
-
-from kvm.constants import KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_EXIT_MMIO
+from asm import assemble
+from kvm import Kvm
+from kvm.capabilities import (KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_NR_MEMSLOTS,
+                              KVM_CAP_READONLY_MEM, KVM_CAP_USER_NMI)
+from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT,
+                           KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_MMIO, KVM_MP_STATE_HALTED,
+                           KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SIPI_RECEIVED,
+                           KVM_VCPUEVENT_VALID_SHADOW, KVM_VCPUEVENT_VALID_SIPI_VECTOR, KVM_X86_SHADOW_INT_STI)
+from kvm.structs import ExceptionState, VcpuEvents
 from kvm_guest import CODE_GPA, DATA_GPA, KvmGuest
 
 PF_HANDLER = 0x800     # offset of the #PF handler in the test code (.org)
@@ -302,3 +310,247 @@ def test_movs_from_mmio_to_an_unmapped_page_injects_page_fault():
     assert mmio_exits(g, answers=[0x5A5A]) == [(MMIO, 4, 0, 0x5A5A)]
     assert (g.reg("rbx"), g.reg("rax")) == (DATA_GPA, 2)      # not present, write
     assert g.reg("rsi") == MMIO                               # nothing retired
+
+
+# ---- KVM_RUN control: immediate_exit and kick ------------------------------------------------
+
+def test_immediate_exit_completes_pending_io_without_entering():
+    g = KvmGuest("in al, 0x60\n hlt")
+    run = g.run()
+    assert (run.exit_reason, run.io.direction) == (KVM_EXIT_IO, KVM_EXIT_IO_IN)
+    run.io.data[:1] = b"\x42"
+    run.immediate_exit = 1
+    assert g.run().exit_reason == KVM_EXIT_INTR
+    assert g.reg("rax") & 0xFF == 0x42                     # the IN completed
+    assert g.reg("rip") == CODE_GPA + 2                    # and nothing more ran
+    run.immediate_exit = 0
+    assert g.run().exit_reason == KVM_EXIT_HLT
+
+
+def test_kick_from_another_thread_stops_a_spinning_guest_promptly():
+    g = KvmGuest("spin: jmp spin")
+    kicked_at = []
+
+    def kick():
+        kicked_at.append(time.perf_counter())
+        g.vcpu.kick()
+    timer = threading.Timer(0.2, kick)
+    timer.start()
+    run = g.vcpu.run()
+    returned = time.perf_counter()
+    timer.join()
+    assert run.exit_reason == KVM_EXIT_INTR
+    assert returned - kicked_at[0] < 0.1
+    assert g.vcpu.instructions_retired() > 1000            # it really was spinning
+    assert g.run(watchdog=0.05).exit_reason == KVM_EXIT_INTR   # and runs on after
+
+
+# ---- interrupts and NMIs ---------------------------------------------------------------------
+
+HANDLERS = 0x800       # one handler per vector 0x30..0x33 at HANDLERS + 16 * (vector - 0x30)
+
+INTR_GUEST = "\n".join([
+    "{body}",
+    f".org {HANDLERS}",
+    *[f".org {HANDLERS + 16 * k}\n mov eax, {0x30 + k}\n mov ebx, [esp]\n hlt" for k in range(4)],
+])
+
+
+def intr_guest(body, **kw):
+    g = KvmGuest(INTR_GUEST.format(body=body), **kw)
+    for k in range(4):
+        g.set_idt_gate(0x30 + k, CODE_GPA + HANDLERS + 16 * k)
+    return g
+
+
+def spin_until_kicked(g, seconds=0.05):
+    run = g.run(watchdog=seconds)
+    assert run.exit_reason == KVM_EXIT_INTR
+    return run
+
+
+def test_interrupt_is_injected_when_ready():
+    g = intr_guest("sti\n spin: jmp spin")
+    run = spin_until_kicked(g)
+    assert run.if_flag == 1 and run.ready_for_interrupt_injection == 1
+    g.vcpu.interrupt(0x32)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rax") == 0x32
+    assert g.reg("rbx") == CODE_GPA + 1                    # interrupted in the spin loop
+    assert not g.vcpu.get_regs().rflags & 0x200            # an interrupt gate clears IF
+
+
+def test_request_interrupt_window_exits_when_the_guest_enables_interrupts():
+    g = intr_guest("cli\n out 0x80, al\n sti\n nop\n spin: jmp spin")
+    g.vcpu.kvm_run.request_interrupt_window = 1
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_IO and run.ready_for_interrupt_injection == 0
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_IRQ_WINDOW_OPEN
+    assert run.ready_for_interrupt_injection == 1 and run.if_flag == 1
+    assert g.reg("rip") == CODE_GPA + 5                    # STI's shadow covered the NOP
+    run.request_interrupt_window = 0
+    g.vcpu.interrupt(0x31)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert (g.reg("rax"), g.reg("rbx")) == (0x31, CODE_GPA + 5)
+
+
+def test_interrupt_queued_while_disabled_waits_for_sti():
+    g = intr_guest("cli\n out 0x80, al\n mov ecx, 7\n sti\n nop\n spin: jmp spin")
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_IO
+    g.vcpu.interrupt(0x33)
+    assert g.vcpu.get_vcpu_events().interrupt.injected == 1
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert (g.reg("rax"), g.reg("rcx"), g.reg("rbx")) == (0x33, 7, CODE_GPA + 10)
+
+
+NMI_GUEST = f"""
+    cli
+    spin: jmp spin
+    .org {HANDLERS}
+    inc ecx
+    out 0x81, al
+    iret
+"""
+
+
+def test_nmi_blocks_nmis_until_iret_then_nmi_window_delivers_the_next():
+    g = KvmGuest(NMI_GUEST)
+    g.set_idt_gate(2, CODE_GPA + HANDLERS)
+    g.vcpu.nmi()
+    g.vcpu.nmi()
+    run = g.run()                                          # first NMI: injected at entry
+    assert run.exit_reason == KVM_EXIT_IO and run.io.port == 0x81 and g.reg("rcx") == 1
+    ev = g.vcpu.get_vcpu_events()
+    assert (ev.nmi.masked, ev.nmi.pending) == (1, 1)       # the second waits for IRET
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_IO and g.reg("rcx") == 2
+    assert g.vcpu.exit_stats()["NMI_WINDOW"]["count"] == 1
+    spin_until_kicked(g)
+    ev = g.vcpu.get_vcpu_events()
+    assert (ev.nmi.masked, ev.nmi.pending, g.reg("rcx")) == (0, 0, 2)
+
+
+def test_vcpu_events_inject_an_exception_and_report_shadow_and_nmi_mask():
+    g = intr_guest("sti\n nop\n spin: jmp spin")
+    g.set_idt_gate(6, CODE_GPA + HANDLERS + 16)            # #UD -> the 0x31 handler
+    ev = g.vcpu.get_vcpu_events()
+    assert ev.flags & KVM_VCPUEVENT_VALID_SHADOW and ev.exception.injected == 0
+    ev.exception = ExceptionState(injected=1, nr=6)
+    ev.nmi.masked = 1
+    g.vcpu.set_vcpu_events(ev)
+    got = g.vcpu.get_vcpu_events()
+    assert (got.exception.injected, got.exception.nr, got.nmi.masked) == (1, 6, 1)
+    assert g.run().exit_reason == KVM_EXIT_HLT and g.reg("rax") == 0x31
+    # an STI shadow set through the events API
+    g2 = intr_guest("spin: jmp spin")
+    g2.set(rflags=0x202)
+    ev = g2.vcpu.get_vcpu_events()
+    ev.interrupt.shadow = KVM_X86_SHADOW_INT_STI
+    g2.vcpu.set_vcpu_events(ev)
+    assert g2.vcpu.get_vcpu_events().interrupt.shadow == KVM_X86_SHADOW_INT_STI
+    spin_until_kicked(g2)
+    assert g2.vcpu.get_vcpu_events().interrupt.shadow == 0
+
+
+# ---- MP state ---------------------------------------------------------------------------------
+
+def test_halted_vcpu_sleeps_until_kicked_and_an_interrupt_wakes_it():
+    g = intr_guest("spin: jmp spin")
+    g.set(rflags=0x202)
+    g.vcpu.set_mp_state(KVM_MP_STATE_HALTED)
+    assert g.vcpu.get_mp_state() == KVM_MP_STATE_HALTED
+    spin_until_kicked(g)
+    assert g.vcpu.get_mp_state() == KVM_MP_STATE_HALTED and g.reg("rip") == CODE_GPA
+    assert g.vcpu.instructions_retired() == 0
+    g.vcpu.interrupt(0x30)
+    assert g.run().exit_reason == KVM_EXIT_HLT and g.reg("rax") == 0x30
+    assert g.vcpu.get_mp_state() == KVM_MP_STATE_RUNNABLE
+
+
+def test_init_received_waits_for_sipi_which_starts_real_mode_at_the_vector():
+    g = KvmGuest("hlt")
+    g.write(0x7000, assemble("mov ax, cs\n hlt", 16, 0))
+    g.vcpu.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
+    spin_until_kicked(g)
+    assert g.vcpu.get_mp_state() == KVM_MP_STATE_INIT_RECEIVED
+    g.vcpu.reset()
+    g.vcpu.set_vcpu_events(VcpuEvents(sipi_vector=7, flags=KVM_VCPUEVENT_VALID_SIPI_VECTOR))
+    g.vcpu.set_mp_state(KVM_MP_STATE_SIPI_RECEIVED)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rax") & 0xFFFF == 0x700 and g.reg("rip") == 3
+    assert g.vcpu.get_mp_state() == KVM_MP_STATE_RUNNABLE
+
+
+# ---- MSRs, CPUID, capabilities ------------------------------------------------------------------
+
+STAR, LSTAR, FS_BASE, SYSENTER_EIP, PAT, EFER, TSC = 0xC0000081, 0xC0000082, 0xC0000100, 0x176, 0x277, 0xC0000080, 0x10
+
+
+def test_get_and_set_msrs_are_the_guest_values():
+    g = KvmGuest(f"""
+        mov ecx, {STAR}
+        rdmsr
+        mov r8d, eax
+        mov ecx, {FS_BASE}
+        rdmsr
+        mov r9d, eax
+        mov ecx, {PAT}
+        rdmsr
+        mov r10d, edx
+        mov ecx, {LSTAR}
+        mov eax, 0x1234
+        xor edx, edx
+        wrmsr
+        hlt""", mode="long64")
+    msrs = g.vcpu.get_msrs([EFER, PAT, LSTAR])
+    assert msrs == {EFER: 0x500, PAT: 0x0007040600070406, LSTAR: 0}
+    assert g.vcpu.set_msrs({STAR: 0x11223344, FS_BASE: 0x5000, SYSENTER_EIP: 0x7777, PAT: 0x0606060606060606}) == 4
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    assert (r.r8, r.r9, r.r10) == (0x11223344, 0x5000, 0x06060606)
+    assert g.vcpu.get_msrs([LSTAR, SYSENTER_EIP, FS_BASE]) == {LSTAR: 0x1234, SYSENTER_EIP: 0x7777, FS_BASE: 0x5000}
+    assert g.vcpu.get_sregs().fs.base == 0x5000
+    assert g.vcpu.rdmsr_root(FS_BASE) == 0                  # root mode keeps its own FS base
+
+
+def test_set_msrs_stops_at_the_first_entry_the_guest_could_not_write():
+    g = KvmGuest("hlt", mode="long64")
+    assert g.vcpu.set_msrs([(STAR, 1), (0xDEAD, 0), (LSTAR, 2)]) == 1
+    assert g.vcpu.set_msrs([(LSTAR, 1 << 60)]) == 0          # not canonical
+    assert g.vcpu.set_msrs([(PAT, 0x02)]) == 0               # memory type 2 is reserved
+    assert g.vcpu.get_msrs([STAR, 0xDEAD, LSTAR]) == {STAR: 1}
+
+
+def test_tsc_msr_sets_the_guest_tsc_through_the_offset():
+    g = KvmGuest("rdtsc\n hlt")
+    assert g.vcpu.set_msrs({TSC: 1 << 50}) == 1
+    assert 0 <= g.vcpu.get_msrs([TSC])[TSC] - (1 << 50) < 1 << 34
+    g.run()
+    guest = (g.reg("rdx") << 32) | (g.reg("rax") & 0xFFFFFFFF)
+    assert 0 <= guest - (1 << 50) < 1 << 34
+    assert g.vcpu.rdmsr_root(TSC) < 1 << 50                 # the processor's own TSC is untouched
+
+
+def test_set_cpuid2_changes_what_the_guest_sees():
+    g = KvmGuest("xor eax, eax\n cpuid\n hlt")
+    entries = g.kvm.get_supported_cpuid()
+    leaf0 = next(e for e in entries if e.function == 0)
+    assert leaf0.ebx == int.from_bytes(b"Genu", "little")
+    leaf0.ebx, leaf0.edx, leaf0.ecx = (int.from_bytes(w, "little") for w in (b"pyhv", b"test", b"cpu!"))
+    g.vcpu.set_cpuid2(entries)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    assert struct.pack("<3I", r.rbx, r.rdx, r.rcx) == b"pyhvtestcpu!"
+    assert g.vcpu.get_cpuid2()[0].function == 0
+
+
+def test_check_extension():
+    kvm = Kvm()
+    assert kvm.check_extension(KVM_CAP_IMMEDIATE_EXIT) == 1
+    assert kvm.check_extension(KVM_CAP_READONLY_MEM) == 1
+    assert kvm.check_extension(KVM_CAP_NR_MEMSLOTS) == 63
+    assert kvm.check_extension(KVM_CAP_IRQCHIP) == 0         # the interrupt controllers are userspace's
+    assert kvm.create_vm().check_extension(KVM_CAP_USER_NMI) == 1
+    assert EFER in kvm.get_msr_index_list()
