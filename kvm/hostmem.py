@@ -64,6 +64,11 @@ class HostPhysicalMemory:
     def read64(self, hpa: int) -> int:
         return self._pool_words[(hpa - POOL_BASE) >> 3]
 
+    def read_table(self, hpa: int):
+        """The 512 entries of the paging-structure page at hpa."""
+        first = (hpa - POOL_BASE) >> 3
+        return self._pool_words[first:first + 512].tolist()
+
     def write64(self, hpa: int, value: int):
         self._pool_words[(hpa - POOL_BASE) >> 3] = value
 

@@ -36,6 +36,13 @@ def emulate_mmio(vcpu):
         if result == EMUL_FAULT:
             vcpu.inject_exception(m.fault_vector, m.fault_error_code if m.fault_has_error_code else None)
             return None
+        if result == EMUL_NEED_READ:
+            rom = vcpu.vm.read_guest(m.access_gpa, m.access_len)
+            if rom is not None:
+                # a read-only slot: only its writes are MMIO, reads come from memory
+                m.has_read_data = 1
+                m.read_data = int.from_bytes(rom, "little")
+                continue
         if result in (EMUL_NEED_READ, EMUL_WRITE):
             mmio = run.mmio
             mmio.phys_addr = m.access_gpa

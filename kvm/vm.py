@@ -3,6 +3,7 @@
 from kvm._silicon import lib
 from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 from kvm.capabilities import check_extension
+from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
 from kvm.hostmem import MAX_MEMSLOTS
 from kvm.memslots import MemSlot, MemSlots
@@ -35,8 +36,9 @@ class VM:
             raise KvmError(f"unsupported memory region flags {flags:#x}")
         old = self.memslots.remove(slot)
         if old is not None:
+            # deleting or moving a slot: its guest-physical range leaves EPT
             self.ept.unmap_range(old.guest_phys_addr, old.memory_size)
-            self._flush_tlbs()
+            self.flush_tlbs()
             self.hostmem.unmap_guest_buffer(old.hpa)
         if memory_size == 0:
             return
@@ -50,7 +52,14 @@ class VM:
             self.hostmem.unmap_guest_buffer(hpa)
             raise KvmError(str(e)) from None
 
-    def _flush_tlbs(self):
+    def get_dirty_log(self, slot: int) -> bytearray:
+        """KVM_GET_DIRTY_LOG: a bitmap of the slot's pages written since the last call."""
+        s = self.memslots.get(slot)
+        if s is None or not s.logs_dirty_pages:
+            raise KvmError(f"memory slot {slot} does not log dirty pages")
+        return take_dirty_log(self, s)
+
+    def flush_tlbs(self):
         for vcpu in self.vcpus:
             lib.vmx_invept(vcpu.cpu, 2, 0)
 
@@ -91,6 +100,8 @@ class VM:
         offset = gpa - slot.guest_phys_addr
         slot.buffer[offset:offset + len(data)] = data
         self.guest_memory_written(gpa, len(data))
+        if slot.logs_dirty_pages and data:
+            slot.written_by_hypervisor.update(range(offset >> 12, ((offset + len(data) - 1) >> 12) + 1))
         return True
 
     def guest_memory_written(self, gpa: int, size: int):

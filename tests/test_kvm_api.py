@@ -1,18 +1,23 @@
 """The KVM API of kvm/ through VCPU.run(): string I/O, MMIO, interrupts and events,
 MP state, MSRs, CPUID, capabilities and memslots, with small guests from kvm_guest.py."""
 
+import mmap
 import struct
 import threading
 import time
 
+import pytest
+
 from asm import assemble
-from kvm import Kvm
+from kvm import Kvm, KvmError
 from kvm.capabilities import (KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_NR_MEMSLOTS,
                               KVM_CAP_READONLY_MEM, KVM_CAP_USER_NMI)
 from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT,
-                           KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_MMIO, KVM_MP_STATE_HALTED,
+                           KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_MMIO, KVM_MEM_LOG_DIRTY_PAGES,
+                           KVM_MEM_READONLY, KVM_MP_STATE_HALTED,
                            KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_SIPI_RECEIVED,
                            KVM_VCPUEVENT_VALID_SHADOW, KVM_VCPUEVENT_VALID_SIPI_VECTOR, KVM_X86_SHADOW_INT_STI)
+from kvm.dirty_log import dirty_pages
 from kvm.structs import ExceptionState, VcpuEvents
 from kvm_guest import CODE_GPA, DATA_GPA, KvmGuest
 
@@ -554,3 +559,98 @@ def test_check_extension():
     assert kvm.check_extension(KVM_CAP_IRQCHIP) == 0         # the interrupt controllers are userspace's
     assert kvm.create_vm().check_extension(KVM_CAP_USER_NMI) == 1
     assert EFER in kvm.get_msr_index_list()
+
+
+# ---- memslots ---------------------------------------------------------------------------------
+
+ROM_GPA = 0x400000
+
+
+def add_slot(g, slot, gpa, size, flags=0, fill=b""):
+    buf = mmap.mmap(-1, size)
+    buf[:len(fill)] = fill
+    g.vm.set_user_memory_region(slot, gpa, size, buf, flags)
+    return buf
+
+
+def test_read_only_slot_reads_memory_and_turns_writes_into_mmio():
+    g = KvmGuest(f"""
+        mov eax, [{ROM_GPA + 4}]
+        mov dword ptr [{ROM_GPA + 8}], 0x99
+        add dword ptr [{ROM_GPA + 4}], 1
+        hlt""")
+    rom = add_slot(g, 1, ROM_GPA, 0x1000, KVM_MEM_READONLY, fill=struct.pack("<3I", 1, 0x1234, 3))
+    assert mmio_exits(g) == [(ROM_GPA + 8, 4, 1, 0x99), (ROM_GPA + 4, 4, 1, 0x1235)]
+    assert g.reg("rax") == 0x1234
+    assert rom[:12] == struct.pack("<3I", 1, 0x1234, 3)     # the ROM did not change
+
+
+def test_dirty_log_reports_and_clears_pages_written_since_the_last_call():
+    g = KvmGuest(f"""
+        mov eax, [{ROM_GPA + 0x3000}]
+        mov byte ptr [{ROM_GPA + 0x1000}], 1
+        mov byte ptr [{ROM_GPA + 0x5fff}], 1
+        out 0x80, al
+        mov byte ptr [{ROM_GPA + 0x5000}], 2
+        mov dx, 0x60
+        mov edi, {ROM_GPA + 0x7ffe}
+        insw
+        out 0x80, al
+        hlt""")
+    add_slot(g, 1, ROM_GPA, 0x10000, KVM_MEM_LOG_DIRTY_PAGES)
+    assert g.run().exit_reason == KVM_EXIT_IO
+    log = g.vm.get_dirty_log(1)
+    assert len(log) == 8 and dirty_pages(log) == [1, 5]
+    assert dirty_pages(g.vm.get_dirty_log(1)) == []           # reading the log cleared it
+    run = g.run()                                             # INS, completed on the next run
+    run.io.data[:] = b"ab"
+    assert g.run().exit_reason == KVM_EXIT_IO
+    assert dirty_pages(g.vm.get_dirty_log(1)) == [5, 7]       # rewritten after the flush, and INS
+    with pytest.raises(KvmError):
+        g.vm.get_dirty_log(0)                                 # slot 0 does not log
+
+
+def test_deleting_or_moving_a_slot_makes_its_old_range_mmio():
+    g = KvmGuest(f"""
+        mov eax, [{ROM_GPA}]
+        out 0x80, al
+        mov ebx, [{ROM_GPA}]
+        mov ecx, [{ROM_GPA + 0x100000}]
+        out 0x80, al
+        mov edx, [{ROM_GPA + 0x100000}]
+        hlt""")
+    buf = add_slot(g, 1, ROM_GPA, 0x2000, fill=b"\x11\x22\x33\x44")
+    assert g.run().exit_reason == KVM_EXIT_IO and g.reg("rax") == 0x44332211
+    assert g.vm.ept.lookup(ROM_GPA) is not None
+    g.vm.set_user_memory_region(1, ROM_GPA + 0x100000, 0x2000, buf)      # move
+    assert g.vm.ept.lookup(ROM_GPA) is None
+    run = g.run()
+    assert (run.exit_reason, run.mmio.phys_addr, run.mmio.is_write) == (KVM_EXIT_MMIO, ROM_GPA, 0)
+    run.mmio.data[:4] = b"MMIO"
+    assert g.run().exit_reason == KVM_EXIT_IO
+    assert (g.reg("rbx"), g.reg("rcx")) == (int.from_bytes(b"MMIO", "little"), 0x44332211)
+    g.vm.set_user_memory_region(1, ROM_GPA + 0x100000, 0, None)          # delete
+    run = g.run()
+    assert (run.exit_reason, run.mmio.phys_addr) == (KVM_EXIT_MMIO, ROM_GPA + 0x100000)
+
+
+def vm_rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_4gib_vm_costs_only_the_memory_its_guest_touches():
+    g = KvmGuest("""
+        mov edi, 0x40000000
+        mov ecx, 4096
+    touch:
+        mov byte ptr [edi], 1
+        add edi, 4096
+        dec ecx
+        jnz touch
+        hlt""")
+    before = vm_rss_kib()
+    add_slot(g, 1, 1 << 30, 4 << 30)           # 4 GiB of RAM above the first GiB
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    grown_mib = (vm_rss_kib() - before) / 1024
+    assert 15 <= grown_mib < 24, f"RSS grew by {grown_mib:.1f} MiB"
