@@ -71,11 +71,15 @@ class VCPU:
             raise VmxError(f"{what}: VMfailValid({self._u64[0]})")
 
     def vmread(self, field: int) -> int:
-        self._check(lib.vmx_vmread(self.cpu, field, self._u64), f"VMREAD {field:#x}")
+        rc = lib.vmx_vmread(self.cpu, field, self._u64)
+        if rc != vmx.VMX_SUCCEED:     # checked only on failure: exits read many fields
+            self._check(rc, f"VMREAD {field:#x}")
         return self._u64[0]
 
     def vmwrite(self, field: int, value: int):
-        self._check(lib.vmx_vmwrite(self.cpu, field, value & ((1 << 64) - 1)), f"VMWRITE {field:#x}")
+        rc = lib.vmx_vmwrite(self.cpu, field, value & ((1 << 64) - 1))
+        if rc != vmx.VMX_SUCCEED:
+            self._check(rc, f"VMWRITE {field:#x}")
 
     def rdmsr_root(self, index: int) -> int:
         if lib.cpu_rdmsr(self.cpu, index, self._u64) != 0:
