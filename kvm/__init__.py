@@ -5,7 +5,8 @@ from kvm.capabilities import check_extension
 from kvm.cpuid import supported_cpuid
 from kvm.hostmem import HostPhysicalMemory
 from kvm.msrs import MSR_INDEX_LIST
-from kvm.vm import VM, KvmError
+from kvm.errors import KvmError
+from kvm.vm import VM
 
 KVM_API_VERSION = 12
 

@@ -49,8 +49,12 @@ class Events:
     def queue_exception(self, vector: int, error_code=None):
         self.exception = Event(vmx.INTR_TYPE_HARD_EXCEPTION, vector, error_code)
 
-    def queue_interrupt(self, vector: int):
+    def queue_interrupt(self, vector: int) -> bool:
+        """False when an interrupt is already on its way."""
+        if self.interrupt is not None or (self.reinject is not None and self.reinject.type != vmx.INTR_TYPE_NMI_INTR):
+            return False
         self.interrupt = vector & 0xFF
+        return True
 
     def queue_nmi(self):
         self.nmi_pending = min(self.nmi_pending + 1, MAX_PENDING_NMIS)

@@ -8,6 +8,7 @@ from kvm import vmx
 from kvm._silicon import ffi, lib
 from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
 from kvm.cpuid import CpuidTable, supported_cpuid
+from kvm.errors import KvmError
 from kvm.events import Events
 from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
 from kvm.mp_state import MpState
@@ -249,8 +250,10 @@ class VCPU:
         self.events.queue_exception(vector, error_code)
 
     def interrupt(self, vector: int):
-        """KVM_INTERRUPT: an external interrupt, delivered once the guest allows interrupts."""
-        self.events.queue_interrupt(vector)
+        """KVM_INTERRUPT: an external interrupt, delivered once the guest allows interrupts.
+        Like KVM, one at a time: userspace waits for ready_for_interrupt_injection."""
+        if not self.events.queue_interrupt(vector):
+            raise KvmError("an interrupt is already queued (KVM_INTERRUPT: ENXIO)")
 
     def nmi(self):
         """KVM_NMI: an NMI, delivered once the guest does not block NMIs."""

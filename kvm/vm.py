@@ -5,16 +5,13 @@ from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 from kvm.capabilities import check_extension
 from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
+from kvm.errors import KvmError
 from kvm.hostmem import MAX_MEMSLOTS
 from kvm.memslots import MemSlot, MemSlots
 from kvm.stats import ExitStats
 from kvm.vcpu import VCPU
 
 PAGE_SIZE = 4096
-
-
-class KvmError(Exception):
-    pass
 
 
 class VM:

@@ -19,7 +19,9 @@ PML4_GPA, PDPT_GPA, PD_GPA, PT_GPA = 0x20000, 0x21000, 0x22000, 0x23000   # 64-b
 PD32_GPA, PT32_GPA = 0x30000, 0x31000                                        # 32-bit
 STACK_TOP = 0x80000
 DATA_GPA = 0x100000
+TSS_GPA = 0x12000
 CODE32, DATA32, CODE64 = 0x10, 0x18, 0x08
+USER_CODE32, USER_DATA32, TSS32 = 0x23, 0x2B, 0x30
 
 PTE_P, PTE_W, PTE_U, PTE_PS = 1, 2, 4, 0x80
 
@@ -41,13 +43,15 @@ class KvmGuest:
         self.code = assemble(source, bits, CODE_GPA)
         self.write(CODE_GPA, self.code)
         self.write(GDT_GPA, bytes(8) + _descriptor(0, 0xFFFFF, 0x9B, 0xA) +
-                   _descriptor(0, 0xFFFFF, 0x9B, 0xC) + _descriptor(0, 0xFFFFF, 0x93, 0xC))
+                   _descriptor(0, 0xFFFFF, 0x9B, 0xC) + _descriptor(0, 0xFFFFF, 0x93, 0xC) +
+                   _descriptor(0, 0xFFFFF, 0xFB, 0xC) + _descriptor(0, 0xFFFFF, 0xF3, 0xC) +
+                   _descriptor(TSS_GPA, 0x67, 0x8B, 0))
         if mode == "real16":
             self._enter_real()
         else:
             set_protected_mode_entry(self.vcpu, CODE_GPA, 0, 0)
             s = self.vcpu.get_sregs()
-            s.gdt = DTable(GDT_GPA, 0x1F)
+            s.gdt = DTable(GDT_GPA, 0x37)
             s.idt = DTable(IDT_GPA, 0xFFF if mode == "long64" else 0x7FF)
             if mode == "long64":
                 self._long_mode(s)
@@ -100,6 +104,16 @@ class KvmGuest:
     def set_pte_flags(self, lin: int, flags: int):
         fmt = "<Q" if self.mode == "long64" else "<I"
         self.write(self.pte_gpa(lin), struct.pack(fmt, (lin & ~0xFFF) | flags))
+
+    def enter_user_mode(self, kernel_stack: int):
+        """CPL 3 with flat ring-3 segments; interrupts switch to `kernel_stack` (32-bit TSS)."""
+        self.write(TSS_GPA + 4, struct.pack("<II", kernel_stack, DATA32))   # ESP0, SS0
+        s = self.vcpu.get_sregs()
+        s.cs = Segment(base=0, limit=0xFFFFFFFF, selector=USER_CODE32, type=0xB, present=1, dpl=3, db=1, g=1)
+        data = Segment(base=0, limit=0xFFFFFFFF, selector=USER_DATA32, type=3, present=1, dpl=3, db=1, g=1)
+        s.ds = s.es = s.ss = data
+        s.tr = Segment(base=TSS_GPA, limit=0x67, selector=TSS32, type=0xB, s=0, present=1)
+        self.vcpu.set_sregs(s)
 
     def set_idt_gate(self, vector: int, handler: int):
         if self.mode == "long64":

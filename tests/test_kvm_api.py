@@ -19,7 +19,7 @@ from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO
                            KVM_VCPUEVENT_VALID_SHADOW, KVM_VCPUEVENT_VALID_SIPI_VECTOR, KVM_X86_SHADOW_INT_STI)
 from kvm.dirty_log import dirty_pages
 from kvm.structs import ExceptionState, VcpuEvents
-from kvm_guest import CODE_GPA, DATA_GPA, KvmGuest
+from kvm_guest import CODE_GPA, DATA_GPA, USER_CODE32, USER_DATA32, KvmGuest
 
 PF_HANDLER = 0x800     # offset of the #PF handler in the test code (.org)
 
@@ -406,6 +406,8 @@ def test_interrupt_queued_while_disabled_waits_for_sti():
     assert run.exit_reason == KVM_EXIT_IO
     g.vcpu.interrupt(0x33)
     assert g.vcpu.get_vcpu_events().interrupt.injected == 1
+    with pytest.raises(KvmError):
+        g.vcpu.interrupt(0x30)                     # one at a time, as KVM_INTERRUPT
     assert g.run().exit_reason == KVM_EXIT_HLT
     assert (g.reg("rax"), g.reg("rcx"), g.reg("rbx")) == (0x33, 7, CODE_GPA + 10)
 
@@ -654,3 +656,20 @@ def test_a_4gib_vm_costs_only_the_memory_its_guest_touches():
     assert g.run().exit_reason == KVM_EXIT_HLT
     grown_mib = (vm_rss_kib() - before) / 1024
     assert 15 <= grown_mib < 24, f"RSS grew by {grown_mib:.1f} MiB"
+
+
+def test_interrupt_whose_delivery_exits_is_reinjected_from_the_state_before_it():
+    # From CPL 3 the delivery reads the TSS, the GDT and the IDT and pushes on the kernel
+    # stack: pages EPT does not map yet, so it exits several times midway (having
+    # switched stacks already); each time the processor undoes it and kvm/ injects again.
+    g = intr_guest("spin: jmp spin")
+    g.enter_user_mode(kernel_stack=0x90000)
+    g.set(rflags=0x202, rsp=0x70000)
+    spin_until_kicked(g)
+    g.vcpu.interrupt(0x30)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rax") == 0x30
+    frame = struct.unpack("<5I", g.read(0x90000 - 20, 20))
+    assert frame == (CODE_GPA, USER_CODE32, 0x202, 0x70000, USER_DATA32)   # EIP CS EFLAGS ESP SS
+    assert g.reg("rsp") == 0x90000 - 20
+    assert g.vcpu.exit_stats()["EPT_VIOLATION"]["count"] >= 3
