@@ -532,7 +532,15 @@ void push(cpu_t *cpu, int size, uint64_t v);
 uint64_t pop(cpu_t *cpu, int size);
 uint64_t stack_ptr_mask(cpu_t *cpu);
 
-/* paging.c: guest-linear -> guest-physical (sets A/D bits, raises #PF) */
+/* paging.c: guest-linear -> guest-physical.  paging_walk reports a #PF (and sets the
+ * accessed/dirty flags only if asked); paging_translate sets them and raises it. */
+typedef struct walk {
+    uint64_t gpa;
+    uint32_t error;      /* #PF error code when the walk fails */
+    int writable, user;  /* R/W and U/S accumulated over all levels */
+    int global;
+} walk_t;
+int paging_walk(cpu_t *cpu, uint64_t lin, int acc, int user, int set_accessed, walk_t *w);
 uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global);
 
 /* ept.c: guest-physical -> host-physical; a violation or misconfiguration VM-exits */

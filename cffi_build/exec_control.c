@@ -206,12 +206,11 @@ void op_iret(cpu_t *cpu, const insn_t *i)
     int size = i->opsize;
     uint64_t m = stack_ptr_mask(cpu);
     uint64_t sp = cpu->gpr[R_SP] & m;
-    /* IRET ends NMI blocking */
-    cpu->interruptibility &= ~8u;
     if (cpu->mode == MODE_REAL16) {
         uint64_t ip = mem_read(cpu, S_SS, sp, size);
         uint16_t cs = (uint16_t)mem_read(cpu, S_SS, (sp + size) & m, size);
         uint64_t fl = mem_read(cpu, S_SS, (sp + 2 * size) & m, size);
+        cpu->interruptibility &= ~8u;   /* IRET ends NMI blocking */
         load_seg_real(cpu, S_CS, cs);
         cpu->gpr[R_SP] = (cpu->gpr[R_SP] & ~m) | ((sp + 3 * size) & m);
         uint64_t cur = cpu_get_rflags(cpu);
@@ -228,6 +227,7 @@ void op_iret(cpu_t *cpu, const insn_t *i)
     uint64_t ip = mem_read(cpu, S_SS, sp, size);
     uint16_t cs = (uint16_t)mem_read(cpu, S_SS, (sp + size) & m, size);
     uint64_t fl = mem_read(cpu, S_SS, (sp + 2 * size) & m, size);
+    cpu->interruptibility &= ~8u;   /* IRET ends NMI blocking once its frame is read */
     int old_cpl = cpu->cpl;
     int rpl = cs & 3;
     if (rpl < old_cpl)

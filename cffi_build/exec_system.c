@@ -579,7 +579,7 @@ uint64_t tsc_ticks_to_ns(uint64_t ticks)
 uint64_t guest_tsc(cpu_t *cpu)
 {
     uint64_t t = host_tsc() + cpu->tsc_adjust;
-    if (cpu->vc.proc & CPU_USE_TSC_OFFSETTING)
+    if (cpu->in_guest && (cpu->vc.proc & CPU_USE_TSC_OFFSETTING))   /* not in root mode */
         t += cpu->vc.tsc_offset;
     return t;
 }

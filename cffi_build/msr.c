@@ -86,7 +86,7 @@ int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v)
     }
     switch (idx) {
     case MSR_IA32_TSC: cpu->tsc_adjust = v - host_tsc() -
-                       ((cpu->vc.proc & CPU_USE_TSC_OFFSETTING) ? cpu->vc.tsc_offset : 0);
+                       ((cpu->in_guest && (cpu->vc.proc & CPU_USE_TSC_OFFSETTING)) ? cpu->vc.tsc_offset : 0);
         return 0;
     case MSR_IA32_TSC_ADJUST: cpu->tsc_adjust = v; return 0;
     case MSR_IA32_APIC_BASE: cpu->msr_apic_base = v; return 0;

@@ -61,7 +61,9 @@ static __attribute__((noreturn)) void page_fault(cpu_t *cpu, uint64_t lin, uint3
     FAULT_ERR(cpu, EXC_PF, err);
 }
 
-uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global)
+/* The walk proper: 1 with *w filled in, or 0 with w->error the #PF error code.  EPT
+ * violations on the paging structures still VM-exit. */
+int paging_walk(cpu_t *cpu, uint64_t lin, int acc, int user, int set_accessed, walk_t *w)
 {
     int nxe = (cpu->efer & EFER_NXE) != 0;
     /* I/D is reported only where execute permissions exist: with SMEP, or NXE under
@@ -69,6 +71,7 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
     int fetch_reported = (nxe && (cpu->cr4 & CR4_PAE)) || (cpu->cr4 & CR4_SMEP);
     uint32_t err_base = (acc == ACC_WRITE ? PFERR_W : 0) | (user ? PFERR_U : 0) |
                         (acc == ACC_EXEC && fetch_reported ? PFERR_I : 0);
+#define WALK_FAULT(err) do { w->error = (err); return 0; } while (0)
     for (int attempt = 0;; attempt++) {
         uint64_t gpas[5], hpas[5], entries[5];
         int n = 0, wide, leaf_level = 1;
@@ -85,13 +88,13 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
                 e = read_entry(cpu, gpa, 1, lin, &hpas[n]);
                 gpas[n] = gpa; entries[n++] = e;
                 if (!(e & PTE_P))
-                    page_fault(cpu, lin, err_base);
+                    WALK_FAULT(err_base);
                 uint64_t rsvd = rsvd_hi;
                 if (level == 4 && (e & PTE_PS)) rsvd |= PTE_PS;
                 if ((level == 3 || level == 2) && (e & PTE_PS))
                     rsvd |= ((1ull << (12 + 9 * (level - 1))) - 1) & ~0x1fffull;
                 if (e & rsvd)
-                    page_fault(cpu, lin, err_base | PFERR_P | PFERR_RSVD);
+                    WALK_FAULT(err_base | PFERR_P | PFERR_RSVD);
                 if (level == 1 || ((level == 3 || level == 2) && (e & PTE_PS))) {
                     leaf_level = level;
                     break;
@@ -104,19 +107,19 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
             rsvd_hi = (PHYS_ADDR_RSVD & ~PTE_XD) | (nxe ? 0 : PTE_XD);
             uint64_t pdpte = cpu->pdpte[(lin >> 30) & 3];
             if (!(pdpte & PTE_P))
-                page_fault(cpu, lin, err_base);
+                WALK_FAULT(err_base);
             uint64_t table = pdpte & PHYS_MASK;
             for (int level = 2;; level--) {
                 uint64_t gpa = table + ((lin >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
                 e = read_entry(cpu, gpa, 1, lin, &hpas[n]);
                 gpas[n] = gpa; entries[n++] = e;
                 if (!(e & PTE_P))
-                    page_fault(cpu, lin, err_base);
+                    WALK_FAULT(err_base);
                 uint64_t rsvd = rsvd_hi;
                 if (level == 2 && (e & PTE_PS))
                     rsvd |= 0x1fe000ull;
                 if (e & rsvd)
-                    page_fault(cpu, lin, err_base | PFERR_P | PFERR_RSVD);
+                    WALK_FAULT(err_base | PFERR_P | PFERR_RSVD);
                 if (level == 1 || (e & PTE_PS)) {
                     leaf_level = level;
                     break;
@@ -128,17 +131,17 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
             e = read_entry(cpu, gpa, 0, lin, &hpas[n]);
             gpas[n] = gpa; entries[n++] = e;
             if (!(e & PTE_P))
-                page_fault(cpu, lin, err_base);
+                WALK_FAULT(err_base);
             if ((e & PTE_PS) && (cpu->cr4 & CR4_PSE)) {
                 if (e & (1ull << 21))
-                    page_fault(cpu, lin, err_base | PFERR_P | PFERR_RSVD);
+                    WALK_FAULT(err_base | PFERR_P | PFERR_RSVD);
                 leaf_level = 2;
             } else {
                 gpa = (e & 0xfffff000ull) + ((lin >> 12) & 0x3ff) * 4;
                 e = read_entry(cpu, gpa, 0, lin, &hpas[n]);
                 gpas[n] = gpa; entries[n++] = e;
                 if (!(e & PTE_P))
-                    page_fault(cpu, lin, err_base);
+                    WALK_FAULT(err_base);
             }
         }
         /* permissions accumulate over the walk */
@@ -158,11 +161,11 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
             !(cpu_get_rflags(cpu) & F_AC))
             fault = 1;
         if (fault)
-            page_fault(cpu, lin, err_base | PFERR_P);
+            WALK_FAULT(err_base | PFERR_P);
 
         /* accessed flags everywhere, dirty on the leaf for writes */
         int ok = 1;
-        for (int k = 0; k < n && ok; k++) {
+        for (int k = 0; k < n && ok && set_accessed; k++) {
             uint64_t bits = PTE_A;
             if (k == n - 1 && acc == ACC_WRITE)
                 bits |= PTE_D;
@@ -179,8 +182,21 @@ uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writ
             page_size = 1ull << (12 + 9 * (leaf_level - 1));
             page_base = e & PHYS_MASK & ~(page_size - 1);
         }
-        *writable = rw && (acc == ACC_WRITE);
-        *global = (cpu->cr4 & CR4_PGE) && (e & PTE_G);
-        return page_base | (lin & (page_size - 1));
+        w->gpa = page_base | (lin & (page_size - 1));
+        w->writable = rw;
+        w->user = us;
+        w->global = (cpu->cr4 & CR4_PGE) && (e & PTE_G);
+        return 1;
     }
+#undef WALK_FAULT
+}
+
+uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global)
+{
+    walk_t w;
+    if (!paging_walk(cpu, lin, acc, user, 1, &w))
+        page_fault(cpu, lin, w.error);
+    *writable = w.writable && (acc == ACC_WRITE);
+    *global = w.global;
+    return w.gpa;
 }

@@ -243,6 +243,7 @@ static void inject_event(cpu_t *cpu)
     uint64_t ret = cpu->rip;
     if (type == EV_SW_INT || type == EV_PRIV_SW_EXC || type == EV_SW_EXC)
         ret += cpu->inject_len;
+    cpu->next_rip = ret;   /* next_rip - rip: the length an exit during delivery reports */
     cpu->activity = 0;
     if (type == EV_NMI)
         cpu->interruptibility |= 8;
@@ -369,10 +370,8 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *m)
     if (!cpu->vmx_on || cpu->current_vmcs == NO_VMCS)
         return -1;
     uint64_t saved_gprs[16];
-    uint64_t host_rsp = cpu->gpr[R_SP];
     m->result = 0;
-    load_vmcs_controls(cpu);
-    load_guest_state(cpu);
+    uint64_t host_rsp = guest_context_enter(cpu);
     memcpy(saved_gprs, cpu->gpr, sizeof(saved_gprs));
     tlb_select_context(cpu);
     cpu->emul = m;
@@ -387,8 +386,6 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *m)
     } else {
         memcpy(cpu->gpr, saved_gprs, sizeof(saved_gprs));   /* retried later */
     }
-    cpu->emul = NULL;
-    load_host_state(cpu);
-    cpu->gpr[R_SP] = host_rsp;
+    guest_context_leave(cpu, host_rsp);
     return 0;
 }

@@ -74,6 +74,16 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *mmio);
 /* Whether VM exits with this basic exit reason can happen on this silicon. */
 int vmx_exit_reason_produced(uint32_t reason);
 
+/* KVM's guest page walker: translate guest-linear `gla` with the guest state of the
+ * current VMCS for an access of kind `access` (TRANSLATE_* flags; TRANSLATE_PROBE only
+ * checks, leaving the accessed and dirty flags alone).  Returns TRANSLATE_OK with *gpa
+ * set; TRANSLATE_PAGE_FAULT with *pf_error the #PF error code (nothing is delivered:
+ * the hypervisor injects it); TRANSLATE_EPT_FAULT with *gpa a paging-structure address
+ * that EPT does not map (map it and ask again); or -1 without a current VMCS. */
+enum { TRANSLATE_WRITE = 1, TRANSLATE_EXEC = 2, TRANSLATE_USER = 4, TRANSLATE_PROBE = 8 };
+enum { TRANSLATE_OK = 0, TRANSLATE_PAGE_FAULT = 1, TRANSLATE_EPT_FAULT = 2 };
+int cpu_translate(cpu_t *cpu, uint64_t gla, int access, uint64_t *gpa, uint32_t *pf_error);
+
 /* The VMCS fields this silicon implements, with the names KVM gives them. */
 int vmcs_field_count(void);
 uint32_t vmcs_field_encoding(int i);

@@ -22,17 +22,23 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
     vmcs_set(cpu, VM_EXIT_INTR_INFO, ei->intr_info);
     vmcs_set(cpu, VM_EXIT_INTR_ERROR_CODE, ei->intr_error);
     vmcs_set(cpu, VMX_INSTRUCTION_INFO, ei->insn_info);
-    vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, ei->has_insn_len ? cpu->next_rip - cpu->rip : 0);
+    /* an instruction's length is next_rip - rip; a software event injected at VM entry
+     * sets next_rip from the VM-entry instruction length (SDM 28.2.4) */
+    uint64_t insn_len = ei->has_insn_len ? cpu->next_rip - cpu->rip : 0;
     if (cpu->delivering) {
         /* the exit interrupted the delivery of an event: report it for re-injection,
          * with the guest state from before the delivery */
         abort_delivery(cpu);
+        int type = (int)((cpu->delivering_info >> 8) & 7);
+        if (type == EV_SW_INT || type == EV_PRIV_SW_EXC || type == EV_SW_EXC)
+            insn_len = cpu->next_rip - cpu->rip;
         vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, cpu->delivering_info);
         vmcs_set(cpu, IDT_VECTORING_ERROR_CODE, cpu->delivering_error);
         cpu->delivering = 0;
     } else {
         vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, 0);
     }
+    vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, insn_len);
     if ((cpu->vc.pin & PIN_PREEMPTION_TIMER) && (cpu->vc.exit_ctl & EXIT_SAVE_PREEMPTION_TIMER)) {
         uint64_t now = host_tsc();
         uint64_t left = now >= cpu->vc.preemption_deadline ? 0 :

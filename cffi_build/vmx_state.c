@@ -192,3 +192,21 @@ void load_vmcs_controls(cpu_t *cpu)
     cpu->boundary_controls = vc->proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING |
                                          CPU_MONITOR_TRAP_FLAG);
 }
+
+/* Root-mode software working on the guest's behalf (KVM's emulator, its page walker)
+ * runs the processor in the guest state of the current VMCS, then goes back to root
+ * mode.  Returns the root-mode RSP to hand to guest_context_leave. */
+uint64_t guest_context_enter(cpu_t *cpu)
+{
+    uint64_t host_rsp = cpu->gpr[R_SP];
+    load_vmcs_controls(cpu);
+    load_guest_state(cpu);
+    return host_rsp;
+}
+
+void guest_context_leave(cpu_t *cpu, uint64_t host_rsp)
+{
+    cpu->emul = NULL;
+    load_host_state(cpu);
+    cpu->gpr[R_SP] = host_rsp;
+}

@@ -42,12 +42,31 @@ class Ept:
         """Write the 4 KiB leaf entry for gpa as given (any permissions, any bits)."""
         self.hostmem.write64(self._leaf_slot(gpa, True), entry)
 
+    def leaves(self, gpa: int, size: int):
+        """(guest-physical page, address of its leaf entry, entry) for the 4 KiB pages
+        mapped in [gpa, gpa + size), visiting only the tables that exist."""
+        end = gpa + size
+
+        def walk(table, base, level):
+            span = 1 << (12 + 9 * (level - 1))
+            first = max(0, (gpa - base) // span)
+            last = min(511, (end - 1 - base) // span)
+            entries = self.hostmem.read_table(table)
+            for i in range(first, last + 1):
+                entry = entries[i]
+                if not entry & vmx.VMX_EPT_RWX_MASK:
+                    continue
+                if level == 1:
+                    yield base + i * span, table + i * 8, entry
+                else:
+                    yield from walk(entry & _ADDR_MASK, base + i * span, level - 1)
+        if size > 0:
+            yield from walk(self.root, 0, 4)
+
     def unmap_range(self, gpa: int, size: int):
         """Drop leaf entries (the caller flushes the TLB with INVEPT)."""
-        for page in range(gpa & ~0xFFF, gpa + size, 4096):
-            slot = self._leaf_slot(page, False)
-            if slot is not None:
-                self.hostmem.write64(slot, 0)
+        for _, slot, _ in list(self.leaves(gpa, size)):
+            self.hostmem.write64(slot, 0)
 
     def lookup(self, gpa: int):
         """The leaf entry mapping gpa, or None."""

@@ -9,6 +9,7 @@ from kvm.constants import (
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 )
 from kvm.mmio import handle_ept_violation
+from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX, RBX = 0, 1, 2, 3
 EXC_UD, EXC_GP = 6, 13
@@ -36,9 +37,15 @@ def handle_triple_fault(vcpu):
 
 
 def handle_interrupt_window(vcpu):
-    proc = vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
-    vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc & ~vmx.CPU_BASED_INTR_WINDOW_EXITING)
-    return KVM_EXIT_IRQ_WINDOW_OPEN if vcpu.kvm_run.request_interrupt_window else None
+    """The guest can take an interrupt: ours is injected on re-entry (events.py), and
+    userspace hears of it when it asked and has nothing queued."""
+    if vcpu.kvm_run.request_interrupt_window and vcpu.events.interrupt_injectable_now():
+        return KVM_EXIT_IRQ_WINDOW_OPEN
+    return None
+
+
+def handle_nmi_window(vcpu):
+    return None   # the pending NMI is injected on re-entry
 
 
 def handle_hlt(vcpu):
@@ -59,7 +66,7 @@ def handle_io(vcpu):
     size = (qual & 7) + 1
     is_in = bool(qual & 8)
     if qual & 16:
-        return internal_error(vcpu, KVM_INTERNAL_ERROR_EMULATION, qual)   # string I/O: not yet
+        return handle_string_io(vcpu, qual)
     io = vcpu.kvm_run.io
     io.direction = KVM_EXIT_IO_IN if is_in else KVM_EXIT_IO_OUT
     io.size = size
@@ -144,6 +151,7 @@ EXIT_HANDLERS = {
     vmx.EXIT_REASON_EXTERNAL_INTERRUPT: handle_external_interrupt,
     vmx.EXIT_REASON_TRIPLE_FAULT: handle_triple_fault,
     vmx.EXIT_REASON_INTERRUPT_WINDOW: handle_interrupt_window,
+    vmx.EXIT_REASON_NMI_WINDOW: handle_nmi_window,
     vmx.EXIT_REASON_CPUID: handle_cpuid,
     vmx.EXIT_REASON_HLT: handle_hlt,
     vmx.EXIT_REASON_INVD: skip_instruction,

@@ -14,6 +14,8 @@ POOL_SIZE = 1 << 30
 # Guest memory is placed above, 1 GiB aligned, below the 40-bit physical limit.
 GUEST_RAM_BASE = 0x40_0000_0000
 PHYS_LIMIT = 1 << 40
+# The silicon maps at most 64 RAM ranges: the pool and one per memslot.
+MAX_MEMSLOTS = 63
 
 
 class HostMemoryError(Exception):
@@ -61,6 +63,11 @@ class HostPhysicalMemory:
 
     def read64(self, hpa: int) -> int:
         return self._pool_words[(hpa - POOL_BASE) >> 3]
+
+    def read_table(self, hpa: int):
+        """The 512 entries of the paging-structure page at hpa."""
+        first = (hpa - POOL_BASE) >> 3
+        return self._pool_words[first:first + 512].tolist()
 
     def write64(self, hpa: int, value: int):
         self._pool_words[(hpa - POOL_BASE) >> 3] = value

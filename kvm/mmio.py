@@ -6,12 +6,6 @@ from kvm._silicon import lib
 from kvm.constants import KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_EMULATION
 
 EMUL_DONE, EMUL_NEED_READ, EMUL_WRITE, EMUL_FAULT, EMUL_EPT_FAULT, EMUL_UNHANDLEABLE = range(6)
-PAGE_MASK = ~0xFFF
-
-
-def _populate(vcpu, slot, gpa: int):
-    page = gpa & PAGE_MASK
-    vcpu.vm.ept.map_page(page, slot.hpa_of(page), writable=not slot.readonly)
 
 
 def handle_ept_violation(vcpu):
@@ -19,7 +13,7 @@ def handle_ept_violation(vcpu):
     qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
     slot = vcpu.vm.memslots.find(gpa)
     if slot is not None and not (slot.readonly and qual & vmx.EPT_VIOLATION_ACC_WRITE):
-        _populate(vcpu, slot, gpa)
+        vcpu.vm.map_guest_page(gpa)
         return None
     vcpu.mmio.gpa = gpa
     vcpu.mmio.has_read_data = 0
@@ -36,14 +30,19 @@ def emulate_mmio(vcpu):
         if result == EMUL_DONE:
             return None
         if result == EMUL_EPT_FAULT:
-            slot = vcpu.vm.memslots.find(m.access_gpa)
-            if slot is None:
+            if not vcpu.vm.map_guest_page(m.access_gpa):
                 break
-            _populate(vcpu, slot, m.access_gpa)
             continue
         if result == EMUL_FAULT:
             vcpu.inject_exception(m.fault_vector, m.fault_error_code if m.fault_has_error_code else None)
             return None
+        if result == EMUL_NEED_READ:
+            rom = vcpu.vm.read_guest(m.access_gpa, m.access_len)
+            if rom is not None:
+                # a read-only slot: only its writes are MMIO, reads come from memory
+                m.has_read_data = 1
+                m.read_data = int.from_bytes(rom, "little")
+                continue
         if result in (EMUL_NEED_READ, EMUL_WRITE):
             mmio = run.mmio
             mmio.phys_addr = m.access_gpa

@@ -89,6 +89,50 @@ class Sregs:
 
 
 @dataclass
+class ExceptionState:
+    injected: int = 0
+    nr: int = 0
+    has_error_code: int = 0
+    pending: int = 0
+    error_code: int = 0
+
+
+@dataclass
+class InterruptState:
+    injected: int = 0
+    nr: int = 0
+    soft: int = 0
+    shadow: int = 0     # KVM_X86_SHADOW_INT_*
+
+
+@dataclass
+class NmiState:
+    injected: int = 0
+    pending: int = 0
+    masked: int = 0
+
+
+@dataclass
+class VcpuEvents:
+    """struct kvm_vcpu_events (KVM_GET/SET_VCPU_EVENTS)."""
+    exception: ExceptionState = field(default_factory=ExceptionState)
+    interrupt: InterruptState = field(default_factory=InterruptState)
+    nmi: NmiState = field(default_factory=NmiState)
+    sipi_vector: int = 0
+    flags: int = 0      # KVM_VCPUEVENT_VALID_*
+
+
+@dataclass
+class Translation:
+    """struct kvm_translation (KVM_TRANSLATE)."""
+    linear_address: int = 0
+    physical_address: int = 0
+    valid: int = 0
+    writeable: int = 0
+    usermode: int = 0
+
+
+@dataclass
 class IoExit:
     direction: int = 0
     size: int = 0

@@ -6,12 +6,16 @@ import time
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
-from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR
+from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
 from kvm.cpuid import CpuidTable, supported_cpuid
+from kvm.errors import KvmError
+from kvm.events import Events
 from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
+from kvm.mp_state import MpState
 from kvm.msrs import GuestMsrs
 from kvm.stats import ExitStats
 from kvm.structs import GPR_ORDER, DTable, KvmRun, Regs, Segment, Sregs
+from kvm.translate import kvm_translate
 from kvm.vmcs_setup import setup_vmcs
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
@@ -42,9 +46,10 @@ class VCPU:
         self.msrs = GuestMsrs(self)
         self.cpuid = CpuidTable(supported_cpuid(), vcpu_id)
         self.completion = None        # finishes an IN or MMIO read on the next run()
-        self.pending_interrupt = None
+        self.events = Events(self)
+        self.mp_state = MpState(self)
         self._launched = False
-        self._kick_lock = threading.Lock()
+        self._kicked = threading.Event()
 
         self.vmxon_region = hostmem.alloc_page()
         self.vmcs01 = hostmem.alloc_page()
@@ -67,11 +72,15 @@ class VCPU:
             raise VmxError(f"{what}: VMfailValid({self._u64[0]})")
 
     def vmread(self, field: int) -> int:
-        self._check(lib.vmx_vmread(self.cpu, field, self._u64), f"VMREAD {field:#x}")
+        rc = lib.vmx_vmread(self.cpu, field, self._u64)
+        if rc != vmx.VMX_SUCCEED:     # checked only on failure: exits read many fields
+            self._check(rc, f"VMREAD {field:#x}")
         return self._u64[0]
 
     def vmwrite(self, field: int, value: int):
-        self._check(lib.vmx_vmwrite(self.cpu, field, value & ((1 << 64) - 1)), f"VMWRITE {field:#x}")
+        rc = lib.vmx_vmwrite(self.cpu, field, value & ((1 << 64) - 1))
+        if rc != vmx.VMX_SUCCEED:
+            self._check(rc, f"VMWRITE {field:#x}")
 
     def rdmsr_root(self, index: int) -> int:
         if lib.cpu_rdmsr(self.cpu, index, self._u64) != 0:
@@ -182,11 +191,46 @@ class VCPU:
         self.vmwrite(vmx.GUEST_IA32_PAT, 0x0007040600070406)
         self.vmwrite(vmx.GUEST_DR7, 0x400)
 
+    def translate(self, gla: int):
+        """KVM_TRANSLATE: the guest's own translation of a guest-linear address."""
+        return kvm_translate(self, gla)
+
     def set_guest_tsc(self, value: int):
         """WRMSR IA32_TSC: KVM writes the TSC offset so that the guest reads `value` now."""
-        lib.cpu_rdmsr(self.cpu, 0x10, self._u64)
-        now = self._u64[0] - self.vmread(vmx.TSC_OFFSET)
-        self.vmwrite(vmx.TSC_OFFSET, (value - now) & ((1 << 64) - 1))
+        self.vmwrite(vmx.TSC_OFFSET, (value - self.rdmsr_root(0x10)) & ((1 << 64) - 1))
+
+    # ---- MSRs, CPUID, events, MP state --------------------------------------------------------
+
+    def get_msrs(self, indices) -> dict:
+        """KVM_GET_MSRS: {index: guest value} for the leading indices that exist."""
+        return self.msrs.get(indices)
+
+    def set_msrs(self, entries) -> int:
+        """KVM_SET_MSRS with a dict or (index, value) pairs; returns how many were set."""
+        return self.msrs.set(entries)
+
+    def set_cpuid2(self, entries):
+        """KVM_SET_CPUID2: the CPUID leaves the guest sees (kvm.cpuid.CpuidEntry list)."""
+        self.cpuid = CpuidTable(entries, self.id)
+
+    def get_cpuid2(self):
+        return list(self.cpuid.entries)
+
+    def get_vcpu_events(self):
+        ev = self.events.get_state()
+        ev.sipi_vector = self.mp_state.sipi_vector
+        return ev
+
+    def set_vcpu_events(self, ev):
+        self.events.set_state(ev)
+        if ev.flags & KVM_VCPUEVENT_VALID_SIPI_VECTOR:
+            self.mp_state.sipi_vector = ev.sipi_vector & 0xFF
+
+    def get_mp_state(self) -> int:
+        return self.mp_state.get()
+
+    def set_mp_state(self, state: int):
+        self.mp_state.set(state)
 
     # ---- KVM_RUN --------------------------------------------------------------------------
 
@@ -202,47 +246,34 @@ class VCPU:
             self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, intr & ~3)
 
     def inject_exception(self, vector: int, error_code=None):
-        info = vmx.INTR_INFO_VALID_MASK | vmx.INTR_TYPE_HARD_EXCEPTION | vector
-        if error_code is not None:
-            info |= vmx.INTR_INFO_DELIVER_CODE_MASK
-            self.vmwrite(vmx.VM_ENTRY_EXCEPTION_ERROR_CODE, error_code)
-        self.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD, info)
+        """Deliver an exception to the guest at the next entry (kvm_queue_exception)."""
+        self.events.queue_exception(vector, error_code)
 
     def interrupt(self, vector: int):
-        """KVM_INTERRUPT: queue an external interrupt for the next entry."""
-        self.pending_interrupt = vector & 0xFF
+        """KVM_INTERRUPT: an external interrupt, delivered once the guest allows interrupts.
+        Like KVM, one at a time: userspace waits for ready_for_interrupt_injection."""
+        if not self.events.queue_interrupt(vector):
+            raise KvmError("an interrupt is already queued (KVM_INTERRUPT: ENXIO)")
+
+    def nmi(self):
+        """KVM_NMI: an NMI, delivered once the guest does not block NMIs."""
+        self.events.queue_nmi()
 
     def kick(self):
         """Make a running (or the next) KVM_RUN return KVM_EXIT_INTR; safe from any thread."""
-        with self._kick_lock:
-            self._kick_requested = True
+        self._kicked.set()
         lib.cpu_kick(self.cpu)
 
-    _kick_requested = False
-
     def take_kick(self) -> bool:
-        with self._kick_lock:
-            requested, self._kick_requested = self._kick_requested, False
-        return requested
-
-    def _prepare_entry(self):
-        run = self.kvm_run
-        proc = self.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
-        if self.pending_interrupt is not None and not (self.vmread(vmx.VM_ENTRY_INTR_INFO_FIELD) & vmx.INTR_INFO_VALID_MASK):
-            self.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD,
-                         vmx.INTR_INFO_VALID_MASK | vmx.INTR_TYPE_EXT_INTR | self.pending_interrupt)
-            self.pending_interrupt = None
-        wanted = proc | vmx.CPU_BASED_INTR_WINDOW_EXITING if run.request_interrupt_window else \
-            proc & ~vmx.CPU_BASED_INTR_WINDOW_EXITING
-        if wanted != proc:
-            self.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, wanted)
+        if not self._kicked.is_set():
+            return False
+        self._kicked.clear()
+        return True
 
     def _update_run_state(self):
         run = self.kvm_run
-        rflags = self.vmread(vmx.GUEST_RFLAGS)
-        shadow = self.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO) & 3
-        run.if_flag = (rflags >> 9) & 1
-        run.ready_for_interrupt_injection = int(bool(run.if_flag and not shadow and self.pending_interrupt is None))
+        run.if_flag = (self.vmread(vmx.GUEST_RFLAGS) >> 9) & 1
+        run.ready_for_interrupt_injection = int(self.events.interrupt_injectable_now())
         run.apic_base = self.msrs.apic_base
 
     def run(self):
@@ -256,7 +287,12 @@ class VCPU:
             if run.immediate_exit:
                 result = KVM_EXIT_INTR
                 break
-            self._prepare_entry()
+            if not self.mp_state.may_enter():
+                self._kicked.wait()          # waiting for a SIPI: only a kick ends the wait
+                self.take_kick()
+                result = KVM_EXIT_INTR
+                break
+            self.events.before_entry(run.request_interrupt_window)
             enter = lib.vmx_vmresume if self._launched else lib.vmx_vmlaunch
             rc = enter(self.cpu)
             started = time.perf_counter_ns()
@@ -274,6 +310,7 @@ class VCPU:
                 result = KVM_EXIT_FAIL_ENTRY
             else:
                 self._launched = True
+                self.events.after_exit()
                 handler = EXIT_HANDLERS.get(reason & 0xFFFF, handle_unexpected_exit)
                 result = handler(self)
             self.stats.record(reason & (0xFFFF | vmx.EXIT_REASON_FAILED_VMENTRY), time.perf_counter_ns() - started)

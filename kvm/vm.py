@@ -2,16 +2,16 @@
 
 from kvm._silicon import lib
 from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
+from kvm.capabilities import check_extension
+from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
+from kvm.errors import KvmError
+from kvm.hostmem import MAX_MEMSLOTS
 from kvm.memslots import MemSlot, MemSlots
 from kvm.stats import ExitStats
 from kvm.vcpu import VCPU
 
 PAGE_SIZE = 4096
-
-
-class KvmError(Exception):
-    pass
 
 
 class VM:
@@ -27,12 +27,15 @@ class VM:
         """KVM_SET_USER_MEMORY_REGION: a size of 0 deletes the slot."""
         if (guest_phys_addr | memory_size) & (PAGE_SIZE - 1):
             raise KvmError("memory region must be page aligned")
+        if not 0 <= slot < MAX_MEMSLOTS:
+            raise KvmError(f"memory slot {slot} out of range (0..{MAX_MEMSLOTS - 1})")
         if flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY):
             raise KvmError(f"unsupported memory region flags {flags:#x}")
         old = self.memslots.remove(slot)
         if old is not None:
+            # deleting or moving a slot: its guest-physical range leaves EPT
             self.ept.unmap_range(old.guest_phys_addr, old.memory_size)
-            self._flush_tlbs()
+            self.flush_tlbs()
             self.hostmem.unmap_guest_buffer(old.hpa)
         if memory_size == 0:
             return
@@ -46,9 +49,19 @@ class VM:
             self.hostmem.unmap_guest_buffer(hpa)
             raise KvmError(str(e)) from None
 
-    def _flush_tlbs(self):
+    def get_dirty_log(self, slot: int) -> bytearray:
+        """KVM_GET_DIRTY_LOG: a bitmap of the slot's pages written since the last call."""
+        s = self.memslots.get(slot)
+        if s is None or not s.logs_dirty_pages:
+            raise KvmError(f"memory slot {slot} does not log dirty pages")
+        return take_dirty_log(self, s)
+
+    def flush_tlbs(self):
         for vcpu in self.vcpus:
             lib.vmx_invept(vcpu.cpu, 2, 0)
+
+    def check_extension(self, cap: int) -> int:
+        return check_extension(cap)
 
     def create_vcpu(self, vcpu_id: int) -> VCPU:
         if any(v.id == vcpu_id for v in self.vcpus):
@@ -56,6 +69,37 @@ class VM:
         vcpu = VCPU(self, vcpu_id)
         self.vcpus.append(vcpu)
         return vcpu
+
+    def map_guest_page(self, gpa: int) -> bool:
+        """Map the page of gpa in EPT from its memslot (read-only for a read-only slot);
+        False when gpa is not guest RAM."""
+        slot = self.memslots.find(gpa)
+        if slot is None:
+            return False
+        page = gpa & ~(PAGE_SIZE - 1)
+        self.ept.map_page(page, slot.hpa_of(page), writable=not slot.readonly)
+        return True
+
+    def read_guest(self, gpa: int, size: int):
+        """Bytes of guest RAM (within one memslot), or None where it is not RAM."""
+        slot = self.memslots.find(gpa)
+        if slot is None or gpa + size > slot.end:
+            return None
+        offset = gpa - slot.guest_phys_addr
+        return bytes(slot.buffer[offset:offset + size])
+
+    def write_guest(self, gpa: int, data) -> bool:
+        """The hypervisor writes guest RAM (kvm_write_guest); False where it is not
+        writable RAM."""
+        slot = self.memslots.find(gpa)
+        if slot is None or slot.readonly or gpa + len(data) > slot.end:
+            return False
+        offset = gpa - slot.guest_phys_addr
+        slot.buffer[offset:offset + len(data)] = data
+        self.guest_memory_written(gpa, len(data))
+        if slot.logs_dirty_pages and data:
+            slot.written_by_hypervisor.update(range(offset >> 12, ((offset + len(data) - 1) >> 12) + 1))
+        return True
 
     def guest_memory_written(self, gpa: int, size: int):
         """Userspace (a loader, a DMA engine) wrote guest RAM behind the processors' backs."""

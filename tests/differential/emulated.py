@@ -87,7 +87,7 @@ class EmulatedCpu:
         s.cr4 = CR4_PAE if long_mode else 0
         s.efer = EFER_LME | EFER_LMA if long_mode else 0
         vcpu.set_sregs(s)
-        self.guest.vm._flush_tlbs()
+        self.guest.vm.flush_tlbs()
         self.mode = mode
 
     def _vmread(self, field: int) -> int:

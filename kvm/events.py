@@ -1,0 +1,175 @@
+"""The events a vCPU has to take (KVM's vcpu->arch exception/interrupt/nmi state) and
+their injection through the VM-entry interruption-information field:
+
+* an exception queued by the hypervisor (#GP from an MSR, #PF from string I/O, ...);
+* an event whose delivery a VM exit interrupted (IDT-vectoring information), injected
+  again as it was, ahead of anything new;
+* NMIs (KVM_NMI): injected when neither NMI, STI nor MOV-SS blocking is in effect,
+  otherwise NMI-window exiting brings the vCPU back when the guest unblocks them (IRET);
+* the external interrupt of KVM_INTERRUPT: injected when RFLAGS.IF is set and there is no
+  STI/MOV-SS shadow, otherwise interrupt-window exiting waits for the guest to allow it.
+
+One event is injected per VM entry; the window exits bring the vCPU back for the next."""
+
+from dataclasses import dataclass
+
+from kvm import vmx
+from kvm.constants import (KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW,
+                           KVM_X86_SHADOW_INT_MOV_SS, KVM_X86_SHADOW_INT_STI)
+from kvm.structs import ExceptionState, NmiState, VcpuEvents
+
+BLOCKING_STI, BLOCKING_MOV_SS, BLOCKING_NMI = 1, 2, 8
+RFLAGS_IF = 1 << 9
+MAX_PENDING_NMIS = 2     # one being handled and one latched, as KVM keeps them
+
+
+@dataclass
+class Event:
+    """One event as the interruption-information field describes it."""
+    type: int                 # vmx.INTR_TYPE_*
+    vector: int
+    error_code: int = None    # None: no error code
+    instruction_len: int = 0  # software interrupts and exceptions
+
+    def info(self) -> int:
+        info = vmx.INTR_INFO_VALID_MASK | self.type | self.vector
+        return info | (vmx.INTR_INFO_DELIVER_CODE_MASK if self.error_code is not None else 0)
+
+
+class Events:
+    def __init__(self, vcpu):
+        self.vcpu = vcpu
+        self.exception = None      # Event: a hardware or software exception to deliver
+        self.reinject = None       # Event: an interrupt or NMI whose delivery was cut short
+        self.interrupt = None      # vector from KVM_INTERRUPT, waiting for IF
+        self.nmi_pending = 0
+
+    # ---- requests ------------------------------------------------------------------------
+
+    def queue_exception(self, vector: int, error_code=None):
+        self.exception = Event(vmx.INTR_TYPE_HARD_EXCEPTION, vector, error_code)
+
+    def queue_interrupt(self, vector: int) -> bool:
+        """False when an interrupt is already on its way."""
+        if self.interrupt is not None or (self.reinject is not None and self.reinject.type != vmx.INTR_TYPE_NMI_INTR):
+            return False
+        self.interrupt = vector & 0xFF
+        return True
+
+    def queue_nmi(self):
+        self.nmi_pending = min(self.nmi_pending + 1, MAX_PENDING_NMIS)
+
+    # ---- guest state -----------------------------------------------------------------------
+
+    def _blocking(self) -> int:
+        return self.vcpu.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO)
+
+    def interrupt_allowed(self) -> bool:
+        return bool(self.vcpu.vmread(vmx.GUEST_RFLAGS) & RFLAGS_IF) and \
+            not self._blocking() & (BLOCKING_STI | BLOCKING_MOV_SS)
+
+    def nmi_allowed(self) -> bool:
+        return not self._blocking() & (BLOCKING_STI | BLOCKING_MOV_SS | BLOCKING_NMI)
+
+    def set_nmi_masked(self, masked: bool):
+        blocking = self._blocking() & ~BLOCKING_NMI
+        self.vcpu.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, blocking | (BLOCKING_NMI if masked else 0))
+
+    def interrupt_injectable_now(self) -> bool:
+        """kvm_run.ready_for_interrupt_injection: KVM_INTERRUPT would be taken at once."""
+        return self.interrupt is None and self.reinject is None and self.interrupt_allowed()
+
+    # ---- around VM entry and exit ----------------------------------------------------------
+
+    def after_exit(self):
+        """Take back an event whose delivery the exit interrupted (vmx_complete_interrupts)."""
+        info = self.vcpu.vmread(vmx.IDT_VECTORING_INFO_FIELD)
+        if not info & vmx.INTR_INFO_VALID_MASK:
+            return
+        event = Event(info & (7 << 8), info & 0xFF)
+        if info & vmx.INTR_INFO_DELIVER_CODE_MASK:
+            event.error_code = self.vcpu.vmread(vmx.IDT_VECTORING_ERROR_CODE)
+        if event.type in (vmx.INTR_TYPE_SOFT_INTR, vmx.INTR_TYPE_SOFT_EXCEPTION, vmx.INTR_TYPE_PRIV_SW_EXCEPTION):
+            event.instruction_len = self.vcpu.vmread(vmx.VM_EXIT_INSTRUCTION_LEN)
+        if event.type == vmx.INTR_TYPE_NMI_INTR:
+            self.set_nmi_masked(False)    # the NMI was not delivered: not blocking yet
+        if event.type in (vmx.INTR_TYPE_HARD_EXCEPTION, vmx.INTR_TYPE_SOFT_EXCEPTION,
+                          vmx.INTR_TYPE_PRIV_SW_EXCEPTION):
+            self.exception = event
+        else:
+            self.reinject = event
+
+    def before_entry(self, want_interrupt_window: bool):
+        """Inject the most urgent event and set the window exits for what must wait."""
+        event = self._choose()
+        if event is not None:
+            self.vcpu.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD, event.info())
+            if event.error_code is not None:
+                self.vcpu.vmwrite(vmx.VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code)
+            if event.instruction_len:
+                self.vcpu.vmwrite(vmx.VM_ENTRY_INSTRUCTION_LEN, event.instruction_len)
+        proc = self.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
+        wanted = proc & ~(vmx.CPU_BASED_INTR_WINDOW_EXITING | vmx.CPU_BASED_NMI_WINDOW_EXITING)
+        if want_interrupt_window or self.interrupt is not None:
+            wanted |= vmx.CPU_BASED_INTR_WINDOW_EXITING
+        if self.nmi_pending:
+            wanted |= vmx.CPU_BASED_NMI_WINDOW_EXITING
+        if wanted != proc:
+            self.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, wanted)
+
+    def _choose(self):
+        if self.exception is not None:
+            event, self.exception = self.exception, None
+            return event
+        if self.reinject is not None:
+            event, self.reinject = self.reinject, None
+            return event
+        if self.nmi_pending and self.nmi_allowed():
+            self.nmi_pending -= 1
+            return Event(vmx.INTR_TYPE_NMI_INTR, 2)
+        if self.interrupt is not None and self.interrupt_allowed():
+            vector, self.interrupt = self.interrupt, None
+            return Event(vmx.INTR_TYPE_EXT_INTR, vector)
+        return None
+
+    # ---- KVM_GET/SET_VCPU_EVENTS -------------------------------------------------------------
+
+    def get_state(self) -> VcpuEvents:
+        ev = VcpuEvents(flags=KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW)
+        if self.exception is not None:
+            e = self.exception
+            ev.exception = ExceptionState(injected=1, nr=e.vector, has_error_code=int(e.error_code is not None),
+                                          error_code=e.error_code or 0)
+        if self.reinject is not None and self.reinject.type != vmx.INTR_TYPE_NMI_INTR:
+            ev.interrupt.injected, ev.interrupt.nr = 1, self.reinject.vector
+            ev.interrupt.soft = int(self.reinject.type == vmx.INTR_TYPE_SOFT_INTR)
+        elif self.interrupt is not None:
+            ev.interrupt.injected, ev.interrupt.nr = 1, self.interrupt
+        blocking = self._blocking()
+        ev.interrupt.shadow = (KVM_X86_SHADOW_INT_STI if blocking & BLOCKING_STI else 0) | \
+            (KVM_X86_SHADOW_INT_MOV_SS if blocking & BLOCKING_MOV_SS else 0)
+        ev.nmi = NmiState(injected=int(self.reinject is not None and self.reinject.type == vmx.INTR_TYPE_NMI_INTR),
+                          pending=self.nmi_pending, masked=int(bool(blocking & BLOCKING_NMI)))
+        return ev
+
+    def set_state(self, ev: VcpuEvents):
+        e = ev.exception
+        self.exception = Event(vmx.INTR_TYPE_HARD_EXCEPTION, e.nr, e.error_code if e.has_error_code else None) \
+            if e.injected or e.pending else None
+        self.reinject = None
+        self.interrupt = None
+        if ev.nmi.injected:
+            self.reinject = Event(vmx.INTR_TYPE_NMI_INTR, 2)
+        elif ev.interrupt.injected:
+            # an interrupt in the middle of delivery: it is delivered as it was
+            self.reinject = Event(vmx.INTR_TYPE_SOFT_INTR if ev.interrupt.soft else vmx.INTR_TYPE_EXT_INTR,
+                                  ev.interrupt.nr & 0xFF)
+        if ev.flags & KVM_VCPUEVENT_VALID_NMI_PENDING:
+            self.nmi_pending = min(ev.nmi.pending, MAX_PENDING_NMIS)
+        blocking = self._blocking() & ~BLOCKING_NMI
+        blocking |= BLOCKING_NMI if ev.nmi.masked else 0
+        if ev.flags & KVM_VCPUEVENT_VALID_SHADOW:
+            blocking &= ~(BLOCKING_STI | BLOCKING_MOV_SS)
+            blocking |= (BLOCKING_STI if ev.interrupt.shadow & KVM_X86_SHADOW_INT_STI else 0) | \
+                (BLOCKING_MOV_SS if ev.interrupt.shadow & KVM_X86_SHADOW_INT_MOV_SS else 0)
+        self.vcpu.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, blocking)
