@@ -133,7 +133,7 @@ def test_no_pvh_note(tmp_path):
 
 def test_malformed_note(tmp_path):
     assert "malformed PVH entry note" in load_error(tmp_path, pvh_elf(notes=note(b"Xen", 18, b"\1\2")))
-    assert "malformed ELF note" in load_error(tmp_path, pvh_elf(notes=struct.pack("<III", 4, 100, 18) + b"Xen\0"))
+    assert "malformed or truncated ELF note" in load_error(tmp_path, pvh_elf(notes=struct.pack("<III", 4, 100, 18) + b"Xen\0"))
 
 
 def test_not_elf(tmp_path):

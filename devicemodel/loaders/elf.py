@@ -38,11 +38,11 @@ class LoadedSegment:
 @dataclass(frozen=True)
 class ElfKernel:
     """The loadable part of an ELF executable: PT_LOAD segments by physical address with
-    their file data, the entry point, and the (name, type, descriptor) of each note."""
+    their file data, the entry point, and the contents of the PT_NOTE segments."""
 
     segments: tuple[tuple[LoadedSegment, bytes], ...]
     entry: int
-    notes: tuple[tuple[bytes, int, bytes], ...]
+    note_segments: tuple[bytes, ...]
 
     @property
     def loaded(self) -> tuple[LoadedSegment, ...]:
@@ -73,7 +73,7 @@ def read_elf_kernel(path: str, image: bytes, protocol: str) -> ElfKernel:
     loads, notes = [], []
     for index, seg in enumerate(segments):
         if seg["p_type"] == "PT_NOTE":
-            notes.extend(_notes(path, image, seg["p_offset"], seg["p_filesz"]))
+            notes.append(image[seg["p_offset"]:seg["p_offset"] + seg["p_filesz"]])
         if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
             continue
         addr, offset, filesz, memsz = seg["p_paddr"], seg["p_offset"], seg["p_filesz"], seg["p_memsz"]
@@ -92,21 +92,19 @@ def read_elf_kernel(path: str, image: bytes, protocol: str) -> ElfKernel:
     return ElfKernel(tuple(loads), header["e_entry"], tuple(notes))
 
 
-def _notes(path: str, image: bytes, offset: int, size: int):
-    data = image[offset:offset + size]
-    if len(data) != size:
-        raise LoaderError(f"'{path}' is truncated: a note segment needs file bytes "
-                          f"[{offset:#x}..{offset + size - 1:#x}]")
-    pos = 0
-    while pos + NoteHeader.sizeof() <= size:
-        note = NoteHeader.parse(data[pos:])
-        name_at = pos + NoteHeader.sizeof()
-        desc_at = name_at + _align4(note.namesz)
-        end = desc_at + _align4(note.descsz)
-        if end > size:
-            raise LoaderError(f"'{path}': malformed ELF note at file offset {offset + pos:#x}")
-        yield data[name_at:name_at + note.namesz].rstrip(b"\0"), note.type, data[desc_at:desc_at + note.descsz]
-        pos = end
+def elf_notes(path: str, kernel: ElfKernel):
+    """The (name, type, descriptor) of each note in the kernel's PT_NOTE segments."""
+    for data in kernel.note_segments:
+        pos = 0
+        while pos + NoteHeader.sizeof() <= len(data):
+            note = NoteHeader.parse(data[pos:])
+            name_at = pos + NoteHeader.sizeof()
+            desc_at = name_at + _align4(note.namesz)
+            end = desc_at + _align4(note.descsz)
+            if end > len(data):
+                raise LoaderError(f"'{path}': malformed or truncated ELF note")
+            yield data[name_at:name_at + note.namesz].rstrip(b"\0"), note.type, data[desc_at:desc_at + note.descsz]
+            pos = end
 
 
 def _align4(n: int) -> int:

@@ -19,7 +19,7 @@ from construct import Const, Int32ul, Int64ul, Struct
 
 from devicemodel.errors import LoaderError
 from devicemodel.firmware_tables.e820 import PcMemoryLayout
-from devicemodel.loaders.elf import (LoadedSegment, check_fits, read_elf_kernel, read_kernel_file,
+from devicemodel.loaders.elf import (LoadedSegment, check_fits, elf_notes, read_elf_kernel, read_kernel_file,
                                      write_segments)
 from devicemodel.loaders.initrd import place_initrd, read_initrd
 from devicemodel.loaders.x86_boot import (BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_LIMIT, EntryState,
@@ -88,7 +88,7 @@ def load_pvh(path: str, ram, cmdline: str = "", initrd: Optional[str] = None,
              rsdp_addr: Optional[int] = None) -> PvhBoot:
     """Load the PVH ELF kernel at ``path`` (and the initrd file ``initrd``) into ``ram``."""
     kernel = read_elf_kernel(path, read_kernel_file(path), "a PVH kernel")
-    entry = pvh_entry_point(path, kernel.notes)
+    entry = pvh_entry_point(path, elf_notes(path, kernel))
     cmdline_bytes = cmdline.encode("utf-8", "surrogateescape") + b"\0"
     if CMDLINE_ADDR + len(cmdline_bytes) > CMDLINE_LIMIT:
         raise LoaderError(f"kernel command line too long: {len(cmdline_bytes) - 1} bytes, pyhv passes at most "
