@@ -138,11 +138,11 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         tlb_drop_code_page_writes(cpu->sil, hpa & PAGE_MASK);
         w |= 1;
     }
-    /* valid only once complete: decoding may fault or VM-exit (the next page of a
-     * page-crossing instruction), and a lookup must never find an empty block */
+    /* Invalid until built: decoding can leave through a fault (a page-crossing fetch
+     * from a page that is not mapped), and a half-built block must never match. */
     b->hpa = ~0ull;
+    b->gen = 0;
     b->mode = (uint32_t)cpu->code_size;
-    b->gen = w;
     b->code_word = code_word;
     b->n = 0;
     b->guest_insns = 0;
@@ -154,11 +154,8 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         if (avail < 15 && b->n > 0)
             break;   /* may cross the page: it starts a block of its own */
         if (!decode_at(cpu, lin, in, &h)) {
-            if (b->n == 0) {
-                b->hpa = ~0ull;
-                b->gen = 0;    /* matches no page generation */
+            if (b->n == 0)
                 return NULL;   /* page-crossing instruction: execute it uncached */
-            }
             break;
         }
         specialize_insn(in);
@@ -173,6 +170,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
             break;
     }
     b->hpa = hpa;
+    b->gen = w;
     return b;
 }
 

@@ -1,57 +1,63 @@
-"""The processor state a 32-bit boot protocol hands to the kernel (Multiboot v1, section 3.2).
+"""Putting a vCPU into the state in which a boot protocol enters the kernel.
 
-32-bit protected mode with paging off: CR0 = PE | ET; CS a flat 4 GiB execute/read code
-segment (selector 0x10); DS, ES, FS, GS and SS flat read/write data segments (selector
-0x18); a busy 32-bit TSS in TR and an unusable LDTR so that the state passes the VM-entry
-guest-state checks; GDTR and IDTR are placeholders, the kernel loads its own; EFLAGS has
-only its reserved bit 1 set (interrupts off).
+A loader describes that state as an ``EntryState`` (devicemodel.loaders.x86_boot):
+flat 32-bit protected mode with paging off (Multiboot v1 section 3.2, PVH, Linux's
+32-bit boot protocol) or 64-bit mode with paging on (Linux's 64-bit boot protocol).
+Besides CS and the data segments (DS, ES, FS, GS and SS) the state has a busy TSS in TR
+and an unusable LDTR, so that it passes the VM-entry guest-state checks; IDTR is a
+placeholder, and so is GDTR when the protocol gives the kernel no GDT: the kernel loads
+its own before it takes an interrupt or reloads a segment. EFLAGS has only its reserved
+bit 1 set (interrupts off).
 """
 
 from __future__ import annotations
 
 from kvm.structs import DTable, Segment
 
-CR0_PE = 0x1
-CR0_ET = 0x10
-EFLAGS_RESERVED = 0x2
+from devicemodel.loaders.x86_boot import EFLAGS_RESERVED, EntryState, FlatSegment
 
-CODE_SELECTOR = 0x10
-DATA_SELECTOR = 0x18
-TYPE_CODE_EXEC_READ_ACCESSED = 0xB
-TYPE_DATA_READ_WRITE_ACCESSED = 0x3
-TYPE_TSS32_BUSY = 0xB
+TYPE_TSS_BUSY = 0xB    # a busy 32-bit TSS, or in IA-32e mode a busy 64-bit TSS
 TYPE_LDT = 0x2
+PLACEHOLDER_TABLE = DTable(base=0, limit=0xFFFF)
+
+GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
+        "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 
 
-def _flat(selector: int, type_: int) -> Segment:
-    return Segment(base=0, limit=0xFFFFFFFF, selector=selector, type=type_, present=1, dpl=0,
-                   db=1, s=1, l=0, g=1, avl=0, unusable=0)
+def _segment(seg: FlatSegment) -> Segment:
+    return Segment(base=0, limit=0xFFFFFFFF, selector=seg.selector, type=seg.type, present=1, dpl=0,
+                   db=seg.db, s=1, l=seg.l, g=1, avl=0, unusable=0)
+
+
+def apply_entry_state(vcpu, state: EntryState) -> None:
+    """Put ``vcpu`` into ``state``: control registers, segments, descriptor tables, registers."""
+    unknown = set(state.regs) - set(GPRS)
+    if unknown:
+        raise ValueError(f"not general registers: {sorted(unknown)}")
+    sregs = vcpu.get_sregs()
+    sregs.cs = _segment(state.code)
+    data = _segment(state.data)
+    sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss = data, data, data, data, data
+    sregs.tr = Segment(base=0, limit=0x67, selector=0, type=TYPE_TSS_BUSY, present=1, dpl=0,
+                       db=0, s=0, l=0, g=0, avl=0, unusable=0)
+    sregs.ldt = Segment(base=0, limit=0, selector=0, type=TYPE_LDT, present=0, dpl=0,
+                        db=0, s=0, l=0, g=0, avl=0, unusable=1)
+    sregs.gdt = PLACEHOLDER_TABLE if state.gdt is None else DTable(*state.gdt)
+    sregs.idt = PLACEHOLDER_TABLE
+    sregs.cr0 = state.cr0
+    sregs.cr3 = state.cr3
+    sregs.cr4 = state.cr4
+    sregs.efer = state.efer
+    vcpu.set_sregs(sregs)
+
+    regs = vcpu.get_regs()
+    for name in GPRS:
+        setattr(regs, name, state.regs.get(name, 0))
+    regs.rip = state.rip
+    regs.rflags = EFLAGS_RESERVED
+    vcpu.set_regs(regs)
 
 
 def set_protected_mode_entry(vcpu, eip: int, eax: int, ebx: int) -> None:
     """Put ``vcpu`` at ``eip`` in flat 32-bit protected mode with the given EAX and EBX."""
-    sregs = vcpu.get_sregs()
-    sregs.cs = _flat(CODE_SELECTOR, TYPE_CODE_EXEC_READ_ACCESSED)
-    data = _flat(DATA_SELECTOR, TYPE_DATA_READ_WRITE_ACCESSED)
-    sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss = data, data, data, data, data
-    sregs.tr = Segment(base=0, limit=0x67, selector=0, type=TYPE_TSS32_BUSY, present=1, dpl=0,
-                       db=0, s=0, l=0, g=0, avl=0, unusable=0)
-    sregs.ldt = Segment(base=0, limit=0, selector=0, type=TYPE_LDT, present=0, dpl=0,
-                        db=0, s=0, l=0, g=0, avl=0, unusable=1)
-    sregs.gdt = DTable(base=0, limit=0xFFFF)
-    sregs.idt = DTable(base=0, limit=0xFFFF)
-    sregs.cr0 = CR0_PE | CR0_ET
-    sregs.cr3 = 0
-    sregs.cr4 = 0
-    sregs.efer = 0
-    vcpu.set_sregs(sregs)
-
-    regs = vcpu.get_regs()
-    for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
-                 "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"):
-        setattr(regs, name, 0)
-    regs.rax = eax
-    regs.rbx = ebx
-    regs.rip = eip
-    regs.rflags = EFLAGS_RESERVED
-    vcpu.set_regs(regs)
+    apply_entry_state(vcpu, EntryState(rip=eip, regs={"rax": eax, "rbx": ebx}))

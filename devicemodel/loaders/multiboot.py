@@ -17,16 +17,17 @@ no video information is given: the kernel sees that the VBE/framebuffer flags ar
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from construct import Const, Default, Int8ul, Int16ul, Int32ul, Int64ul, Struct, Bytes
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from devicemodel.errors import LoaderError
+from devicemodel.firmware_tables.e820 import E820_RAM, LOW_MEMORY_END, PcMemoryLayout
+from devicemodel.loaders.elf import (FOUR_GIB, LoadedSegment, check_fits, read_elf_kernel, read_kernel_file,
+                                     write_segments)
+from devicemodel.loaders.x86_boot import EntryState
 
-__all__ = ["LoaderError", "LoadedSegment", "MultibootBoot", "load_multiboot", "pc_memory_map"]
+__all__ = ["LoaderError", "LoadedSegment", "MultibootBoot", "load_multiboot"]
 
 HEADER_MAGIC = 0x1BADB002
 BOOTLOADER_MAGIC = 0x2BADB002
@@ -45,12 +46,8 @@ INFO_CMDLINE = 1 << 2
 INFO_MEM_MAP = 1 << 6
 INFO_BOOT_LOADER_NAME = 1 << 9
 
-MMAP_AVAILABLE = 1
-MMAP_RESERVED = 2
-
 BOOT_LOADER_NAME = b"pyhv"
 INFO_ADDR = 0x9000  # preferred place of the information structure (free low memory)
-FOUR_GIB = 1 << 32
 
 U32 = Default(Int32ul, 0)
 U16 = Default(Int16ul, 0)
@@ -111,15 +108,6 @@ MmapEntry = Struct(
 
 
 @dataclass(frozen=True)
-class LoadedSegment:
-    """``memsz`` bytes at guest-physical ``addr``: ``filesz`` from the file, the rest zeroed."""
-
-    addr: int
-    filesz: int
-    memsz: int
-
-
-@dataclass(frozen=True)
 class MultibootBoot:
     """The kernel's entry state and what the loader placed in RAM."""
 
@@ -130,39 +118,21 @@ class MultibootBoot:
     info_addr: int
     info_size: int
 
-
-# As on QEMU's pc machine: the firmware keeps the top 128 KiB of RAM (ACPI tables) and
-# the BIOS ROM is mapped below 4 GiB.
-FIRMWARE_RESERVED = 0x20000
-BIOS_ROM_BASE, BIOS_ROM_SIZE = 0xFFFC0000, 0x40000
-
-
-def pc_memory_map(ram_size: int) -> list[tuple[int, int, int]]:
-    """The PC's BIOS (e820) memory map for ``ram_size`` bytes at 0: (base, length, type)."""
-    entries = [(0, min(ram_size, 0x9FC00), MMAP_AVAILABLE),
-               (0x9FC00, 0x400, MMAP_RESERVED),     # extended BIOS data area
-               (0xF0000, 0x10000, MMAP_RESERVED)]   # system BIOS
-    if ram_size > 0x100000 + FIRMWARE_RESERVED:
-        entries.append((0x100000, ram_size - 0x100000 - FIRMWARE_RESERVED, MMAP_AVAILABLE))
-        entries.append((ram_size - FIRMWARE_RESERVED, FIRMWARE_RESERVED, MMAP_RESERVED))
-    entries.append((BIOS_ROM_BASE, BIOS_ROM_SIZE, MMAP_RESERVED))
-    return entries
+    @property
+    def entry(self) -> EntryState:
+        """Flat 32-bit protected mode, paging off, EAX = magic, EBX = information (no GDT)."""
+        return EntryState(rip=self.eip, regs={"rax": self.eax, "rbx": self.ebx})
 
 
 def _upper_memory(memory_map) -> int:
     """KiB of available memory from 1 MiB up to the first hole (Multiboot mem_upper)."""
     return next((length // 1024 for base, length, kind in memory_map
-                 if base == 0x100000 and kind == MMAP_AVAILABLE), 0)
+                 if base == 0x100000 and kind == E820_RAM), 0)
 
 
 def load_multiboot(path: str, ram, cmdline: str = "") -> MultibootBoot:
     """Load the Multiboot kernel at ``path`` into ``ram``; LoaderError says why it cannot."""
-    try:
-        with open(path, "rb") as f:
-            image = f.read()
-    except OSError as e:
-        raise LoaderError(f"could not open kernel file '{path}': {e.strerror}") from None
-
+    image = read_kernel_file(path)
     header_offset, flags = _find_header(path, image)
     if header_offset is not None and flags & HEADER_AOUT_KLUDGE:
         segments, entry = _aout_kludge_segments(path, image, header_offset)
@@ -175,15 +145,13 @@ def load_multiboot(path: str, ram, cmdline: str = "") -> MultibootBoot:
 
     cmdline_bytes = cmdline.encode("utf-8", "surrogateescape")
     with memoryview(ram) as mem:
-        ram_size = len(mem)
-        _check_fits(path, segments, ram_size)
+        layout = PcMemoryLayout(len(mem))
         loaded = tuple(seg for seg, _ in segments)
-        info_size = len(_info_blob(0, cmdline_bytes, ram_size))  # the size does not depend on the place
-        info_addr = _place_info(loaded, info_size, ram_size)
-        for seg, data in segments:
-            mem[seg.addr:seg.addr + seg.filesz] = data
-            _zero(mem, seg.addr + seg.filesz, seg.addr + seg.memsz)
-        blob = _info_blob(info_addr, cmdline_bytes, ram_size)
+        check_fits(path, loaded, layout.low_top)
+        info_size = len(_info_blob(0, cmdline_bytes, layout))  # the size does not depend on the place
+        info_addr = _place_info(loaded, info_size, layout.low_top)
+        write_segments(mem, segments)
+        blob = _info_blob(info_addr, cmdline_bytes, layout)
         mem[info_addr:info_addr + len(blob)] = blob
     return MultibootBoot(eip=entry, eax=BOOTLOADER_MAGIC, ebx=info_addr, segments=loaded,
                          info_addr=info_addr, info_size=len(blob))
@@ -233,70 +201,22 @@ def _aout_kludge_segments(path: str, image: bytes, header_offset: int):
 
 
 def _elf_segments(path: str, image: bytes):
-    try:
-        elf = ELFFile(io.BytesIO(image))
-        header = elf.header
-        segments = list(elf.iter_segments())
-    except (ELFError, OverflowError, ValueError) as e:  # pyelftools raises all of these on garbage
-        raise LoaderError(f"'{path}' is not a valid ELF file: {e}") from None
-    if header["e_machine"] not in ("EM_386", "EM_X86_64"):
-        raise LoaderError(f"'{path}' is not an x86 ELF file (machine {header['e_machine']})")
-    if header["e_type"] != "ET_EXEC":
-        raise LoaderError(f"'{path}' is not an ELF executable (type {header['e_type']})")
-    loads = []
-    for index, seg in enumerate(segments):
-        if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
-            continue
-        addr, offset, filesz, memsz = seg["p_paddr"], seg["p_offset"], seg["p_filesz"], seg["p_memsz"]
-        if filesz > memsz:
-            raise LoaderError(f"'{path}': segment {index} has p_filesz {filesz:#x} > p_memsz {memsz:#x}")
-        if addr + memsz > FOUR_GIB:
-            raise LoaderError(f"'{path}': segment {index} [{addr:#x}..{addr + memsz - 1:#x}] is above "
-                              f"4 GiB; a Multiboot kernel must load below 4 GiB")
-        data = image[offset:offset + filesz]
-        if len(data) != filesz:
-            raise LoaderError(f"'{path}' is truncated: segment {index} needs file bytes "
-                              f"[{offset:#x}..{offset + filesz - 1:#x}]")
-        loads.append((LoadedSegment(addr, filesz, memsz), data))
-    if not loads:
-        raise LoaderError(f"'{path}' has no loadable segments")
-    entry = header["e_entry"]
-    if entry >= FOUR_GIB:
-        raise LoaderError(f"'{path}': entry point {entry:#x} is above 4 GiB")
-    return loads, entry
+    kernel = read_elf_kernel(path, image, "a Multiboot kernel")
+    if kernel.entry >= FOUR_GIB:
+        raise LoaderError(f"'{path}': entry point {kernel.entry:#x} is above 4 GiB")
+    return list(kernel.segments), kernel.entry
 
 
-def _check_fits(path: str, segments, ram_size: int) -> None:
-    for seg, _ in segments:
-        end = seg.addr + seg.memsz
-        if seg.addr >= ram_size:
-            raise LoaderError(f"'{path}': segment [{seg.addr:#x}..{end - 1:#x}] is outside guest RAM "
-                              f"(0x0..{ram_size - 1:#x}); give the VM more memory with -m")
-        if end > ram_size:
-            raise LoaderError(f"'{path}': kernel too big for memory: its segment [{seg.addr:#x}..{end - 1:#x}] "
-                              f"ends beyond guest RAM (0x0..{ram_size - 1:#x}); use a larger -m")
-
-
-_ZEROS = memoryview(bytes(1 << 20))
-
-
-def _zero(mem: memoryview, start: int, end: int) -> None:
-    """Zero ``mem[start:end]`` a chunk at a time (a bss can be large)."""
-    for addr in range(start, end, len(_ZEROS)):
-        n = min(len(_ZEROS), end - addr)
-        mem[addr:addr + n] = _ZEROS[:n]
-
-
-def _info_blob(base: int, cmdline: bytes, ram_size: int) -> bytes:
+def _info_blob(base: int, cmdline: bytes, layout: PcMemoryLayout) -> bytes:
     """The information structure placed at ``base``, then the memory map, command line and name."""
-    memory_map = pc_memory_map(ram_size)
+    memory_map = layout.memory_map()
     mmap_offset = MultibootInfo.sizeof() + 4       # 120: 8-byte aligned entries
     mmap = b"".join(MmapEntry.build(dict(base_addr=b, length=n, type=t)) for b, n, t in memory_map)
     cmdline_offset = mmap_offset + len(mmap)
     name_offset = cmdline_offset + len(cmdline) + 1
     info = MultibootInfo.build(dict(
         flags=INFO_MEMORY | INFO_CMDLINE | INFO_MEM_MAP | INFO_BOOT_LOADER_NAME,
-        mem_lower=min(ram_size, 0x9FC00) // 1024,
+        mem_lower=min(layout.low_top, LOW_MEMORY_END) // 1024,
         mem_upper=min(_upper_memory(memory_map), 0xFFFFFFFF),
         cmdline=base + cmdline_offset,
         mmap_length=len(mmap),
@@ -306,10 +226,10 @@ def _info_blob(base: int, cmdline: bytes, ram_size: int) -> bytes:
     return info.ljust(mmap_offset, b"\0") + mmap + cmdline + b"\0" + BOOT_LOADER_NAME + b"\0"
 
 
-def _place_info(segments, size: int, ram_size: int) -> int:
+def _place_info(segments, size: int, ram_top: int) -> int:
     """INFO_ADDR if free, else the first page after the kernel."""
     def free(base: int) -> bool:
-        return base + size <= min(ram_size, FOUR_GIB) and all(
+        return base + size <= ram_top and all(
             base + size <= s.addr or s.addr + s.memsz <= base for s in segments)
 
     after_kernel = (max(s.addr + s.memsz for s in segments) + 0xFFF) & ~0xFFF
