@@ -1,39 +1,8 @@
 /* The instruction decoder: prefixes, REX, opcode maps, ModRM/SIB and immediates, into
  * an insn_t with the handler that executes it.  Decoding never faults: undefined
  * encodings decode to a handler that raises #UD when executed. */
-#include "exec.h"
+#include "decode.h"
 
-enum {
-    M = 1 << 0,      /* ModRM follows */
-    B = 1 << 1,      /* byte operands */
-    RMB = 1 << 2,    /* only the r/m operand is a byte (MOVZX/MOVSX r, r/m8) */
-    RMW = 1 << 3,    /* the r/m operand is a word (MOVZX/MOVSX r, r/m16) */
-    I8 = 1 << 4,     /* imm8, sign-extended */
-    I16 = 1 << 5,    /* imm16 */
-    IZ = 1 << 6,     /* imm16/32 by operand size, sign-extended to 64 */
-    IV = 1 << 7,     /* imm16/32/64 by operand size */
-    MOFFS = 1 << 8,  /* address-size offset */
-    FAR = 1 << 9,    /* ptr16:16/32 */
-    D64 = 1 << 10,   /* default operand size 64 in long mode */
-    F64 = 1 << 11,   /* operand size 64 in long mode, whatever the prefixes */
-    I64 = 1 << 12,   /* invalid in long mode */
-    END = 1 << 13,   /* ends a decoded block */
-    GRP = 1 << 14,   /* ModRM.reg selects the entry in group table `op` */
-    RB = 1 << 15,    /* register in the low 3 opcode bits */
-    ACC = 1 << 16,   /* the r/m operand is rAX */
-    I16I8 = 1 << 17, /* ENTER: imm16 then imm8 */
-    MEMONLY = 1 << 18, /* the ModRM form must be a memory operand */
-    REGONLY = 1 << 19, /* the ModRM form must be a register operand */
-};
-
-typedef struct opdesc {
-    insn_fn fn;
-    uint32_t flags;
-    uint8_t op;
-} opdesc_t;
-
-#define E(f, fl, o) { f, fl, o }
-#define UD { op_ud, 0, 0 }
 
 /* ALU block: op Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev / AL,Ib / rAX,Iz */
 #define ALU(o) E(op_alu_rm_r, M | B, o), E(op_alu_rm_r, M, o), E(op_alu_r_rm, M | B, o), \
@@ -88,7 +57,7 @@ static const opdesc_t one_byte[256] = {
     /* d0 */ E(NULL, GRP | M | B, G2_EB), E(NULL, GRP | M, G2_EV),
              E(NULL, GRP | M | B, G2_EB), E(NULL, GRP | M, G2_EV),
     /* d4 */ E(op_aam, I8 | I64, 0), E(op_aad, I8 | I64, 0), UD, E(op_xlat, 0, 0),
-    /* d8 */ X8(UD),
+    /* d8 */ X8(E(op_ud, M, 0)),   /* x87: decode_x87() by the ModRM byte */
     /* e0 */ E(op_loop, I8 | F64 | END, 0), E(op_loop, I8 | F64 | END, 1), E(op_loop, I8 | F64 | END, 2),
              E(op_jcxz, I8 | F64 | END, 0),
     /* e4 */ E(op_in, B | I8, 0), E(op_in, I8, 0), E(op_out, B | I8, 0), E(op_out, I8, 0),
@@ -243,6 +212,7 @@ prefixes_done:
     pos++;
     opdesc_t od;
     int two = 0;
+    int pfx = d->rep == PFX_REP ? SIMD_F3 : d->rep == PFX_REPNE ? SIMD_F2 : opov ? SIMD_66 : SIMD_NONE;
     if (b == 0x0f) {
         NEED(1);
         b = p[pos++];
@@ -255,11 +225,14 @@ prefixes_done:
             else if ((b3 == 0x80 || b3 == 0x81) && opov)
                 od = (opdesc_t)E(op_vmx_insn, M | F64 | MEMONLY | END, (uint8_t)(8 + (b3 & 1)));
             else
-                od = (opdesc_t)UD;
+                od = decode_simd(2, b3, pfx);
+        } else if (b == 0x3a) {
+            NEED(1);
+            od = decode_simd(3, p[pos++], pfx);
         } else {
             od = two_byte[b];
             if (!od.fn && !(od.flags & GRP))
-                od = (opdesc_t)UD;
+                od = decode_simd(1, b, pfx);
             /* mandatory-prefix forms */
             if (b == 0xb8 && d->rep != PFX_REP) od = (opdesc_t)UD;
             if (b == 0xbc && d->rep == PFX_REP) od = (opdesc_t)E(op_tzcnt, M, 0);
@@ -280,6 +253,8 @@ prefixes_done:
             mod = 3;   /* MOV to/from CR/DR: the operand is always a register */
         reg = (modrm >> 3) & 7;
         rm = modrm & 7;
+        if (!two && (b & 0xf8) == 0xd8)
+            od = decode_x87(b, modrm);
         if (od.flags & GRP) {
             uint32_t outer = od.flags;
             if (two && b == 0x01 && mod == 3)
@@ -291,7 +266,7 @@ prefixes_done:
             else if (two && b == 0xae && mod != 3 && reg == 7)
                 od = groups[G15][7];    /* CLFLUSH */
             else if (two && b == 0xae && mod != 3)
-                od = (opdesc_t)UD;
+                od = decode_simd(1, 0xae, pfx);   /* FXSAVE, LDMXCSR, XSAVE, ... */
             else
                 od = groups[od.op][reg];
             od.flags |= outer & ~(uint32_t)GRP;

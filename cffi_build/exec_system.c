@@ -482,6 +482,8 @@ void op_wait(cpu_t *cpu, const insn_t *i)
     (void)i;
     if ((cpu->cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS))
         FAULT(cpu, EXC_NM);
+    if ((cpu->fpu.fx.fsw & FSW_ES) && (cpu->cr0 & CR0_NE))
+        FAULT(cpu, EXC_MF);   /* a pending unmasked x87 exception */
 }
 
 /* ---- identification, MSRs and the TSC ---- */
