@@ -287,6 +287,7 @@ struct cpu {
     uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
+    uint32_t timer_polls;
 
     /* decoded blocks, direct-mapped by host-physical address */
     block_t *blocks;
@@ -577,6 +578,8 @@ void write_cr3(cpu_t *cpu, uint64_t v);
 int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v);
 int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
 uint64_t host_tsc(void);
+uint64_t tsc_ticks_to_ns(uint64_t ticks);
+#define BOUNDARY_PREEMPTION_TIMER 1u   /* in boundary_controls, beside the proc-based bits */
 uint64_t guest_tsc(cpu_t *cpu);
 
 #endif

@@ -89,20 +89,21 @@ void op_locked_alu(cpu_t *cpu, const insn_t *i)
     locked_rmw(cpu, i, i->opsize, alu_compute);
 }
 
-/* INC, DEC, NOT, NEG: i->op is 0/1 for FE/FF groups and 2/3 for F6/F7 */
+/* INC, DEC, NOT, NEG: i->op is UNARY_* (set by apply_lock_prefix) */
+enum { UNARY_INC, UNARY_DEC, UNARY_NOT, UNARY_NEG };
+
 static uint64_t unary_compute(cpu_t *cpu, const insn_t *i, uint64_t old, int *store)
 {
     (void)store;
     int size = i->opsize;
     uint64_t m = size_mask(size);
-    if (i->opcode == 0xf6 || i->opcode == 0xf7) {
-        if (i->op == 2)
-            return ~old & m;
+    if (i->op == UNARY_NOT)
+        return ~old & m;
+    if (i->op == UNARY_NEG)
         return alu(cpu, 5, size, 0, old);
-    }
     uint64_t c = lazy_carry(cpu);
-    uint64_t r = (old + (i->op == 0 ? 1 : m)) & m;
-    set_lazy(cpu, i->op == 0 ? LF_INC : LF_DEC, size, r, old, 1);
+    uint64_t r = (old + (i->op == UNARY_INC ? 1 : m)) & m;
+    set_lazy(cpu, i->op == UNARY_INC ? LF_INC : LF_DEC, size, r, old, 1);
     cpu->lf_carry_in = c;
     return r;
 }
@@ -229,8 +230,10 @@ void apply_lock_prefix(insn_t *i)
     insn_fn locked = NULL;
     if (f == op_alu_rm_r || (f == op_alu_rm_imm && i->opcode >= 0x80 && i->opcode <= 0x83))
         locked = op_locked_alu;
-    else if (f == op_inc || f == op_dec || ((f == op_not || f == op_neg) && (i->opcode & 0xfe) == 0xf6))
-        locked = (i->opcode & 0xf0) == 0x40 ? NULL : op_locked_unary;
+    else if (f == op_inc || f == op_dec || f == op_not || f == op_neg) {
+        locked = op_locked_unary;
+        i->op = f == op_inc ? UNARY_INC : f == op_dec ? UNARY_DEC : f == op_not ? UNARY_NOT : UNARY_NEG;
+    }
     else if (f == op_xchg)
         locked = op_locked_xchg;
     else if (f == op_xadd)

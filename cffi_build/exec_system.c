@@ -1,6 +1,7 @@
 /* System instructions: control and debug registers, descriptor tables, MSRs, the TSC,
  * HLT, interrupt flag, cache and TLB control, and the instructions that VM-exit in
  * VMX non-root operation (SDM Vol. 3 Chapter 26). */
+#include <time.h>
 #include <x86intrin.h>
 #include "exec.h"
 #include "vmx_caps.h"
@@ -547,6 +548,23 @@ void op_wrmsr(cpu_t *cpu, const insn_t *i)
 uint64_t host_tsc(void)
 {
     return __rdtsc();
+}
+
+/* The TSC's rate, measured once against the monotonic clock. */
+uint64_t tsc_ticks_to_ns(uint64_t ticks)
+{
+    static double ns_per_tick;
+    if (ns_per_tick == 0) {
+        struct timespec a, b, pause = { 0, 5000000 };
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        uint64_t t0 = host_tsc();
+        nanosleep(&pause, NULL);
+        uint64_t t1 = host_tsc();
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+        ns_per_tick = t1 > t0 ? ns / (double)(t1 - t0) : 1.0;
+    }
+    return (uint64_t)((double)ticks * ns_per_tick);
 }
 
 uint64_t guest_tsc(cpu_t *cpu)

@@ -251,6 +251,8 @@ static void inject_event(cpu_t *cpu)
  * guest's run (the hypervisor's way to regain control). */
 static void take_kick(cpu_t *cpu)
 {
+    if (!cpu->kicked)
+        return;
     __atomic_store_n(&cpu->kicked, 0, __ATOMIC_RELEASE);
     if (cpu->vc.pin & PIN_EXT_INTR_EXITING) {
         exit_info_t ei = {0};
@@ -261,27 +263,51 @@ static void take_kick(cpu_t *cpu)
     }
 }
 
+static void preemption_timer_check(cpu_t *cpu)
+{
+    if ((cpu->boundary_controls & BOUNDARY_PREEMPTION_TIMER) && host_tsc() >= cpu->vc.preemption_deadline)
+        vm_exit_simple(cpu, EXIT_REASON_PREEMPTION_TIMER, 0);
+}
+
+/* Sleep in the HLT activity state until kicked, or until the preemption timer fires. */
 static void wait_while_halted(cpu_t *cpu)
 {
+    struct timespec until;
+    int timed = (cpu->boundary_controls & BOUNDARY_PREEMPTION_TIMER) != 0;
+    if (timed) {
+        uint64_t now = host_tsc(), deadline = cpu->vc.preemption_deadline;
+        uint64_t ns = deadline > now ? tsc_ticks_to_ns(deadline - now) : 0;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec += (long)(ns % 1000000000u);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
     pthread_mutex_lock(&cpu->wait_lock);
-    while (!cpu->kicked)
-        pthread_cond_wait(&cpu->wait_cond, &cpu->wait_lock);
+    while (!cpu->kicked) {
+        if (!timed)
+            pthread_cond_wait(&cpu->wait_cond, &cpu->wait_lock);
+        else if (pthread_cond_timedwait(&cpu->wait_cond, &cpu->wait_lock, &until) != 0)
+            break;
+    }
     pthread_mutex_unlock(&cpu->wait_lock);
 }
 
 /* Checks made at every block boundary, in the SDM's priority order. */
 static void boundary_events(cpu_t *cpu)
 {
-    if (unlikely(cpu->kicked))
-        take_kick(cpu);
-    if (cpu->activity == 1) {
-        int ints_allowed = (cpu->rflags & F_IF) != 0;
-        if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && ints_allowed)
+    take_kick(cpu);
+    while (cpu->activity == 1) {
+        if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF))
             vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
+        preemption_timer_check(cpu);
         wait_while_halted(cpu);
-        take_kick(cpu);
-        return;
+        take_kick(cpu);   /* a kick is an external interrupt: exits, or is dropped */
     }
+    if ((cpu->boundary_controls & BOUNDARY_PREEMPTION_TIMER) && (++cpu->timer_polls & 15) == 0)
+        preemption_timer_check(cpu);
     int shadow = (cpu->interruptibility & 3) != 0;
     if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF) && !shadow)
         vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
@@ -326,7 +352,7 @@ void cpu_run_guest(cpu_t *cpu)
                 in++;
             } while (in < end && !cpu->stop_block);
             cpu->retired += in == end ? b->guest_insns : (uint64_t)(in - b->insns);
-            if (cpu->rip != start || cpu->stop_block || cpu->kicked)
+            if (cpu->rip != start || cpu->stop_block || cpu->kicked || cpu->boundary_controls)
                 break;
         }
     }

@@ -30,8 +30,8 @@ int vmx_capability_msr(uint32_t idx, uint64_t *v)
     case 0x483: *v = ctl(EXIT_DEFAULT1, EXIT_ALLOWED1); return 0;
     case 0x484: *v = ctl(ENTRY_DEFAULT1, ENTRY_ALLOWED1); return 0;
     case 0x485:
-        /* LMA saved to the IA-32e control, HLT/shutdown/wait-for-SIPI, 4 CR3 targets */
-        *v = (1ull << 5) | (7ull << 6) | (4ull << 16);
+        /* timer rate, LMA saved to the IA-32e control, HLT/shutdown/wait-for-SIPI, 4 CR3 targets */
+        *v = PREEMPTION_TIMER_RATE | (1ull << 5) | (7ull << 6) | (4ull << 16);
         return 0;
     case 0x486: *v = CR0_FIXED0; return 0;
     case 0x487: *v = CR0_FIXED1; return 0;

@@ -262,6 +262,11 @@ static int vm_enter(cpu_t *cpu, int launch)
         *state = LAUNCH_LAUNCHED;
     tlb_select_context(cpu);
 
+    if (cpu->vc.pin & PIN_PREEMPTION_TIMER) {
+        cpu->vc.preemption_deadline = host_tsc() +
+            (vmcs_get(cpu, VMX_PREEMPTION_TIMER_VALUE) << PREEMPTION_TIMER_RATE);
+        cpu->boundary_controls |= BOUNDARY_PREEMPTION_TIMER;
+    }
     cpu->inject_info = (uint32_t)vmcs_get(cpu, VM_ENTRY_INTR_INFO_FIELD);
     cpu->inject_error = (uint32_t)vmcs_get(cpu, VM_ENTRY_EXCEPTION_ERROR_CODE);
     cpu->inject_len = (uint32_t)vmcs_get(cpu, VM_ENTRY_INSTRUCTION_LEN);

@@ -1,6 +1,7 @@
 /* VM exits (SDM Vol. 3 Chapter 28): record the exit information, save guest state,
  * load host state, and return from the VMLAUNCH/VMRESUME that entered the guest. */
 #include "core.h"
+#include "vmx_caps.h"
 #include "vmx_state.h"
 
 __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
@@ -33,7 +34,7 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
     if ((cpu->vc.pin & PIN_PREEMPTION_TIMER) && (cpu->vc.exit_ctl & EXIT_SAVE_PREEMPTION_TIMER)) {
         uint64_t now = host_tsc();
         uint64_t left = now >= cpu->vc.preemption_deadline ? 0 :
-                        (cpu->vc.preemption_deadline - now) >> 5;
+                        (cpu->vc.preemption_deadline - now) >> PREEMPTION_TIMER_RATE;
         vmcs_set(cpu, VMX_PREEMPTION_TIMER_VALUE, left > 0xffffffffull ? 0xffffffffull : left);
     }
     /* the VM-entry interruption-information valid bit is cleared on every exit */
@@ -77,7 +78,8 @@ static const uint8_t produced_exit_reasons[] = {
     EXIT_REASON_MONITOR_TRAP_FLAG, EXIT_REASON_MONITOR_INSTRUCTION,
     EXIT_REASON_PAUSE_INSTRUCTION, EXIT_REASON_GDTR_IDTR, EXIT_REASON_LDTR_TR,
     EXIT_REASON_EPT_VIOLATION, EXIT_REASON_EPT_MISCONFIG, EXIT_REASON_INVEPT,
-    EXIT_REASON_RDTSCP, EXIT_REASON_INVVPID, EXIT_REASON_WBINVD, EXIT_REASON_XSETBV,
+    EXIT_REASON_RDTSCP, EXIT_REASON_PREEMPTION_TIMER, EXIT_REASON_INVVPID, EXIT_REASON_WBINVD,
+    EXIT_REASON_XSETBV,
 };
 
 int vmx_exit_reason_produced(uint32_t reason)

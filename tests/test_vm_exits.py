@@ -64,3 +64,39 @@ def test_invalid_guest_state_fails_entry():
     # the VMCS stays not launched: VMRESUME is refused
     assert lib.vmx_vmresume(g.vcpu.cpu) == vmx.VMX_FAIL_VALID
     assert g.read(vmx.VM_INSTRUCTION_ERROR) == 5
+
+
+def _enable_preemption_timer(g, value, save=False):
+    pin = g.read(vmx.PIN_BASED_VM_EXEC_CONTROL) | vmx.PIN_BASED_VMX_PREEMPTION_TIMER
+    g.vcpu.vmwrite(vmx.PIN_BASED_VM_EXEC_CONTROL, pin)
+    g.vcpu.vmwrite(vmx.VMX_PREEMPTION_TIMER_VALUE, value)
+    if save:
+        exit_ctl = g.read(vmx.VM_EXIT_CONTROLS) | vmx.VM_EXIT_SAVE_VMX_PREEMPTION_TIMER
+        g.vcpu.vmwrite(vmx.VM_EXIT_CONTROLS, exit_ctl)
+
+
+def test_preemption_timer_interrupts_a_busy_loop():
+    g = RawGuest(b"\xeb\xfe")                      # jmp $
+    _enable_preemption_timer(g, 20000, save=True)
+    assert g.run_to_exit() == vmx.EXIT_REASON_PREEMPTION_TIMER
+    assert g.read(vmx.VMX_PREEMPTION_TIMER_VALUE) == 0
+    assert g.read(vmx.GUEST_RIP) == CODE_GPA
+
+
+def test_preemption_timer_wakes_a_halted_guest():
+    g = RawGuest(b"\xf4")
+    proc = g.read(vmx.CPU_BASED_VM_EXEC_CONTROL) & ~vmx.CPU_BASED_HLT_EXITING
+    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc)
+    _enable_preemption_timer(g, 50000)
+    assert g.run_to_exit() == vmx.EXIT_REASON_PREEMPTION_TIMER
+    assert g.read(vmx.GUEST_ACTIVITY_STATE) == 1   # still in the HLT state
+    assert g.read(vmx.GUEST_RIP) == CODE_GPA + 1
+
+
+def test_external_interrupt_exit_from_a_kick():
+    import threading
+    g = RawGuest(b"\xeb\xfe")
+    threading.Timer(0.05, lambda: lib.cpu_kick(g.vcpu.cpu)).start()
+    assert g.run_to_exit() == vmx.EXIT_REASON_EXTERNAL_INTERRUPT
+    info = g.read(vmx.VM_EXIT_INTR_INFO)
+    assert info & vmx.INTR_INFO_VALID_MASK          # acknowledged on exit
