@@ -206,9 +206,21 @@ void op_simd_fp(cpu_t *cpu, const insn_t *i)
     xmm_t *x = cpu->fpu.fx.xmm;
     r.x1 = x[i->reg];
     read_src_xmm(cpu, i, f, &r.x2);
-    r.mxcsr = (cpu->fpu.fx.mxcsr & ~(uint32_t)MXCSR_FLAGS) | MXCSR_MASKS;
+    uint32_t guest = cpu->fpu.fx.mxcsr;
+    struct simd_regs again = r;
+    r.mxcsr = (guest & ~(uint32_t)MXCSR_FLAGS) | MXCSR_MASKS;
+    if (!(guest & MXCSR_UM))
+        r.mxcsr &= ~MXCSR_FTZ;   /* flush-to-zero applies only with underflow masked */
     run_host(f, (uint8_t)i->imm, &r);
-    sse_exceptions(cpu, r.mxcsr);
+    uint32_t raised = r.mxcsr & MXCSR_FLAGS;
+    if (!(guest & MXCSR_UM)) {
+        /* unmasked, underflow means any tiny result, exact or not; masked, the host
+         * reports only inexact ones, but flushing to zero makes every one inexact */
+        again.mxcsr = (guest & ~(uint32_t)MXCSR_FLAGS) | MXCSR_MASKS | MXCSR_FTZ;
+        run_host(f, (uint8_t)i->imm, &again);
+        raised |= again.mxcsr & FSW_UE;
+    }
+    sse_exceptions(cpu, raised);
     if (f->flags & SF_FLAGS)
         set_arith_flags(cpu, r.rflags & F_ARITH);
     else

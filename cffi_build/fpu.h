@@ -48,6 +48,8 @@ struct fpu_state {
 #define MXCSR_FLAGS 0x3f
 #define MXCSR_MASKS 0x1f80
 #define MXCSR_DEFAULT 0x1f80
+#define MXCSR_UM 0x800
+#define MXCSR_FTZ 0x8000
 #define MXCSR_MASK_SUPPORTED 0xffffu   /* every bit of MXCSR[15:0], DAZ included */
 
 enum { SIMD_NONE, SIMD_66, SIMD_F3, SIMD_F2 };   /* mandatory prefix of an SSE opcode */
