@@ -253,8 +253,10 @@ prefixes_done:
             mod = 3;   /* MOV to/from CR/DR: the operand is always a register */
         reg = (modrm >> 3) & 7;
         rm = modrm & 7;
-        if (!two && (b & 0xf8) == 0xd8)
+        if (!two && (b & 0xf8) == 0xd8) {
             od = decode_x87(b, modrm);
+            d->imm = modrm;   /* the x87 opcode register (FOP) records it */
+        }
         if (od.flags & GRP) {
             uint32_t outer = od.flags;
             if (two && b == 0x01 && mod == 3)

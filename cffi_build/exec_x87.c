@@ -11,7 +11,7 @@
 
 static uint8_t modrm_of(const insn_t *i)
 {
-    return (uint8_t)(((i->has_mem ? 0 : 3) << 6) | ((i->reg & 7) << 3) | (i->rm & 7));
+    return (uint8_t)i->imm;   /* decode.c keeps the ModRM byte of x87 instructions there */
 }
 
 /* A non-control instruction records where it was and what it addressed. */

@@ -2,26 +2,6 @@
  * CR4 (SDM Vol. 3 Table 2-2, 13.1), pending x87 exceptions, and tag words. */
 #include "exec.h"
 
-void fpu_fninit(cpu_t *cpu)
-{
-    struct fxsave_image *fx = &cpu->fpu.fx;
-    fx->fcw = 0x37f;
-    fx->fsw = 0;
-    fx->ftw = 0;
-    fx->fop = 0;
-    fx->fip = fx->fdp = 0;
-    cpu->fpu.fcs = cpu->fpu.fds = 0;
-}
-
-void fpu_reset(cpu_t *cpu)
-{
-    memset(&cpu->fpu, 0, sizeof(cpu->fpu));
-    fpu_fninit(cpu);
-    cpu->fpu.fx.fcw = 0x40;
-    cpu->fpu.fx.mxcsr = MXCSR_DEFAULT;
-    cpu->fpu.fx.mxcsr_mask = MXCSR_MASK_SUPPORTED;
-}
-
 void fpu_check_x87(cpu_t *cpu, int waiting)
 {
     if (cpu->cr0 & (CR0_EM | CR0_TS))
@@ -49,10 +29,10 @@ void fpu_check_mmx(cpu_t *cpu)
         FAULT(cpu, EXC_MF);
 }
 
-void mmx_enter(cpu_t *cpu)
+/* TOP = 0 with every physical register keeping its contents: the image holds the
+ * registers in stack order, so it rotates. */
+static void top_to_zero(struct fxsave_image *fx)
 {
-    struct fxsave_image *fx = &cpu->fpu.fx;
-    /* MMX mode: TOP = 0 (so that ST(i) is Ri, the image's slot i is MMi), all valid */
     int top = (fx->fsw >> FSW_TOP_SHIFT) & 7;
     if (top) {
         __typeof__(fx->st[0]) phys[8];
@@ -61,7 +41,34 @@ void mmx_enter(cpu_t *cpu)
         memcpy(fx->st, phys, sizeof(phys));
         fx->fsw &= ~(7u << FSW_TOP_SHIFT);
     }
-    fx->ftw = 0xff;
+}
+
+void mmx_enter(cpu_t *cpu)
+{
+    /* MMX mode: ST(i) is Ri, so the image's slot i is MMi; all tags valid */
+    top_to_zero(&cpu->fpu.fx);
+    cpu->fpu.fx.ftw = 0xff;
+}
+
+void fpu_fninit(cpu_t *cpu)
+{
+    struct fxsave_image *fx = &cpu->fpu.fx;
+    top_to_zero(fx);   /* the registers keep their contents */
+    fx->fcw = 0x37f;
+    fx->fsw = 0;
+    fx->ftw = 0;
+    fx->fop = 0;
+    fx->fip = fx->fdp = 0;
+    cpu->fpu.fcs = cpu->fpu.fds = 0;
+}
+
+void fpu_reset(cpu_t *cpu)
+{
+    memset(&cpu->fpu, 0, sizeof(cpu->fpu));
+    fpu_fninit(cpu);
+    cpu->fpu.fx.fcw = 0x40;
+    cpu->fpu.fx.mxcsr = MXCSR_DEFAULT;
+    cpu->fpu.fx.mxcsr_mask = MXCSR_MASK_SUPPORTED;
 }
 
 void sse_exceptions(cpu_t *cpu, uint32_t flags)

@@ -85,7 +85,7 @@ def _make(opcode: bytes, pfx: str, shape: Shape, kind: str, digit: int | None = 
             exclude = {reg} if shape.reg == "g" else set()
             rm = s.memory(shape.memsize, value, align=align, exclude=tuple(exclude | {RAX, RDX, RCX, RDI}))
         insn = encode(opcode, reg, rm, prefix=PFX[pfx], size=8 if shape.gsize == 8 else 4,
-                      imm=_imm(s, shape.imm))
+                      imm=_imm(s, shape.imm), at=fc.layout.CODE + len(code + loads))
         mmx = "m" in (shape.reg, shape.rm)
         tail = fc.movdqu_store(0, fc.OUT + 0x20) + fc.stmxcsr(fc.MXCSR_OUT) + fc.ldmxcsr(fc.MXCSR_RESTORE)
         return code + loads + insn + stores + tail + (fc.EMMS if mmx else b"")
