@@ -10,6 +10,7 @@
 
 #include "silicon_api.h"
 #include "vmx_defs.h"
+#include "fpu.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -236,6 +237,7 @@ struct cpu {
     uint64_t cr0, cr2, cr3, cr4, cr8, efer;
     uint64_t dr[8];
     uint64_t xcr0;
+    struct fpu_state fpu;      /* x87, MMX and SSE registers (fpu.h) */
     uint64_t tsc_adjust;       /* IA32_TSC writes: the difference from the host TSC */
     uint64_t mtrr[32];         /* variable ranges, fixed ranges and the default type */
     uint64_t msr_feature_control;

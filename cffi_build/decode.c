@@ -1,57 +1,24 @@
 /* The instruction decoder: prefixes, REX, opcode maps, ModRM/SIB and immediates, into
  * an insn_t with the handler that executes it.  Decoding never faults: undefined
  * encodings decode to a handler that raises #UD when executed. */
-#include "exec.h"
+#include "decode.h"
 
-enum {
-    M = 1 << 0,      /* ModRM follows */
-    B = 1 << 1,      /* byte operands */
-    RMB = 1 << 2,    /* only the r/m operand is a byte (MOVZX/MOVSX r, r/m8) */
-    RMW = 1 << 3,    /* the r/m operand is a word (MOVZX/MOVSX r, r/m16) */
-    I8 = 1 << 4,     /* imm8, sign-extended */
-    I16 = 1 << 5,    /* imm16 */
-    IZ = 1 << 6,     /* imm16/32 by operand size, sign-extended to 64 */
-    IV = 1 << 7,     /* imm16/32/64 by operand size */
-    MOFFS = 1 << 8,  /* address-size offset */
-    FAR = 1 << 9,    /* ptr16:16/32 */
-    D64 = 1 << 10,   /* default operand size 64 in long mode */
-    F64 = 1 << 11,   /* operand size 64 in long mode, whatever the prefixes */
-    I64 = 1 << 12,   /* invalid in long mode */
-    END = 1 << 13,   /* ends a decoded block */
-    GRP = 1 << 14,   /* ModRM.reg selects the entry in group table `op` */
-    RB = 1 << 15,    /* register in the low 3 opcode bits */
-    ACC = 1 << 16,   /* the r/m operand is rAX */
-    I16I8 = 1 << 17, /* ENTER: imm16 then imm8 */
-    MEMONLY = 1 << 18, /* the ModRM form must be a memory operand */
-    REGONLY = 1 << 19, /* the ModRM form must be a register operand */
-    LK = 1 << 20,      /* LOCK allowed (with a memory destination); elsewhere LOCK is #UD */
-};
-
-typedef struct opdesc {
-    insn_fn fn;
-    uint32_t flags;
-    uint8_t op;
-} opdesc_t;
-
-#define E(f, fl, o) { f, fl, o }
-#define UD { op_ud, 0, 0 }
-
-/* ALU block: op Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev / AL,Ib / rAX,Iz (`lk`: LOCK allowed) */
-#define ALU(o, lk) E(op_alu_rm_r, M | B | lk, o), E(op_alu_rm_r, M | lk, o), E(op_alu_r_rm, M | B, o), \
+/* ALU block: op Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev / AL,Ib / rAX,Iz */
+#define ALU(o) E(op_alu_rm_r, M | B, o), E(op_alu_rm_r, M, o), E(op_alu_r_rm, M | B, o), \
                E(op_alu_r_rm, M, o), E(op_alu_rm_imm, B | I8 | ACC, o), E(op_alu_rm_imm, IZ | ACC, o)
 #define X8(e) e, e, e, e, e, e, e, e
 
 enum { G1_EB, G1_EV, G1_EV8, G2_EB, G2_EV, G3_EB, G3_EV, G4, G5, G6, G7, G8, G9, G15, G11_EB, G11_EV, G1A, NGROUPS };
 
 static const opdesc_t one_byte[256] = {
-    /* 00 */ ALU(0, LK), E(op_push_sreg, I64, S_ES), E(op_pop_sreg, I64 | END, S_ES),
-    /* 08 */ ALU(1, LK), E(op_push_sreg, I64, S_CS), UD,
-    /* 10 */ ALU(2, LK), E(op_push_sreg, I64, S_SS), E(op_pop_sreg, I64 | END, S_SS),
-    /* 18 */ ALU(3, LK), E(op_push_sreg, I64, S_DS), E(op_pop_sreg, I64, S_DS),
-    /* 20 */ ALU(4, LK), UD, E(op_daa, I64, 0),
-    /* 28 */ ALU(5, LK), UD, E(op_das, I64, 0),
-    /* 30 */ ALU(6, LK), UD, E(op_aaa, I64, 0),
-    /* 38 */ ALU(7, 0), UD, E(op_aas, I64, 0),
+    /* 00 */ ALU(0), E(op_push_sreg, I64, S_ES), E(op_pop_sreg, I64 | END, S_ES),
+    /* 08 */ ALU(1), E(op_push_sreg, I64, S_CS), UD,
+    /* 10 */ ALU(2), E(op_push_sreg, I64, S_SS), E(op_pop_sreg, I64 | END, S_SS),
+    /* 18 */ ALU(3), E(op_push_sreg, I64, S_DS), E(op_pop_sreg, I64, S_DS),
+    /* 20 */ ALU(4), UD, E(op_daa, I64, 0),
+    /* 28 */ ALU(5), UD, E(op_das, I64, 0),
+    /* 30 */ ALU(6), UD, E(op_aaa, I64, 0),
+    /* 38 */ ALU(7), UD, E(op_aas, I64, 0),
     /* 40 */ X8(E(op_inc, RB, 0)),
     /* 48 */ X8(E(op_dec, RB, 0)),
     /* 50 */ X8(E(op_push_rm, RB | D64, 0)),
@@ -65,7 +32,7 @@ static const opdesc_t one_byte[256] = {
     /* 70 */ X8(E(op_jcc, I8 | F64 | END, 0)), X8(E(op_jcc, I8 | F64 | END, 0)),
     /* 80 */ E(NULL, GRP | M | B | I8, G1_EB), E(NULL, GRP | M | IZ, G1_EV),
              E(NULL, GRP | M | B | I8 | I64, G1_EB), E(NULL, GRP | M | I8, G1_EV8),
-    /* 84 */ E(op_test_rm_r, M | B, 0), E(op_test_rm_r, M, 0), E(op_xchg, M | B | LK, 0), E(op_xchg, M | LK, 0),
+    /* 84 */ E(op_test_rm_r, M | B, 0), E(op_test_rm_r, M, 0), E(op_xchg, M | B, 0), E(op_xchg, M, 0),
     /* 88 */ E(op_mov_rm_r, M | B, 0), E(op_mov_rm_r, M, 0), E(op_mov_r_rm, M | B, 0), E(op_mov_r_rm, M, 0),
     /* 8c */ E(op_mov_rm_sreg, M, 0), E(op_lea, M | MEMONLY, 0), E(op_mov_sreg_rm, M | END, 0),
              E(NULL, GRP | M | D64, G1A),
@@ -90,7 +57,7 @@ static const opdesc_t one_byte[256] = {
     /* d0 */ E(NULL, GRP | M | B, G2_EB), E(NULL, GRP | M, G2_EV),
              E(NULL, GRP | M | B, G2_EB), E(NULL, GRP | M, G2_EV),
     /* d4 */ E(op_aam, I8 | I64, 0), E(op_aad, I8 | I64, 0), UD, E(op_xlat, 0, 0),
-    /* d8 */ X8(E(op_x87, M | END, 0)),
+    /* d8 */ X8(E(op_ud, M, 0)),   /* x87: decode_x87() by the ModRM byte */
     /* e0 */ E(op_loop, I8 | F64 | END, 0), E(op_loop, I8 | F64 | END, 1), E(op_loop, I8 | F64 | END, 2),
              E(op_jcxz, I8 | F64 | END, 0),
     /* e4 */ E(op_in, B | I8, 0), E(op_in, I8, 0), E(op_out, B | I8, 0), E(op_out, I8, 0),
@@ -105,27 +72,27 @@ static const opdesc_t one_byte[256] = {
 
 #define SHIFTS(fl) E(op_shift, fl, 0), E(op_shift, fl, 1), E(op_shift, fl, 2), E(op_shift, fl, 3), \
                    E(op_shift, fl, 4), E(op_shift, fl, 5), E(op_shift, fl, 4), E(op_shift, fl, 7)
-#define G1(fl) E(op_alu_rm_imm, fl | LK, 0), E(op_alu_rm_imm, fl | LK, 1), E(op_alu_rm_imm, fl | LK, 2), \
-               E(op_alu_rm_imm, fl | LK, 3), E(op_alu_rm_imm, fl | LK, 4), E(op_alu_rm_imm, fl | LK, 5), \
-               E(op_alu_rm_imm, fl | LK, 6), E(op_alu_rm_imm, fl, 7)
+#define G1(fl) E(op_alu_rm_imm, fl, 0), E(op_alu_rm_imm, fl, 1), E(op_alu_rm_imm, fl, 2), \
+               E(op_alu_rm_imm, fl, 3), E(op_alu_rm_imm, fl, 4), E(op_alu_rm_imm, fl, 5), \
+               E(op_alu_rm_imm, fl, 6), E(op_alu_rm_imm, fl, 7)
 
 static const opdesc_t groups[NGROUPS][8] = {
     [G1_EB] = { G1(0) }, [G1_EV] = { G1(0) }, [G1_EV8] = { G1(0) },
     [G2_EB] = { SHIFTS(0) }, [G2_EV] = { SHIFTS(0) },
-    [G3_EB] = { E(op_test_rm_imm, I8, 0), E(op_test_rm_imm, I8, 0), E(op_not, LK, 0), E(op_neg, LK, 0),
+    [G3_EB] = { E(op_test_rm_imm, I8, 0), E(op_test_rm_imm, I8, 0), E(op_not, 0, 0), E(op_neg, 0, 0),
                 E(op_mul, 0, 0), E(op_imul1, 0, 0), E(op_div, 0, 0), E(op_idiv, 0, 0) },
-    [G3_EV] = { E(op_test_rm_imm, IZ, 0), E(op_test_rm_imm, IZ, 0), E(op_not, LK, 0), E(op_neg, LK, 0),
+    [G3_EV] = { E(op_test_rm_imm, IZ, 0), E(op_test_rm_imm, IZ, 0), E(op_not, 0, 0), E(op_neg, 0, 0),
                 E(op_mul, 0, 0), E(op_imul1, 0, 0), E(op_div, 0, 0), E(op_idiv, 0, 0) },
-    [G4] = { E(op_inc, LK, 0), E(op_dec, LK, 0), UD, UD, UD, UD, UD, UD },
-    [G5] = { E(op_inc, LK, 0), E(op_dec, LK, 0), E(op_call_rm, F64 | END, 0), E(op_call_far, MEMONLY | END, 1),
+    [G4] = { E(op_inc, 0, 0), E(op_dec, 0, 0), UD, UD, UD, UD, UD, UD },
+    [G5] = { E(op_inc, 0, 0), E(op_dec, 0, 0), E(op_call_rm, F64 | END, 0), E(op_call_far, MEMONLY | END, 1),
              E(op_jmp_rm, F64 | END, 0), E(op_jmp_far, MEMONLY | END, 1), E(op_push_rm, D64, 0), UD },
     [G6] = { E(op_sldt, 0, 0), E(op_str, 0, 0), E(op_lldt, END, 0), E(op_ltr, END, 0),
              E(op_verr_verw, 0, 0), E(op_verr_verw, 0, 1), UD, UD },
     [G7] = { E(op_sgdt, MEMONLY, 0), E(op_sidt, MEMONLY, 0), E(op_lgdt, MEMONLY | END, 0),
              E(op_lidt, MEMONLY | END, 0), E(op_smsw, 0, 0), UD, E(op_lmsw, END, 0),
              E(op_invlpg, MEMONLY | END, 0) },
-    [G8] = { UD, UD, UD, UD, E(op_bt, I8, 0), E(op_bt, I8 | LK, 1), E(op_bt, I8 | LK, 2), E(op_bt, I8 | LK, 3) },
-    [G9] = { UD, E(op_cmpxchg8b, MEMONLY | LK, 0), UD, UD, UD, UD,
+    [G8] = { UD, UD, UD, UD, E(op_bt, I8, 0), E(op_bt, I8, 1), E(op_bt, I8, 2), E(op_bt, I8, 3) },
+    [G9] = { UD, E(op_cmpxchg8b, MEMONLY, 0), UD, UD, UD, UD,
              E(op_vmx_insn, MEMONLY | END, 0), E(op_vmx_insn, MEMONLY | END, 1) },
     [G15] = { UD, UD, UD, UD, UD, E(op_fence, 0, 0), E(op_fence, 0, 0), E(op_clflush, 0, 0) },
     [G11_EB] = { E(op_mov_rm_imm, 0, 0), UD, UD, UD, UD, UD, UD, UD },
@@ -156,16 +123,16 @@ static const opdesc_t two_byte[256] = {
     [0xa2] = E(op_cpuid, END, 0), [0xa3] = E(op_bt, M, 0),
     [0xa4] = E(op_shld, M | I8, 0), [0xa5] = E(op_shld, M, 1),
     [0xa8] = E(op_push_sreg, D64, S_GS), [0xa9] = E(op_pop_sreg, D64, S_GS),
-    [0xab] = E(op_bt, M | LK, 1), [0xac] = E(op_shrd, M | I8, 0), [0xad] = E(op_shrd, M, 1),
+    [0xab] = E(op_bt, M, 1), [0xac] = E(op_shrd, M | I8, 0), [0xad] = E(op_shrd, M, 1),
     [0xae] = E(NULL, GRP | M, G15), [0xaf] = E(op_imul_r_rm, M, 0),
-    [0xb0] = E(op_cmpxchg, M | B | LK, 0), [0xb1] = E(op_cmpxchg, M | LK, 0),
-    [0xb2] = E(op_load_far_ptr, M | MEMONLY, S_SS), [0xb3] = E(op_bt, M | LK, 2),
+    [0xb0] = E(op_cmpxchg, M | B, 0), [0xb1] = E(op_cmpxchg, M, 0),
+    [0xb2] = E(op_load_far_ptr, M | MEMONLY, S_SS), [0xb3] = E(op_bt, M, 2),
     [0xb4] = E(op_load_far_ptr, M | MEMONLY, S_FS), [0xb5] = E(op_load_far_ptr, M | MEMONLY, S_GS),
     [0xb6] = E(op_movzx, M | RMB, 0), [0xb7] = E(op_movzx, M | RMW, 0),
-    [0xb8] = E(op_popcnt, M, 0), [0xba] = E(NULL, GRP | M, G8), [0xbb] = E(op_bt, M | LK, 3),
+    [0xb8] = E(op_popcnt, M, 0), [0xba] = E(NULL, GRP | M, G8), [0xbb] = E(op_bt, M, 3),
     [0xbc] = E(op_bsf, M, 0), [0xbd] = E(op_bsr, M, 0),
     [0xbe] = E(op_movsx, M | RMB, 0), [0xbf] = E(op_movsx, M | RMW, 0),
-    [0xc0] = E(op_xadd, M | B | LK, 0), [0xc1] = E(op_xadd, M | LK, 0), [0xc7] = E(NULL, GRP | M, G9),
+    [0xc0] = E(op_xadd, M | B, 0), [0xc1] = E(op_xadd, M, 0), [0xc7] = E(NULL, GRP | M, G9),
     [0xc8] = E(op_bswap, RB, 0), [0xc9] = E(op_bswap, RB, 0), [0xca] = E(op_bswap, RB, 0),
     [0xcb] = E(op_bswap, RB, 0), [0xcc] = E(op_bswap, RB, 0), [0xcd] = E(op_bswap, RB, 0),
     [0xce] = E(op_bswap, RB, 0), [0xcf] = E(op_bswap, RB, 0),
@@ -195,18 +162,6 @@ static opdesc_t grp7_reg(uint8_t modrm)
 
 /* LOCK is allowed only on the read-modify-write instructions with a memory
  * destination (SDM Vol. 2 LOCK); anywhere else it makes the instruction #UD. */
-static int lockable(const insn_t *d)
-{
-    if (!d->has_mem)
-        return 0;
-    if (d->fn == op_alu_rm_r || d->fn == op_alu_rm_imm)
-        return d->op != 7;   /* not CMP */
-    if (d->fn == op_bt)
-        return d->op != 0;   /* BTS, BTR, BTC but not BT */
-    return d->fn == op_inc || d->fn == op_dec || d->fn == op_not || d->fn == op_neg ||
-           d->fn == op_xadd || d->fn == op_xchg || d->fn == op_cmpxchg || d->fn == op_cmpxchg8b;
-}
-
 static const uint8_t regs16_base[8] = { R_BX, R_BX, R_BP, R_BP, R_SI, R_DI, R_BP, R_BX };
 static const uint8_t regs16_index[8] = { R_SI, R_DI, R_SI, R_DI, 0xff, 0xff, 0xff, 0xff };
 
@@ -260,6 +215,7 @@ prefixes_done:
     pos++;
     opdesc_t od;
     int two = 0;
+    int pfx = d->rep == PFX_REP ? SIMD_F3 : d->rep == PFX_REPNE ? SIMD_F2 : opov ? SIMD_66 : SIMD_NONE;
     if (b == 0x0f) {
         NEED(1);
         b = p[pos++];
@@ -272,11 +228,14 @@ prefixes_done:
             else if ((b3 == 0x80 || b3 == 0x81) && opov)
                 od = (opdesc_t)E(op_vmx_insn, M | F64 | MEMONLY | END, (uint8_t)(8 + (b3 & 1)));
             else
-                od = (opdesc_t)UD;
+                od = decode_simd(2, b3, pfx);
+        } else if (b == 0x3a) {
+            NEED(1);
+            od = decode_simd(3, p[pos++], pfx);
         } else {
             od = two_byte[b];
             if (!od.fn && !(od.flags & GRP))
-                od = (opdesc_t)UD;
+                od = decode_simd(1, b, pfx);
             /* mandatory-prefix forms */
             if (b == 0xb8 && d->rep != PFX_REP) od = (opdesc_t)UD;
             if (b == 0xbc && d->rep == PFX_REP) od = (opdesc_t)E(op_tzcnt, M, 0);
@@ -297,6 +256,10 @@ prefixes_done:
             mod = 3;   /* MOV to/from CR/DR: the operand is always a register */
         reg = (modrm >> 3) & 7;
         rm = modrm & 7;
+        if (!two && (b & 0xf8) == 0xd8) {
+            od = decode_x87(b, modrm);
+            d->imm = modrm;   /* the x87 opcode register (FOP) records it */
+        }
         if (od.flags & GRP) {
             uint32_t outer = od.flags;
             if (two && b == 0x01 && mod == 3)
@@ -308,7 +271,7 @@ prefixes_done:
             else if (two && b == 0xae && mod != 3 && reg == 7)
                 od = groups[G15][7];    /* CLFLUSH */
             else if (two && b == 0xae && mod != 3)
-                od = (opdesc_t)UD;
+                od = decode_simd(1, 0xae, pfx);   /* FXSAVE, LDMXCSR, XSAVE, ... */
             else
                 od = groups[od.op][reg];
             od.flags |= outer & ~(uint32_t)GRP;
@@ -341,8 +304,6 @@ prefixes_done:
     else
         d->addrsize = (code_size == 4) ^ adov ? 4 : 2;
     if (long_mode && (od.flags & I64))
-        d->fn = op_ud;
-    if (d->lock && (!(od.flags & LK) || mod == 3))
         d->fn = op_ud;
 
     /* registers */
@@ -458,8 +419,6 @@ prefixes_done:
         d->imm2 = p[pos + 2];
         pos += 3;
     }
-    if (d->lock && !lockable(d))
-        d->fn = op_ud;
     if (pos > 15) {
         d->fn = op_ud;
         d->op = 0xff;   /* too long: #GP(0) rather than #UD */

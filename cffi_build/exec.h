@@ -43,7 +43,24 @@ H(op_mov_r_cr); H(op_mov_cr_r); H(op_mov_r_dr); H(op_mov_dr_r); H(op_clts); H(op
 H(op_invlpg); H(op_cpuid); H(op_rdmsr); H(op_wrmsr); H(op_rdtsc); H(op_rdtscp); H(op_rdpmc);
 H(op_wbinvd); H(op_invd); H(op_vmx_insn); H(op_pause); H(op_mwait); H(op_monitor);
 H(op_xgetbv); H(op_xsetbv); H(op_swapgs); H(op_getsec); H(op_fence); H(op_clflush);
-H(op_wait); H(op_x87); H(op_lar_lsl); H(op_verr_verw);
+H(op_wait); H(op_lar_lsl); H(op_verr_verw);
+
+/* exec_x87.c */
+H(op_x87_reg); H(op_x87_mem); H(op_x87_control); H(op_fnstsw_ax); H(op_fldenv); H(op_fnstenv);
+H(op_frstor); H(op_fnsave);
+
+/* exec_sse.c: data movement, shuffles and the MMX/SSE forms done in C */
+H(op_sse_load); H(op_sse_store); H(op_movs_load); H(op_movs_store); H(op_movlh_load);
+H(op_movlh_store); H(op_movmskp); H(op_movd_load); H(op_movd_store); H(op_movq_mmx_load);
+H(op_movq_mmx_store); H(op_movq_xmm_load); H(op_movq_xmm_store); H(op_movq2dq); H(op_movdq2q);
+H(op_pmovmskb); H(op_movnti); H(op_maskmov); H(op_pshuf); H(op_shufp); H(op_pshift_imm);
+H(op_pinsrw); H(op_pextrw); H(op_emms); H(op_pextr); H(op_pinsr); H(op_insertps); H(op_crc32);
+
+/* exec_simd.c: arithmetic forms run on the host's SIMD unit */
+H(op_simd_int); H(op_simd_fp); H(op_simd_cvt_gpr); H(op_simd_cvt_mmx);
+
+/* exec_fxsave.c */
+H(op_grp15_mem);
 
 /* exec_atomic.c: LOCK-prefixed forms, atomic across processors */
 H(op_locked_alu); H(op_locked_unary); H(op_locked_xchg); H(op_locked_xadd);

@@ -484,16 +484,8 @@ void op_wait(cpu_t *cpu, const insn_t *i)
     (void)i;
     if ((cpu->cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS))
         FAULT(cpu, EXC_NM);
-}
-
-/* x87 instructions: the processor has no x87 unit, but the device-not-available checks
- * come first (SDM Vol. 3 2.5: CR0.EM and CR0.TS make every x87 instruction #NM). */
-void op_x87(cpu_t *cpu, const insn_t *i)
-{
-    (void)i;
-    if (cpu->cr0 & (CR0_EM | CR0_TS))
-        FAULT(cpu, EXC_NM);
-    FAULT(cpu, EXC_UD);
+    if ((cpu->fpu.fx.fsw & FSW_ES) && (cpu->cr0 & CR0_NE))
+        FAULT(cpu, EXC_MF);   /* a pending unmasked x87 exception */
 }
 
 /* ---- identification, MSRs and the TSC ---- */

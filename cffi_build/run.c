@@ -26,6 +26,7 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu->msr_misc_enable = 1;   /* fast strings */
     cpu->efer = EFER_LME | EFER_LMA;   /* root mode is 64-bit */
     cpu->xcr0 = 1;
+    fpu_reset(cpu);
     cpu->dr[6] = 0xffff0ff0ull;
     cpu->dr[7] = 0x400;
     tlb_flush_all(cpu, 0);

@@ -34,10 +34,16 @@ def _brand_leaves():
 
 
 # CPUID.1:EDX / ECX, 7:EBX and 80000001h feature bits the core implements
-LEAF1_EDX = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 11) | \
-    (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19)
-# DE PSE TSC MSR PAE CX8 SEP MTRR PGE CMOV PAT PSE36 CLFSH
-LEAF1_ECX = (1 << 13) | (1 << 22) | (1 << 23) | (1 << 31)         # CX16 MOVBE POPCNT HYPERVISOR
+LEAF1_EDX = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | \
+    (1 << 11) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19) | \
+    (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
+# FPU DE PSE TSC MSR PAE CX8 SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2
+LEAF1_ECX = (1 << 0) | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 22) | (1 << 23) | \
+    (1 << 26) | (1 << 31)
+# SSE3 SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT XSAVE HYPERVISOR
+LEAF1_ECX_OSXSAVE = 1 << 27        # reflects CR4.OSXSAVE
+XCR0_SUPPORTED = 0x3               # XSAVE state components: x87, SSE
+XSAVE_AREA_SIZE = 576              # legacy region and XSAVE header
 LEAF7_EBX = (1 << 7) | (1 << 9) | (1 << 20)                        # SMEP ERMS SMAP
 EXT1_ECX = (1 << 0) | (1 << 5)                                     # LAHF/SAHF LZCNT
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29)   # SYSCALL NX 1GB-pages RDTSCP LM
@@ -49,9 +55,12 @@ def supported_cpuid():
     family, model, stepping = 6, 0x2A, 7
     signature = (family << 8) | ((model & 0xF) << 4) | ((model >> 4) << 16) | stepping
     return [
-        CpuidEntry(0, 0, 0, 7, vendor_b, vendor_c, vendor_d),
+        CpuidEntry(0, 0, 0, 0xD, vendor_b, vendor_c, vendor_d),
         CpuidEntry(1, 0, 0, signature, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX),
         CpuidEntry(7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, LEAF7_EBX, 0, 0),
+        CpuidEntry(0xD, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, XCR0_SUPPORTED, XSAVE_AREA_SIZE,
+                   XSAVE_AREA_SIZE, 0),
+        CpuidEntry(0xD, 1, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0, 0, 0),
         CpuidEntry(0x40000000, 0, 0, 0x40000001, kvm_b, kvm_c, kvm_d),
         CpuidEntry(0x40000001, 0, 0, 0, 0, 0, 0),
         CpuidEntry(0x80000000, 0, 0, 0x80000008, 0, 0, 0),
@@ -71,7 +80,11 @@ class CpuidTable:
         self.max_basic = max(basic) if basic else 0
 
     def lookup(self, function: int, index: int):
-        e = self._index.get((function, index)) or self._index.get((function, 0))
+        e = self._index.get((function, index))
+        if e is None:
+            e = self._index.get((function, 0))
+            if e is not None and e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX:
+                return 0, 0, 0, 0      # a sub-leaf beyond those that exist
         if e is None and self.max_basic < function < 0x40000000:
             e = self._index.get((self.max_basic, 0))     # Intel: beyond the maximum, the top leaf
         if e is None:

@@ -3,11 +3,13 @@ returns None to re-enter the guest, or a KVM_EXIT_* reason (with kvm_run filled 
 when userspace must act."""
 
 from kvm import vmx
+from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
     KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SHUTDOWN,
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 )
+from kvm.cpuid import LEAF1_ECX_OSXSAVE, XCR0_SUPPORTED
 from kvm.mmio import handle_ept_violation
 from kvm.string_io import handle_string_io
 
@@ -56,6 +58,8 @@ def handle_hlt(vcpu):
 def handle_cpuid(vcpu):
     leaf, sub = vcpu.get_gpr(RAX) & 0xFFFFFFFF, vcpu.get_gpr(RCX) & 0xFFFFFFFF
     eax, ebx, ecx, edx = vcpu.cpuid.lookup(leaf, sub)
+    if leaf == 1 and vcpu.guest_cr4() & CR4_OSXSAVE:
+        ecx |= LEAF1_ECX_OSXSAVE
     for reg, value in ((RAX, eax), (RBX, ebx), (RCX, ecx), (RDX, edx)):
         vcpu.set_gpr(reg, value)
     vcpu.advance_rip()
@@ -139,6 +143,23 @@ def inject_ud(vcpu):
     vcpu.inject_exception(EXC_UD)
 
 
+CR4_OSXSAVE = 1 << 18
+
+
+def handle_xsetbv(vcpu):
+    """XSETBV exits unconditionally: load XCR0 as the instruction would (SDM Vol. 2)."""
+    if not vcpu.guest_cr4() & CR4_OSXSAVE:
+        vcpu.inject_exception(EXC_UD)
+        return None
+    value = (vcpu.get_gpr(RAX) & 0xFFFFFFFF) | ((vcpu.get_gpr(RDX) & 0xFFFFFFFF) << 32)
+    cpl = (vcpu.vmread(vmx.GUEST_SS_AR_BYTES) >> 5) & 3
+    if cpl or vcpu.get_gpr(RCX) & 0xFFFFFFFF or value & ~XCR0_SUPPORTED or not value & 1:
+        vcpu.inject_exception(EXC_GP, 0)
+        return None
+    lib.cpu_set_xcr0(vcpu.cpu, value)
+    vcpu.advance_rip()
+
+
 def skip_instruction(vcpu):
     vcpu.advance_rip()
 
@@ -166,7 +187,7 @@ EXIT_HANDLERS = {
     vmx.EXIT_REASON_PAUSE_INSTRUCTION: skip_instruction,
     vmx.EXIT_REASON_EPT_VIOLATION: handle_ept_violation,
     vmx.EXIT_REASON_WBINVD: skip_instruction,
-    vmx.EXIT_REASON_XSETBV: inject_ud,
+    vmx.EXIT_REASON_XSETBV: handle_xsetbv,
     **{reason: inject_ud for reason in (
         vmx.EXIT_REASON_VMCLEAR, vmx.EXIT_REASON_VMLAUNCH, vmx.EXIT_REASON_VMPTRLD,
         vmx.EXIT_REASON_VMPTRST, vmx.EXIT_REASON_VMREAD, vmx.EXIT_REASON_VMRESUME,

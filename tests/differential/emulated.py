@@ -25,8 +25,8 @@ MODE_PROT32 = "prot32"        # legacy protected mode, paging off
 PML4, PDPT, PD, PT = 0x1000, 0x2000, 0x3000, 0x4000
 PTE_P_RW_US = 0x7
 PTE_RW = 0x2
-CR0_PE, CR0_ET, CR0_WP, CR0_PG = 0x1, 0x10, 0x10000, 0x80000000
-CR4_PAE = 0x20
+CR0_PE, CR0_MP, CR0_ET, CR0_NE, CR0_WP, CR0_PG = 0x1, 0x2, 0x10, 0x20, 0x10000, 0x80000000
+CR4_PAE, CR4_OSFXSR, CR4_OSXMMEXCPT = 0x20, 0x200, 0x400
 EFER_LME, EFER_LMA = 0x100, 0x400
 ARITH_DF = 0xCD5   # CF PF AF ZF SF DF OF
 IF_RESERVED = 0x202   # IF set as in user mode (PUSHF sees the same), and the fixed bit 1
@@ -82,9 +82,10 @@ class EmulatedCpu:
         s.ldt = Segment(unusable=1, type=2, s=0, present=0)
         s.gdt = DTable(0, 0xFFFF)
         s.idt = DTable(0, 0xFFFF)
-        s.cr0 = CR0_PE | CR0_ET | (CR0_WP | CR0_PG if long_mode else 0)
+        # as Linux runs user code: x87 errors as #MF, SSE enabled with #XM
+        s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | (CR0_WP | CR0_PG if long_mode else 0)
         s.cr3 = PML4 if long_mode else 0
-        s.cr4 = CR4_PAE if long_mode else 0
+        s.cr4 = CR4_OSFXSR | CR4_OSXMMEXCPT | (CR4_PAE if long_mode else 0)
         s.efer = EFER_LME | EFER_LMA if long_mode else 0
         vcpu.set_sregs(s)
         self.guest.vm.flush_tlbs()

@@ -1,6 +1,7 @@
 """The form tables, one module per instruction family."""
 
-from differential.forms import alu, bits, control, guard, legacy32, moves, muldiv, prefixes, shifts, stack, strings
+from differential.forms import (alu, bits, control, guard, legacy32, moves, muldiv, prefixes, shifts,
+                                simd, stack, strings, x87)
 
 FAMILIES = {
     "alu": alu.FORMS,
@@ -14,6 +15,8 @@ FAMILIES = {
     "legacy32": legacy32.FORMS,
     "prefixes": prefixes.FORMS,
     "guard": guard.FORMS,
+    "simd": simd.FORMS,
+    "x87": x87.FORMS,
 }
 ALL = [form for forms in FAMILIES.values() for form in forms]
 BY_NAME = {form.name: form for form in ALL}
