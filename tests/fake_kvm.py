@@ -5,132 +5,18 @@ of ``script`` one by one (``Out``, ``In``, ``MmioWrite``, ``MmioRead``, ``Hlt``,
 After the script, or at a ``Spin`` step, the "guest" runs until ``kick()`` and the exit
 is INTR, as for a guest in an endless loop. Values the device model returns for IN and
 MMIO reads are recorded in ``vcpu.reads`` when the guest resumes (the next ``run()``).
-
-If the real ``kvm.constants``/``kvm.structs`` cannot be imported yet (the package is
-being written or its core is not built), ``install()`` puts stand-ins with Linux's
-values into ``sys.modules`` so that the device model imports them.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-# Linux's values (include/uapi/linux/kvm.h).
-KVM_EXIT_UNKNOWN = 0
-KVM_EXIT_IO = 2
-KVM_EXIT_HLT = 5
-KVM_EXIT_MMIO = 6
-KVM_EXIT_SHUTDOWN = 8
-KVM_EXIT_FAIL_ENTRY = 9
-KVM_EXIT_INTR = 10
-KVM_EXIT_INTERNAL_ERROR = 17
-KVM_EXIT_IO_IN = 0
-KVM_EXIT_IO_OUT = 1
-
-def exit_reason_name(reason: int) -> str:
-    names = {value: name[len("KVM_EXIT_"):] for name, value in globals().items()
-             if name.startswith("KVM_EXIT_") and not name.startswith("KVM_EXIT_IO_")}
-    return names.get(reason, f"UNKNOWN_{reason}")
-
-
-@dataclass
-class Segment:
-    base: int = 0
-    limit: int = 0
-    selector: int = 0
-    type: int = 0
-    present: int = 0
-    dpl: int = 0
-    db: int = 0
-    s: int = 0
-    l: int = 0
-    g: int = 0
-    avl: int = 0
-    unusable: int = 0
-
-
-@dataclass
-class DTable:
-    base: int = 0
-    limit: int = 0
-
-
-@dataclass
-class Regs:
-    rax: int = 0
-    rbx: int = 0
-    rcx: int = 0
-    rdx: int = 0
-    rsi: int = 0
-    rdi: int = 0
-    rsp: int = 0
-    rbp: int = 0
-    r8: int = 0
-    r9: int = 0
-    r10: int = 0
-    r11: int = 0
-    r12: int = 0
-    r13: int = 0
-    r14: int = 0
-    r15: int = 0
-    rip: int = 0xFFF0
-    rflags: int = 0x2
-
-
-@dataclass
-class Sregs:
-    cs: Segment = field(default_factory=Segment)
-    ds: Segment = field(default_factory=Segment)
-    es: Segment = field(default_factory=Segment)
-    fs: Segment = field(default_factory=Segment)
-    gs: Segment = field(default_factory=Segment)
-    ss: Segment = field(default_factory=Segment)
-    tr: Segment = field(default_factory=Segment)
-    ldt: Segment = field(default_factory=Segment)
-    gdt: DTable = field(default_factory=DTable)
-    idt: DTable = field(default_factory=DTable)
-    cr0: int = 0x60000010
-    cr2: int = 0
-    cr3: int = 0
-    cr4: int = 0
-    cr8: int = 0
-    efer: int = 0
-    apic_base: int = 0xFEE00900
-
-
-def install() -> None:
-    """Make ``kvm.constants`` and ``kvm.structs`` importable, with stand-ins if need be.
-
-    With the real package, the fake takes its exit-reason values from it, so that the
-    fake's exits mean to the device model what the real ones would.
-    """
-    try:
-        import kvm.constants
-        import kvm.structs  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        for name in [n for n in globals() if n.startswith("KVM_EXIT_")]:
-            if hasattr(kvm.constants, name):
-                globals()[name] = getattr(kvm.constants, name)
-        return
-    package = sys.modules.get("kvm")
-    if package is None or not hasattr(package, "__path__"):
-        package = types.ModuleType("kvm")
-        package.__path__ = []
-        sys.modules["kvm"] = package
-    constants = types.ModuleType("kvm.constants")
-    for name, value in globals().items():
-        if name.startswith("KVM_EXIT_"):
-            setattr(constants, name, value)
-    constants.exit_reason_name = exit_reason_name
-    structs = types.ModuleType("kvm.structs")
-    structs.Segment, structs.DTable, structs.Regs, structs.Sregs = Segment, DTable, Regs, Sregs
-    sys.modules["kvm.constants"] = package.constants = constants
-    sys.modules["kvm.structs"] = package.structs = structs
+from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
+                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT,
+                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN)
+from kvm.structs import Regs, Sregs
 
 
 # --- script steps ---------------------------------------------------------------

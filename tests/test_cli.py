@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import fake_kvm
 from fake_kvm import FakeKvm, Hlt, Out, Spin
 
-fake_kvm.install()
 
 import devicemodel.cli as cli  # noqa: E402
 import devicemodel.machine as machine_module  # noqa: E402

@@ -5,11 +5,9 @@ import time
 
 import pytest
 
-import fake_kvm
 from fake_kvm import (FailEntry, FakeKvm, Hlt, In, InternalError, Intr, MmioRead, MmioWrite, Out,
                       Raw, Shutdown, Spin)
 
-fake_kvm.install()
 
 from devicemodel.address_space import AddressSpace, Region  # noqa: E402
 from devicemodel.devices.debug_exit import DebugExit  # noqa: E402
