@@ -46,9 +46,11 @@ Standard options:
                    without it pyhv, which cannot reset a VM yet, exits with 1
 
 Boot options:
--kernel file       boot the Multiboot kernel 'file'
+-kernel file       boot 'file': a Multiboot kernel, a Linux bzImage, or an ELF
+                   with the PVH entry note (an uncompressed Linux vmlinux)
                    (default: pyhv's bundled guest)
 -append cmdline    use 'cmdline' as the kernel command line
+-initrd file       use 'file' as the initial ram disk (Linux bzImage and PVH kernels)
 
 Display and serial ports:
 -nographic         no graphical output; serial port 0 goes to stdio (pyhv has no
@@ -66,7 +68,7 @@ if it wrote one, else 0; errors exit with 1."""
 # Options and whether they take an argument.
 OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
-    "kernel": True, "append": True, "m": True, "serial": True, "device": True, "d": True, "D": True,
+    "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "device": True, "d": True, "D": True,
 }
 
 
@@ -156,6 +158,10 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         config.kernel = value
     elif name == "append":
         config.cmdline = value
+    elif name == "initrd":
+        if not value:
+            raise ConfigError("initrd file name is empty")
+        config.initrd = value
     elif name == "m":
         config.ram_size = parse_ram_size(value)
     elif name == "serial":

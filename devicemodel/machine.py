@@ -29,7 +29,9 @@ from devicemodel.devices.uart16550 import Uart16550
 from devicemodel.interrupt_line import InterruptLine
 from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
-from devicemodel.loaders.multiboot import load_multiboot
+from devicemodel.firmware_tables.e820 import PcMemoryLayout
+from devicemodel.firmware_tables.pc import install_pc_firmware_tables
+from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
 from devicemodel.runstate import RunState
@@ -46,6 +48,7 @@ STOP_GRACE = 5.0         # seconds a vCPU may take to stop before pyhv exits wit
 class MachineConfig:
     kernel: str
     cmdline: str = ""
+    initrd: Optional[str] = None
     ram_size: int = DEFAULT_RAM_SIZE
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
@@ -81,7 +84,9 @@ class Machine:
         self.pio = AddressSpace("io", 0x10000)
         self.mmio = AddressSpace("memory", 1 << 64)
         self.ram = allocate_ram(config.ram_size)
-        self.boot = load_multiboot(config.kernel, self.ram, _multiboot_cmdline(config))
+        self.layout = PcMemoryLayout(config.ram_size)
+        self.tables = install_pc_firmware_tables(self.ram, cpus=1, com_ports=COM_PORTS[:len(config.serials)])
+        self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
         self.line = InterruptLine(self.bql)
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line,
                                    ram_size=config.ram_size, request_reset=self.request_reset)
@@ -140,14 +145,19 @@ class Machine:
     def power_on(self, kvm=None) -> None:
         """Create the VM and its vCPU, ready to enter the kernel."""
         kvm = open_kvm() if kvm is None else kvm
-        from devicemodel.entry_state import set_protected_mode_entry  # needs the kvm package
+        from devicemodel.entry_state import apply_entry_state  # needs the kvm package
 
         self.vm = kvm.create_vm()
-        self.vm.set_user_memory_region(slot=0, guest_phys_addr=0, memory_size=len(self.ram),
-                                       userspace_addr=self.ram, flags=0)
+        # RAM below the PCI hole at 0, the rest of the buffer at 4 GiB (QEMU's pc split)
+        low, ram = self.layout.low_top, memoryview(self.ram)
+        self.vm.set_user_memory_region(slot=0, guest_phys_addr=0, memory_size=low,
+                                       userspace_addr=ram[:low], flags=0)
+        if self.layout.high_size:
+            self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
+                                           userspace_addr=ram[low:], flags=0)
         self.vcpu = self.vm.create_vcpu(0)
         self.line.vcpu = self.vcpu
-        set_protected_mode_entry(self.vcpu, eip=self.boot.eip, eax=self.boot.eax, ebx=self.boot.ebx)
+        apply_entry_state(self.vcpu, self.boot.entry)
 
     def run(self) -> int:
         """Run until the VM stops; the exit status (isa-debug-exit's, else 0; 1 on failures)."""
@@ -213,11 +223,6 @@ class Machine:
         if self.log is not None:
             self.log.close()
             self.log = None
-
-
-def _multiboot_cmdline(config: MachineConfig) -> str:
-    # As QEMU: the kernel file name, a space, then the -append string.
-    return f"{config.kernel} {config.cmdline}"
 
 
 def _open_log(path: str):

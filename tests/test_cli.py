@@ -255,8 +255,8 @@ def test_append_reaches_the_guest_command_line(capsys, fake, kernel):
     status, _, err = run_main(capsys, "-kernel", kernel, "-append", "console=ttyS0 quiet")
     assert status == 0 and err == "pyhv: guest halted with interrupts disabled\n"
     regs = fake.vms[0].vcpus[0].regs
-    ram = fake.vms[0].memory_regions[0]["userspace_addr"]
-    info = MultibootInfo.parse(bytes(ram[regs.rbx:regs.rbx + MultibootInfo.sizeof()]))
+    ram = bytes(fake.vms[0].memory_regions[0]["userspace_addr"])
+    info = MultibootInfo.parse(ram[regs.rbx:regs.rbx + MultibootInfo.sizeof()])
     cmdline = bytes(ram[info.cmdline:ram.find(b"\0", info.cmdline)]).decode()
     assert cmdline == f"{kernel} console=ttyS0 quiet"  # as QEMU: file name, then -append
 
@@ -310,3 +310,12 @@ def test_default_guest_is_booted_without_kernel(capsys, fake, monkeypatch, tmp_p
     fake.script = [Out(0xF4, 1, (2,))]
     status, _, err = run_main(capsys, *DEBUG_EXIT)
     assert status == 5, err
+
+
+def test_initrd_with_a_multiboot_kernel_is_refused(capsys, fake, kernel, tmp_path):
+    initrd = tmp_path / "initrd.gz"
+    initrd.write_bytes(b"\x1f\x8b")
+    status, _, err = run_main(capsys, "-kernel", kernel, "-initrd", str(initrd))
+    assert status == 1
+    assert err == "pyhv: -initrd: Multiboot modules are not supported yet\n"
+    assert not fake.vms   # refused before any VM exists

@@ -195,7 +195,7 @@ def test_power_on_registers_ram_and_sets_the_multiboot_entry_state(kernel):
     vm = fake.vms[0]
     (slot,) = vm.memory_regions
     assert slot["slot"] == 0 and slot["guest_phys_addr"] == 0 and slot["flags"] == 0
-    assert slot["memory_size"] == 32 << 20 and slot["userspace_addr"] is machine.ram
+    assert slot["memory_size"] == 32 << 20 and slot["userspace_addr"].obj is machine.ram
     vcpu = vm.vcpus[0]
     regs, sregs = vcpu.regs, vcpu.sregs
     assert (regs.rip, regs.rax, regs.rbx, regs.rflags) == (0x10000C, 0x2BADB002, 0x9000, 0x2)

@@ -133,7 +133,7 @@ def _upper_memory(memory_map) -> int:
 def load_multiboot(path: str, ram, cmdline: str = "") -> MultibootBoot:
     """Load the Multiboot kernel at ``path`` into ``ram``; LoaderError says why it cannot."""
     image = read_kernel_file(path)
-    header_offset, flags = _find_header(path, image)
+    header_offset, flags = find_multiboot_header(path, image)
     if header_offset is not None and flags & HEADER_AOUT_KLUDGE:
         segments, entry = _aout_kludge_segments(path, image, header_offset)
     elif image[:4] != b"\x7fELF":
@@ -157,7 +157,7 @@ def load_multiboot(path: str, ram, cmdline: str = "") -> MultibootBoot:
                          info_addr=info_addr, info_size=len(blob))
 
 
-def _find_header(path: str, image: bytes):
+def find_multiboot_header(path: str, image: bytes):
     """(offset, flags) of the first valid Multiboot header, or (None, 0)."""
     bad = None
     limit = min(len(image), HEADER_SEARCH_LIMIT) - MultibootHeader.sizeof()
