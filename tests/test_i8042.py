@@ -4,18 +4,7 @@ import pytest
 
 from devicemodel.address_space import AddressSpace
 from devicemodel.devices.i8042 import I8042
-
-
-class Line:
-    def __init__(self):
-        self.levels = []
-
-    def __call__(self, level):
-        self.levels.append(level)
-
-    @property
-    def level(self):
-        return self.levels[-1] if self.levels else 0
+from irq_line import Line
 
 
 class Machine:

@@ -4,20 +4,7 @@ import pytest
 
 from devicemodel.address_space import AddressSpace
 from devicemodel.devices.i8259 import PicPair
-
-
-class Line:
-    """Records an output line's level changes."""
-
-    def __init__(self):
-        self.levels = []
-
-    def __call__(self, level):
-        self.levels.append(level)
-
-    @property
-    def level(self):
-        return self.levels[-1] if self.levels else 0
+from irq_line import Line
 
 
 @pytest.fixture

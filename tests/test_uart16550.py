@@ -4,6 +4,7 @@ import pytest
 
 from devicemodel.address_space import AddressSpace
 from devicemodel.devices.uart16550 import Uart16550
+from irq_line import Line as Irq
 
 BASE = 0x3F8
 THR = RBR = DLL = BASE
@@ -18,18 +19,6 @@ class Capture:
 
     def write(self, data):
         self.data += data
-
-
-class Irq:
-    def __init__(self):
-        self.levels = []
-
-    def __call__(self, level):
-        self.levels.append(level)
-
-    @property
-    def level(self):
-        return self.levels[-1] if self.levels else 0
 
 
 @pytest.fixture
