@@ -57,6 +57,7 @@ Display and serial ports:
                    graphical display, so this is always so)
 -serial dev        connect the next serial port (COM1..COM4) to host character
                    device 'dev': stdio, null, none or file:PATH (default: stdio)
+-debugcon dev      the debug console (isa-debugcon, port 0xe9) to character device 'dev'
 
 Debugging:
 -d item1[,...]     log the given items (-d help lists them)
@@ -68,7 +69,7 @@ if it wrote one, else 0; errors exit with 1."""
 # Options and whether they take an argument.
 OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
-    "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "device": True, "d": True, "D": True,
+    "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
 }
 
 
@@ -168,6 +169,9 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if value != "none":
             check_chardev_spec(value)
         config.serials.append(value)
+    elif name == "debugcon":
+        check_chardev_spec(value)
+        config.debugcon = value
     elif name == "device":
         device = parse_device(value)
         if isinstance(device, HelpRequest):

@@ -25,6 +25,7 @@ from typing import Optional
 from devicemodel.address_space import AddressSpace
 from devicemodel.chardev import open_chardev
 from devicemodel.clock import HostClock
+from devicemodel.devices.debugcon import Debugcon
 from devicemodel.devices.uart16550 import Uart16550
 from devicemodel.interrupt_line import InterruptLine
 from devicemodel.pc import PcPlatform
@@ -49,6 +50,7 @@ class MachineConfig:
     kernel: str
     cmdline: str = ""
     initrd: Optional[str] = None
+    debugcon: Optional[str] = None   # chardev spec of QEMU's -debugcon
     ram_size: int = DEFAULT_RAM_SIZE
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
@@ -98,6 +100,8 @@ class Machine:
         self.vcpu = None
         try:
             self._add_serials(config.serials)
+            if config.debugcon is not None:
+                self._add_debugcon(config.debugcon)
             for spec in config.devices:
                 self._add_device(spec)
             if config.log_file is not None:
@@ -120,10 +124,20 @@ class Machine:
             self.pio.add_region(uart.region)
             self.serials.append(uart)
 
+    def _add_debugcon(self, spec: str) -> None:
+        """QEMU's -debugcon: an isa-debugcon at port 0xe9 on a character device."""
+        chardev = open_chardev(spec)
+        self.chardevs.append(chardev)
+        self.devices.append(Debugcon(chardev))
+        self.pio.add_region(self.devices[-1].region)
+
     def _add_device(self, spec: DeviceSpec) -> None:
         device = DEVICE_TYPES[spec.driver].create(self, spec.props)
         try:
-            self.pio.add_region(device.region)
+            for region in device.regions:
+                self.pio.add_region(region)
+            if hasattr(device, "mmio_region"):
+                self.mmio.add_region(device.mmio_region)
         except PyhvError as e:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)
@@ -131,6 +145,11 @@ class Machine:
     def request_exit(self, status: int) -> None:
         """End the VM; the process exits with ``status`` (the first request wins)."""
         self.runstate.request_exit(status)
+
+    def flush_guest_page(self, gpa: int) -> None:
+        """pc-testdev's page flush: forget what the processors decoded from that page."""
+        if self.vm is not None:
+            self.vm.guest_memory_written(gpa & ~0xFFF, 0x1000)
 
     def request_reset(self, hard: bool = False) -> None:
         """The guest asked for a system reset (keyboard controller, port 0x92, 0xcf9)."""

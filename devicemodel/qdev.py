@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from devicemodel.devices.debug_exit import DebugExit
+from devicemodel.devices.pc_testdev import PcTestdev
 from devicemodel.errors import ConfigError
 from devicemodel.qemu_opts import parse_opts, parse_uint
 
@@ -38,7 +39,7 @@ class DeviceType:
     bus: str
     description: str
     properties: tuple[Property, ...]
-    create: Callable  # (machine, props: dict) -> device with a .region
+    create: Callable  # (machine, props: dict) -> device with .regions (and maybe .mmio_region)
 
 
 DEVICE_TYPES = {
@@ -47,6 +48,12 @@ DEVICE_TYPES = {
         description="I/O port that ends the VM with exit status (value << 1) | 1",
         properties=(Property("iobase", 0x501), Property("iosize", 2)),
         create=lambda machine, p: DebugExit(machine.request_exit, iobase=p["iobase"], iosize=p["iosize"]),
+    ),
+    "pc-testdev": DeviceType(
+        name="pc-testdev", bus="ISA",
+        description="QEMU's test device: I/O buffer 0xe0, page flush 0xe4, IRQ lines 0x2000-0x2017, iomem 0xff000000",
+        properties=(),
+        create=lambda machine, p: PcTestdev(set_irq=machine.line.set_irq, flush_page=machine.flush_guest_page),
     ),
 }
 

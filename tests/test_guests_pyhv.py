@@ -108,3 +108,27 @@ def test_timer_kernel_matches_qemu(firmware_dir, qemu):
     p_status, p_out, err = run_pyhv("-m", "128M", "-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS)
     assert p_status == q_status
     assert guests.serial_lines(p_out, "timer test") == guests.serial_lines(q_out, "timer test")
+
+
+def test_pc_testdev_kernel(firmware_dir):
+    kernel = firmware_dir / "testdev.elf"
+    status, out, err = run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS,
+                                "-device", "pc-testdev")
+    assert status == guests.exit_status(0x13), err
+    assert guests.serial_lines(out, "testdev test")[:4] == [
+        "testdev test", "ioport readback: 0x12345678", "iomem readback: 0xcafef00d",
+        "debugcon readback: 0x0a"]   # port 0xe9 is pc-testdev's byte port without -debugcon
+
+
+@pytest.mark.qemu
+def test_pc_testdev_and_debugcon_match_qemu(firmware_dir, qemu, tmp_path):
+    kernel = firmware_dir / "testdev.elf"
+    q_status, q_out = guests.run_qemu(kernel, extra_args=["-device", "pc-testdev"])[:2]
+    p_status, p_out, err = run_pyhv("-m", "128M", "-kernel", str(kernel), "-nographic",
+                                    *guests.DEBUG_EXIT_ARGS, "-device", "pc-testdev")
+    assert p_status == q_status
+    assert guests.serial_lines(p_out, "testdev test") == guests.serial_lines(q_out, "testdev test")
+    q_log, p_log = tmp_path / "qemu-debugcon.txt", tmp_path / "pyhv-debugcon.txt"
+    guests.run_qemu(kernel, extra_args=["-debugcon", f"file:{q_log}"])
+    run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS, "-debugcon", f"file:{p_log}")
+    assert p_log.read_text() == q_log.read_text() == "debugcon says hi\n"

@@ -22,6 +22,7 @@ class DebugExit:
         self.iosize = iosize
         self.region = Region(base=iobase, size=iosize, name=name, read=self.read,
                              write=self.write, owner=self, sizes=(1, 2, 4))
+        self.regions = (self.region,)
 
     def read(self, offset: int, size: int) -> int:
         return 0
