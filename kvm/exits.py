@@ -60,8 +60,7 @@ def handle_cpuid(vcpu):
     eax, ebx, ecx, edx = vcpu.cpuid.lookup(leaf, sub)
     if leaf == 1 and vcpu.guest_cr4() & CR4_OSXSAVE:
         ecx |= LEAF1_ECX_OSXSAVE
-    for reg, value in ((RAX, eax), (RBX, ebx), (RCX, ecx), (RDX, edx)):
-        vcpu.set_gpr(reg, value)
+    vcpu.set_gprs({RAX: eax, RBX: ebx, RCX: ecx, RDX: edx})
     vcpu.advance_rip()
 
 
@@ -101,8 +100,7 @@ def handle_rdmsr(vcpu):
     if value is None:
         vcpu.inject_exception(EXC_GP, 0)
         return None
-    vcpu.set_gpr(RAX, value & 0xFFFFFFFF)
-    vcpu.set_gpr(RDX, value >> 32)
+    vcpu.set_gprs({RAX: value & 0xFFFFFFFF, RDX: value >> 32})
     vcpu.advance_rip()
 
 

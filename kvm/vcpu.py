@@ -94,8 +94,13 @@ class VCPU:
         return self._gprs[n]
 
     def set_gpr(self, n: int, value: int):
+        self.set_gprs({n: value})
+
+    def set_gprs(self, values: dict):
+        """Write several registers (by number) in one round trip to the processor."""
         lib.cpu_get_gprs(self.cpu, self._gprs)
-        self._gprs[n] = value & ((1 << 64) - 1)
+        for n, value in values.items():
+            self._gprs[n] = value & ((1 << 64) - 1)
         lib.cpu_set_gprs(self.cpu, self._gprs)
 
     def get_regs(self) -> Regs:
@@ -237,9 +242,10 @@ class VCPU:
     def advance_rip(self):
         """Skip the instruction that exited, ending any STI/MOV SS interrupt shadow."""
         rip = self.vmread(vmx.GUEST_RIP) + self.vmread(vmx.VM_EXIT_INSTRUCTION_LEN)
-        cs_ar = self.vmread(vmx.GUEST_CS_AR_BYTES)
-        if not (self.vmread(vmx.GUEST_IA32_EFER) & EFER_LMA and cs_ar & (1 << 13)):
-            rip &= 0xFFFFFFFF
+        if rip >> 32:   # past 4 GiB: only 64-bit code keeps the high half
+            cs_ar = self.vmread(vmx.GUEST_CS_AR_BYTES)
+            if not (self.vmread(vmx.GUEST_IA32_EFER) & EFER_LMA and cs_ar & (1 << 13)):
+                rip &= 0xFFFFFFFF
         self.vmwrite(vmx.GUEST_RIP, rip)
         intr = self.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO)
         if intr & 3:
