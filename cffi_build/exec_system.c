@@ -456,12 +456,19 @@ void op_invlpg(cpu_t *cpu, const insn_t *i)
     tlb_flush_page(cpu, lin);
 }
 
+/* A ring-0 instruction with nothing architectural to do here but a VM exit when its
+ * execution control is set (the privilege check comes first, SDM Vol. 3 26.1.1). */
+static void ring0_exit_if(cpu_t *cpu, uint32_t controls, uint32_t control, uint32_t reason)
+{
+    require_cpl0(cpu);
+    if (controls & control)
+        vm_exit_insn(cpu, reason, 0);
+}
+
 void op_wbinvd(cpu_t *cpu, const insn_t *i)
 {
     (void)i;
-    require_cpl0(cpu);
-    if (cpu->vc.proc2 & SEC_WBINVD_EXITING)
-        vm_exit_insn(cpu, EXIT_REASON_WBINVD, 0);
+    ring0_exit_if(cpu, cpu->vc.proc2, SEC_WBINVD_EXITING, EXIT_REASON_WBINVD);
 }
 
 void op_invd(cpu_t *cpu, const insn_t *i)
@@ -665,18 +672,14 @@ void op_pause(cpu_t *cpu, const insn_t *i)
 void op_monitor(cpu_t *cpu, const insn_t *i)
 {
     (void)i;
-    require_cpl0(cpu);
-    if (cpu->vc.proc & CPU_MONITOR_EXITING)
-        vm_exit_insn(cpu, EXIT_REASON_MONITOR_INSTRUCTION, 0);
+    ring0_exit_if(cpu, cpu->vc.proc, CPU_MONITOR_EXITING, EXIT_REASON_MONITOR_INSTRUCTION);
 }
 
 void op_mwait(cpu_t *cpu, const insn_t *i)
 {
     (void)i;
-    require_cpl0(cpu);
-    if (cpu->vc.proc & CPU_MWAIT_EXITING)
-        vm_exit_insn(cpu, EXIT_REASON_MWAIT_INSTRUCTION, 0);
     /* without a monitored write to wait for, MWAIT returns at once */
+    ring0_exit_if(cpu, cpu->vc.proc, CPU_MWAIT_EXITING, EXIT_REASON_MWAIT_INSTRUCTION);
 }
 
 void op_xgetbv(cpu_t *cpu, const insn_t *i)
