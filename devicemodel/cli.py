@@ -22,6 +22,7 @@ from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
 from devicemodel.qdev import HelpRequest, parse_device
 from devicemodel.qemu_opts import parse_opts
+from devicemodel.smp import MAX_CPUS, parse_smp
 
 MAX_RAM_SIZE = 1 << 40
 RAM_ALIGN = 4096
@@ -38,6 +39,9 @@ Standard options:
 -version           display version information and exit
 -m [size=]megs     guest RAM size (default 128 MiB); a bare number is MiB,
                    or use a suffix K, M, G or T (at most 1 TiB, 4 KiB-aligned)
+-smp [cpus=]n[,maxcpus=n][,sockets=s][,dies=d][,cores=c][,threads=t]
+                   the number of vCPUs (at most %d) and their topology; vCPU 0
+                   boots, the others wait for INIT/SIPI
 -device driver[,prop=value[,...]]
                    add device 'driver' with the given properties
                    (-device help lists the devices, -device driver,help
@@ -60,16 +64,18 @@ Display and serial ports:
 -debugcon dev      the debug console (isa-debugcon, port 0xe9) to character device 'dev'
 
 Debugging:
+-S                 do not start the vCPUs at startup (the monitor's 'cont' starts them)
 -d item1[,...]     log the given items (-d help lists them)
 -D logfile         write the -d output to 'logfile' instead of stderr
 
 Ctrl-C stops the VM. The exit status is the guest's isa-debug-exit status
-if it wrote one, else 0; errors exit with 1."""
+if it wrote one, else 0; errors exit with 1.""" % MAX_CPUS
 
 # Options and whether they take an argument.
 OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
+    "smp": True, "S": False,
 }
 
 
@@ -185,6 +191,10 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         config.log_file = value
     elif name == "no-reboot":
         config.no_reboot = True
+    elif name == "smp":
+        config.cpus = parse_smp(value).cpus
+    elif name == "S":
+        config.start_paused = True
     # -nographic: nothing to change, the serial port defaults to stdio anyway
     return None
 

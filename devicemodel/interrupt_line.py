@@ -33,9 +33,16 @@ class InterruptLine:
         """An ``irq(level)`` callable for a device wired to ISA IRQ ``line``."""
         return lambda level: self.pic.set_irq(line, level)
 
+    def wake_all(self) -> None:
+        """Wake halted vCPUs so that they notice a pause or stop request (big lock held)."""
+        self._raised.notify_all()
+
+    def pending(self) -> bool:
+        return self.pic.has_interrupt()
+
     def before_run(self, run, vcpu) -> None:
         """Inject or ask for a window (big lock held)."""
-        if not self.pic.has_interrupt():
+        if not self.pending():
             run.request_interrupt_window = 0
             return
         if run.ready_for_interrupt_injection:
@@ -44,8 +51,8 @@ class InterruptLine:
         else:
             run.request_interrupt_window = 1
 
-    def wait_for_interrupt(self, runstate, timeout: float = 0.1) -> None:
+    def wait_for_interrupt(self, runstate, timeout: float = 0.05) -> None:
         """A halted vCPU with interrupts enabled sleeps until the PIC raises INTR or the VM
-        stops (big lock held; released while waiting)."""
-        while not self.pic.has_interrupt() and not runstate.stop_requested:
+        is paused or stops (big lock held; released while waiting)."""
+        while not (self.pending() or runstate.stop_requested or runstate.pause_requested):
             self._raised.wait(timeout)

@@ -1,12 +1,14 @@
 """The PC: RAM, port and memory address spaces, the legacy platform devices with the
 8259 PIC pair driving the CPU's INTR line, serial ports, ``-device`` devices, a
-Multiboot kernel, one vCPU.
+kernel booted by its protocol, and ``-smp`` vCPUs (vCPU 0 boots; the others wait for
+INIT/SIPI as application processors do).
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
 user's input (memory size, kernel file, chardevs, devices, log file) before any VM
 exists; ``power_on()`` then creates the VM through the ``kvm`` API, registers RAM as
-memslot 0 at guest-physical 0 and puts the vCPU at the kernel's entry point; ``run()``
-runs the vCPU thread until the VM stops and returns the process exit status.
+memslot 0 at guest-physical 0 and puts vCPU 0 at the kernel's entry point; ``run()``
+runs one thread per vCPU until the VM stops and returns the process exit status.
+``pause()``/``resume()`` park and release the vCPUs (the monitor's stop and cont).
 
 Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault) or the
 user (Ctrl-C or SIGTERM, like QEMU's "terminating on signal N" with exit status 0).
@@ -35,7 +37,7 @@ from devicemodel.firmware_tables.pc import install_pc_firmware_tables
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
-from devicemodel.runstate import RunState
+from devicemodel.runstate import PAUSED, PRELAUNCH, RunState
 
 MiB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MiB
@@ -52,6 +54,8 @@ class MachineConfig:
     initrd: Optional[str] = None
     debugcon: Optional[str] = None   # chardev spec of QEMU's -debugcon
     ram_size: int = DEFAULT_RAM_SIZE
+    cpus: int = 1
+    start_paused: bool = False       # -S
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
     no_reboot: bool = False
@@ -80,14 +84,16 @@ def allocate_ram(size: int) -> mmap.mmap:
 class Machine:
     def __init__(self, config: MachineConfig):
         self.config = config
-        self.runstate = RunState()
+        self.runstate = RunState(vcpus=config.cpus)
+        if config.start_paused:
+            self.runstate.pause(PRELAUNCH)
         self.bql = threading.RLock()   # the big lock: device state is touched under it
         self.clock = HostClock(lock=self.bql)
         self.pio = AddressSpace("io", 0x10000)
         self.mmio = AddressSpace("memory", 1 << 64)
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
-        self.tables = install_pc_firmware_tables(self.ram, cpus=1, com_ports=COM_PORTS[:len(config.serials)])
+        self.tables = install_pc_firmware_tables(self.ram, cpus=config.cpus, com_ports=COM_PORTS[:len(config.serials)])
         self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
         self.line = InterruptLine(self.bql)
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line,
@@ -97,7 +103,7 @@ class Machine:
         self.devices = []
         self.log = None
         self.vm = None
-        self.vcpu = None
+        self.vcpus = []
         try:
             self._add_serials(config.serials)
             if config.debugcon is not None:
@@ -165,6 +171,7 @@ class Machine:
         """Create the VM and its vCPU, ready to enter the kernel."""
         kvm = open_kvm() if kvm is None else kvm
         from devicemodel.entry_state import apply_entry_state  # needs the kvm package
+        from kvm.constants import KVM_MP_STATE_INIT_RECEIVED
 
         self.vm = kvm.create_vm()
         # RAM below the PCI hole at 0, the rest of the buffer at 4 GiB (QEMU's pc split)
@@ -174,30 +181,31 @@ class Machine:
         if self.layout.high_size:
             self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
                                            userspace_addr=ram[low:], flags=0)
-        self.vcpu = self.vm.create_vcpu(0)
-        self.line.vcpu = self.vcpu
-        apply_entry_state(self.vcpu, self.boot.entry)
+        self.vcpus = [self.vm.create_vcpu(index) for index in range(self.config.cpus)]
+        self.line.vcpu = self.vcpus[0]   # the PIC's INTR reaches the boot processor
+        apply_entry_state(self.vcpus[0], self.boot.entry)
+        for ap in self.vcpus[1:]:
+            ap.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
 
     def run(self) -> int:
         """Run until the VM stops; the exit status (isa-debug-exit's, else 0; 1 on failures)."""
-        if self.vcpu is None:
+        if not self.vcpus:
             self.power_on()
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
-        loop = VcpuLoop(self.vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
-                        bql=self.bql, interrupts=self.line)
+        loops = [VcpuLoop(vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
+                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None)
+                 for index, vcpu in enumerate(self.vcpus)]
         started = time.monotonic()
         with _signals_stop(self):
             self.clock.start()
             self._start_serial_input()
-            thread = loop.start()
-            stopped = self._wait(thread)
+            threads = [loop.start() for loop in loops]
+            stopped = self._wait(threads)
             self.clock.stop()
         elapsed = time.monotonic() - started
         if stopped and "exits" in self.config.log_items:
-            title = (f"VM exits of vCPU 0 by reason (VM ran {elapsed:.3f} s, "
-                     f"{self.vcpu.instructions_retired()} guest instructions):")
-            print(format_exit_stats(self.vcpu.exit_stats(), title), file=self.log or sys.stderr, flush=True)
+            self._print_exit_stats(elapsed)
         status = self.runstate.exit_status
         return 0 if status is None else status & 0xFF
 
@@ -214,20 +222,49 @@ class Machine:
         if start is not None:
             start(deliver, quit=lambda: self.request_exit(0))
 
-    def _wait(self, thread: threading.Thread) -> bool:
-        """Wait for the vCPU thread, kicking it while a stop is pending; False if it never stopped."""
+    def _print_exit_stats(self, elapsed: float) -> None:
+        out = self.log or sys.stderr
+        for index, vcpu in enumerate(self.vcpus):
+            title = (f"VM exits of vCPU {index} by reason (VM ran {elapsed:.3f} s, "
+                     f"{vcpu.instructions_retired()} guest instructions):")
+            print(format_exit_stats(vcpu.exit_stats(), title), file=out, flush=True)
+
+    def kick_all(self) -> None:
+        for vcpu in self.vcpus:
+            vcpu.kick()
+
+    def pause(self, reason: str = PAUSED, timeout: float = STOP_GRACE) -> bool:
+        """QEMU's vm_stop(): park every vCPU outside the guest; True once they all are
+        (False if the VM was already paused or a vCPU did not park in time)."""
+        if not self.runstate.pause(reason):
+            return False
+        with self.line.bql:
+            self.line.wake_all()
+        self.kick_all()
+        return self.runstate.wait_parked(timeout)
+
+    def resume(self) -> bool:
+        """QEMU's vm_start(): let the vCPUs run; False if the VM was not paused."""
+        return self.runstate.resume()
+
+    def _wait(self, threads: list[threading.Thread]) -> bool:
+        """Wait for the vCPU threads, kicking them while a stop is pending; False if one never stopped."""
         deadline = None
         while True:
             try:
-                thread.join(KICK_INTERVAL)
-                if not thread.is_alive():
+                for thread in threads:
+                    thread.join(KICK_INTERVAL / len(threads))
+                alive = [index for index, thread in enumerate(threads) if thread.is_alive()]
+                if not alive:
                     return True
                 if self.runstate.stop_requested:
                     deadline = deadline or time.monotonic() + STOP_GRACE
                     if time.monotonic() > deadline:
-                        error_report("vCPU 0 does not stop; exiting without it")
+                        error_report(f"vCPU {alive[0]} does not stop; exiting without it")
                         return False
-                    self.vcpu.kick()
+                    with self.line.bql:
+                        self.line.wake_all()
+                    self.kick_all()
             except KeyboardInterrupt:
                 self.stop_on_signal(signal.SIGINT)
 

@@ -5,17 +5,19 @@ Exits, as QEMU's kvm_cpu_exec() treats them:
 * IO: port I/O on the PIO address space; string I/O (count > 1) walks the data buffer;
   IN fills ``run.io.data``.
 * MMIO: on the MMIO address space, little-endian; a read fills ``run.mmio.data``.
-* HLT: with interrupts disabled (RFLAGS.IF clear) nothing can ever wake the guest, so the
-  VM ends (status 0). With interrupts enabled the vCPU sleeps until the interrupt
-  controller raises INTR (or the VM is stopped).
+* HLT: on the boot vCPU with interrupts disabled (RFLAGS.IF clear) nothing can ever wake
+  the guest, so the VM ends (status 0). With interrupts enabled the vCPU sleeps until the
+  interrupt controller raises INTR (or the VM is paused or stopped).
 
 Exits are served with the big lock held (QEMU's BQL), which device timers take too;
 before each run the interrupt line injects a pending interrupt or asks for a window.
+While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks before
+entering the guest.
 * SHUTDOWN (triple fault): with -no-reboot the VM ends with status 0; without it QEMU
   would reset the machine, which pyhv does not support yet, so the VM ends with status 1.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
-* INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop request.
+* INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
   injects it.
 """
@@ -30,7 +32,8 @@ import traceback
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
-                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, exit_reason_name)
+                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_MP_STATE_HALTED,
+                           exit_reason_name)
 
 RFLAGS_IF = 1 << 9
 
@@ -73,6 +76,9 @@ class VcpuLoop:
         """Run until the VM is asked to stop. A bug in a handler ends the VM with status 1."""
         try:
             while not self.runstate.stop_requested:
+                self.runstate.park_while_paused()
+                if self.runstate.stop_requested:
+                    break
                 if self.interrupts is not None:
                     with self.bql:
                         self.interrupts.before_run(self.vcpu.kvm_run, self.vcpu)
@@ -108,12 +114,16 @@ class VcpuLoop:
             mmio.data[:length] = self.mmio.read(mmio.phys_addr, length).to_bytes(length, "little")
 
     def _hlt(self, run) -> None:
-        if not self.vcpu.get_regs().rflags & RFLAGS_IF:
+        if self.index == 0 and not self.vcpu.get_regs().rflags & RFLAGS_IF:
             self._end(0, "guest halted with interrupts disabled")
         elif self.interrupts is not None:
             self.interrupts.wait_for_interrupt(self.runstate)
-        else:
-            self.runstate.wait()  # no interrupt controller: sleep until the VM stops
+        else:  # no interrupt controller: sleep until the VM is paused or stops
+            while not (self.runstate.stop_requested or self.runstate.pause_requested):
+                self.runstate.wait(0.05)
+        if self.runstate.pause_requested and not (self.interrupts and self.interrupts.pending()):
+            # woken by a pause, not an interrupt: after it, the vCPU halts on in the guest
+            self.vcpu.set_mp_state(KVM_MP_STATE_HALTED)
 
     def _shutdown(self, run) -> None:
         if self.no_reboot:

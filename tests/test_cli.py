@@ -14,6 +14,7 @@ from fake_kvm import FakeKvm, Hlt, Out, Spin
 
 import devicemodel.cli as cli  # noqa: E402
 import devicemodel.machine as machine_module  # noqa: E402
+from devicemodel.smp import parse_smp
 from devicemodel.cli import main  # noqa: E402
 from devicemodel.loaders.multiboot import MultibootInfo  # noqa: E402
 from test_multiboot_loader import elf32, simple_kernel  # noqa: E402
@@ -158,6 +159,13 @@ def test_kernel_too_big_for_memory(capsys, no_vm, tmp_path):
     (["-serial", "stdio", "-serial", "stdio"], "cannot use stdio by multiple character devices"),
     (["-d", "bogus"], "pyhv: -d bogus: unknown log item 'bogus'"),
     (["-nographic", "-append"], "pyhv: -append: requires an argument"),
+    (["-smp", "0"], "pyhv: -smp 0: Invalid CPU topology: CPU topology parameters must be greater than zero"),
+    (["-smp", "two"], "pyhv: -smp two: Parameter 'cpus' expects a number"),
+    (["-smp", "2,sockets=3,maxcpus=2"], "sockets (3) * dies (1) * cores (1) * threads (1) != maxcpus (2)"),
+    (["-smp", "4,maxcpus=8"], "maxcpus=8 is not supported: pyhv has no CPU hotplug"),
+    (["-smp", "8,maxcpus=4"], "Invalid CPUs 8: maxcpus must be equal to or greater than smp"),
+    (["-smp", "65"], "Invalid SMP CPUs 65. The max CPUs supported by machine 'pc' is 64"),
+    (["-smp", "2,books=2"], "pyhv: -smp 2,books=2: Invalid parameter 'books'"),
 ])
 def test_bad_options(capsys, no_vm, kernel, argv, text):
     assert_one_line_error(*run_main(capsys, "-kernel", kernel, *argv), text)
@@ -248,6 +256,13 @@ def test_double_dash_options_and_size_suffixes(capsys, fake, kernel):
                                             ("1.5G", 3 << 29), ("size=32", 32 << 20), ("4096b", 4096)])
 def test_ram_sizes(size, expected):
     assert cli.parse_ram_size(size) == expected
+
+
+@pytest.mark.parametrize("text, cpus", [("4", 4), ("cpus=2", 2), ("sockets=2,cores=2", 4),
+                                        ("sockets=2,cores=2,threads=2", 8), ("6,cores=3", 6),
+                                        ("maxcpus=3", 3)])
+def test_smp_counts(text, cpus):
+    assert parse_smp(text).cpus == cpus
 
 
 def test_append_reaches_the_guest_command_line(capsys, fake, kernel):
