@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include "exec.h"
+#include "apicv.h"
 #include "vmx_state.h"
 
 cpu_t *cpu_new(silicon_t *sil, int apic_id)
@@ -21,6 +22,8 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu->sil = sil;
     cpu->apic_id = apic_id;
     cpu->current_vmcs = NO_VMCS;
+    cpu->apic_write_offset = -1;
+    cpu->tlb_apic_access_page = ~0ull;
     cpu->msr_pat = 0x0007040600070406ull;
     cpu->msr_apic_base = 0xfee00000ull | (1ull << 11) | (apic_id == 0 ? (1ull << 8) : 0);
     cpu->msr_misc_enable = 1;   /* fast strings */
@@ -300,10 +303,14 @@ static void wait_while_halted(cpu_t *cpu)
 /* Checks made at every block boundary, in the SDM's priority order. */
 static void boundary_events(cpu_t *cpu)
 {
+    if (cpu->boundary_controls & BOUNDARY_APIC_TRAP)
+        apicv_trap(cpu);
     take_kick(cpu);
     while (cpu->activity == 1) {
         if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF))
             vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
+        if ((cpu->boundary_controls & BOUNDARY_VIRTUAL_INTR) && (cpu->rflags & F_IF))
+            break;   /* delivered below: virtual interrupts wake HLT as external ones do */
         preemption_timer_check(cpu);
         wait_while_halted(cpu);
         take_kick(cpu);   /* a kick is an external interrupt: exits, or is dropped */
@@ -315,6 +322,8 @@ static void boundary_events(cpu_t *cpu)
         vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
     if ((cpu->vc.proc & CPU_NMI_WINDOW_EXITING) && !(cpu->interruptibility & (8 | 2)))
         vm_exit_simple(cpu, EXIT_REASON_NMI_WINDOW, 0);
+    if ((cpu->boundary_controls & BOUNDARY_VIRTUAL_INTR) && (cpu->rflags & F_IF) && !shadow)
+        apicv_deliver(cpu);
 }
 
 void cpu_run_guest(cpu_t *cpu)
@@ -334,8 +343,11 @@ void cpu_run_guest(cpu_t *cpu)
             cpu->interruptibility &= ~3u;
             cpu->rflags &= ~(uint64_t)F_RF;   /* RF lasts for one instruction (IRET may set it again) */
             step_one(cpu);
-            if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+            if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG) {
+                if (cpu->boundary_controls & BOUNDARY_APIC_TRAP)
+                    apicv_trap(cpu);   /* APIC-write emulation comes before the MTF exit */
                 vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
+            }
             continue;
         }
         block_t *b = lookup_block(cpu, cpu->rip);

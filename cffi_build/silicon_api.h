@@ -12,6 +12,10 @@ int silicon_unmap_ram(silicon_t *sil, uint64_t hpa);
 /* Tell the processors that something other than a processor (a DMA engine, a loader)
  * wrote host-physical memory, so decoded instructions from it are discarded. */
 void silicon_invalidate_code(silicon_t *sil, uint64_t hpa, uint64_t size);
+/* A locked OR into an aligned 32-bit word of host-physical memory by an agent other than
+ * the processors (root-mode software setting a bit that a running guest's processor also
+ * updates, such as a virtual-APIC IRR bit). */
+void silicon_atomic_or32(silicon_t *sil, uint64_t hpa, uint32_t bits);
 
 cpu_t *cpu_new(silicon_t *sil, int apic_id);
 void cpu_free(cpu_t *cpu);

@@ -148,6 +148,10 @@ typedef struct vmcs_cache {
     uint64_t tsc_offset;
     uint32_t preemption_timer;
     uint64_t preemption_deadline;  /* host TSC at which the timer fires */
+    uint64_t virtual_apic_addr, apic_access_addr;
+    uint8_t *virtual_apic;         /* host pointer to the virtual-APIC page */
+    uint32_t tpr_threshold;
+    uint64_t eoi_exit_bitmap[4];
 } vmcs_cache_t;
 
 #endif
