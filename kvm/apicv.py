@@ -20,6 +20,7 @@ leaves to software reaches userspace as exits:
   KVM_EXIT_X86_RDMSR/WRMSR (kvm_run.msr)."""
 
 from kvm import vmx
+from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_EXIT_X86_RDMSR,
     KVM_EXIT_X86_WRMSR, KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_INTERNAL_ERROR_EMULATION,
@@ -30,6 +31,8 @@ from kvm.mmio import emulate_mmio
 from kvm.vmcs_setup import set_msr_intercept
 
 APIC_DEFAULT_BASE = 0xFEE00000
+APIC_BASE_EXTD = 1 << 10                      # IA32_APIC_BASE: x2APIC mode
+APIC_BASE_ADDRESS = ((1 << 40) - 1) & ~0xFFF
 APIC_PPR = 0x0A0
 APIC_IRR = 0x200
 X2APIC_MSRS = range(0x800, 0x900)
@@ -93,6 +96,16 @@ class ApicVirtualization:
             set_msr_intercept(self.vcpu, msr, True,
                               not x2apic or msr not in (X2APIC_TPR, X2APIC_EOI, X2APIC_SELF_IPI))
 
+    def apic_base_changed(self, old: int, new: int):
+        """IA32_APIC_BASE was written (KVM's kvm_lapic_set_base): the virtualization
+        follows the local APIC into x2APIC mode and back, and the xAPIC page where it moves."""
+        if not self.enabled:
+            return
+        x2apic = bool(new & APIC_BASE_EXTD)
+        base = new & APIC_BASE_ADDRESS
+        if x2apic != self.x2apic or (not x2apic and base != self.base):
+            self.enable(base if not x2apic else self.base, x2apic)
+
     def set_eoi_exit_bitmap(self, bits: int):
         self.eoi_exit_bitmap = bits & ((1 << 256) - 1)
         if self.enabled:
@@ -101,9 +114,13 @@ class ApicVirtualization:
                 self.vcpu.vmwrite(field, (self.eoi_exit_bitmap >> (64 * k)) & ((1 << 64) - 1))
 
     def post_interrupt(self, vector: int):
-        """Set the vector's IRR bit with a locked OR, safe while the processor runs."""
+        """Set the vector's IRR bit with a locked OR (safe while the processor runs) and
+        interrupt the processor, which re-enters the guest with the new RVI at once (KVM
+        kicks a vCPU for an interrupt the same way); a vCPU that userspace holds after
+        KVM_EXIT_HLT is userspace's to wake."""
         self.vcpu.vm.hostmem.atomic_or32(self.page_hpa + APIC_IRR + ((vector & 0xE0) >> 1),
                                          1 << (vector & 31))
+        lib.cpu_kick(self.vcpu.cpu)
 
     def highest_irr(self) -> int:
         """The highest vector requested in the page's IRR, or -1."""

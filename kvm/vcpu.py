@@ -259,8 +259,8 @@ class VCPU:
         self.apicv.set_eoi_exit_bitmap(bits)
 
     def post_apic_interrupt(self, vector: int):
-        """Set the vector's bit in the virtual-APIC page's IRR, atomically with respect to
-        a running guest (then kick() the vCPU if it runs)."""
+        """Request the vector: its IRR bit in the virtual-APIC page, set atomically with
+        respect to a running guest, which takes it without returning to userspace."""
         self.apicv.post_interrupt(vector)
 
     # ---- KVM_RUN --------------------------------------------------------------------------

@@ -321,6 +321,26 @@ def test_virtual_interrupt_is_held_by_the_tpr_and_by_rflags_if():
     assert g.reg("rbx") == 0 and g.vector_bit(0x200, 0x31)
 
 
+def test_lowering_the_tpr_through_the_apic_page_delivers_the_held_interrupt():
+    g = ApicGuest("""
+        sti
+        mov dword ptr [0xFEE00080], 0
+        mov eax, 1
+        hlt
+    .org 0x100
+        mov ebx, dword ptr [0xFEE000A0]
+        mov dword ptr [0xFEE000B0], 0
+        iretd""")
+    g.controls(regs=True, vid=True)
+    g.g.set_idt_gate(0x31, HANDLER)
+    g.set_reg32(0x80, 0x40)                              # holds vector 0x31
+    g.set_reg32(0x200 + 0x10, 1 << (0x31 - 32))
+    g.write(vmx.GUEST_INTR_STATUS, 0x31)
+    assert g.run() == vmx.EXIT_REASON_HLT
+    assert g.reg("rbx") == 0x30                          # VPPR in the handler
+    assert g.reg("rax") == 1 and g.reg32(0xA0) == 0 and g.read(vmx.GUEST_INTR_STATUS) == 0
+
+
 def test_eoi_exit_bitmap_makes_eoi_exit_with_the_vector():
     g = _vid_guest(vector=0x93)
     g.write(vmx.EOI_EXIT_BITMAP2, 1 << (0x93 - 128))

@@ -4,6 +4,7 @@ and the exits userspace sees (KVM_EXIT_MMIO for APIC writes and unvirtualized ac
 KVM_EXIT_IOAPIC_EOI, KVM_EXIT_X86_RDMSR/WRMSR in x2APIC mode)."""
 
 import struct
+import threading
 
 from kvm import vmx
 from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO,
@@ -168,6 +169,39 @@ def test_apic_page_is_the_virtual_apic_page_of_the_vmcs():
     proc2 = g.vcpu.vmread(vmx.SECONDARY_VM_EXEC_CONTROL)
     assert proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES
     g.vcpu.enable_apic_virtualization(x2apic=True)
+    proc2 = g.vcpu.vmread(vmx.SECONDARY_VM_EXEC_CONTROL)
+    assert proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE
+    assert not proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES
+
+
+def test_interrupt_posted_while_the_guest_runs_needs_no_userspace_exit():
+    g = apic_guest("""
+        sti
+    1:  jmp 1b
+    .org 0x100
+        mov al, 0x42
+        out 0x80, al
+        mov dword ptr [0xFEE000B0], 0
+        iretd""")
+    g.set_idt_gate(0x60, HANDLER)
+    threading.Timer(0.05, g.vcpu.post_apic_interrupt, (0x60,)).start()
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_IO and run.io.data[0] == 0x42
+    assert g.vcpu.exit_stats()["EXTERNAL_INTERRUPT"]["count"] >= 1
+
+
+def test_guest_switching_its_apic_to_x2apic_mode_switches_the_virtualization():
+    g = apic_guest("""
+        mov ecx, 0x1B
+        rdmsr
+        or eax, 0x400
+        wrmsr
+        mov ecx, 0x802
+        rdmsr
+        hlt""")
+    set_reg32(g.vcpu, 0x20, 5)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rax") == 5
     proc2 = g.vcpu.vmread(vmx.SECONDARY_VM_EXEC_CONTROL)
     assert proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE
     assert not proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES
