@@ -1,6 +1,6 @@
 /* The virtual-APIC page and virtual interrupts (SDM Vol. 3 "APIC Virtualization and
  * Virtual Interrupts"): TPR, PPR, EOI and self-IPI virtualization, the evaluation and
- * delivery of virtual interrupts, and the instructions virtualized without the
+ * delivery of virtual interrupts, posted-interrupt processing, and the instructions virtualized without the
  * APIC-access page: MOV CR8 ("use TPR shadow") and RDMSR/WRMSR of the x2APIC MSRs
  * ("virtualize x2APIC mode"). */
 #include "apicv.h"
@@ -95,6 +95,28 @@ void apicv_deliver(cpu_t *cpu)
     deliver_event(cpu, EV_EXT_INT, vector, 0, 0, cpu->rip);
 }
 
+/* Posted-interrupt processing, for the notification vector arriving in the guest: the
+ * descriptor's requests (PIR, bits 255:0) move to VIRR, its outstanding-notification
+ * bit (256) is cleared, and the new RVI is evaluated. */
+void apicv_posted_interrupt(cpu_t *cpu)
+{
+    uint8_t *desc = hostmem_ptr(cpu->sil, cpu->vc.posted_intr_desc);
+    if (!desc)
+        return;
+    __atomic_fetch_and(desc + 32, (uint8_t)~1u, __ATOMIC_SEQ_CST);
+    for (int k = 7; k >= 0; k--) {
+        uint32_t requests = __atomic_exchange_n((uint32_t *)(desc + 4 * k), 0, __ATOMIC_SEQ_CST);
+        if (!requests)
+            continue;
+        __atomic_fetch_or((uint32_t *)(cpu->vc.virtual_apic + VAPIC_IRR + 16 * (unsigned)k),
+                          requests, __ATOMIC_ACQ_REL);
+        uint8_t highest = (uint8_t)(k * 32 + 31 - __builtin_clz(requests));
+        if (highest > cpu->rvi)
+            cpu->rvi = highest;
+    }
+    evaluate_pending(cpu);
+}
+
 void apicv_trap(cpu_t *cpu)
 {
     cpu->boundary_controls &= ~BOUNDARY_APIC_TRAP;
@@ -114,6 +136,8 @@ void apicv_load_controls(cpu_t *cpu)
     vc->tpr_threshold = (uint32_t)vmcs_get(cpu, TPR_THRESHOLD);
     for (int k = 0; k < 4; k++)
         vc->eoi_exit_bitmap[k] = vmcs_get(cpu, EOI_EXIT_BITMAP0 + 2 * (uint32_t)k);
+    vc->posted_intr_nv = (uint16_t)vmcs_get(cpu, POSTED_INTR_NV);
+    vc->posted_intr_desc = vmcs_get(cpu, POSTED_INTR_DESC_ADDR);
     uint8_t *page = (vc->proc & CPU_TPR_SHADOW) ? hostmem_ptr(cpu->sil, vc->virtual_apic_addr) : NULL;
     vc->virtual_apic = page ? page : unbacked_page;
 }

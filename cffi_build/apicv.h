@@ -42,6 +42,8 @@ void apicv_vm_exit(cpu_t *cpu);
 void apicv_tpr_virtualization(cpu_t *cpu);
 void apicv_eoi_virtualization(cpu_t *cpu);
 void apicv_self_ipi_virtualization(cpu_t *cpu, uint8_t vector);
+/* The posted-interrupt notification vector has arrived ("process posted interrupts"). */
+void apicv_posted_interrupt(cpu_t *cpu);
 /* Delivery of the recognized virtual interrupt through the IDT (an instruction boundary
  * with RFLAGS.IF = 1 and no STI or MOV SS blocking). */
 void apicv_deliver(cpu_t *cpu);

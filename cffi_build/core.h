@@ -271,6 +271,7 @@ struct cpu {
     jmp_buf fault_jmp;
     jmp_buf exit_jmp;
     volatile int kicked;
+    uint64_t interrupt_requests[4];   /* vectors sent to the processor (cpu_interrupt) */
     int stop_block;      /* end the current block after this instruction */
     uint64_t retired;
     uint64_t budget;     /* instructions left before checking for events */

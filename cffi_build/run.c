@@ -77,12 +77,20 @@ void cpu_set_cr2(cpu_t *cpu, uint64_t value) { cpu->cr2 = value; }
 uint64_t cpu_get_xcr0(cpu_t *cpu) { return cpu->xcr0; }
 void cpu_set_xcr0(cpu_t *cpu, uint64_t value) { cpu->xcr0 = value; }
 
-void cpu_kick(cpu_t *cpu)
+#define HOST_KICK_VECTOR 0xf2
+
+void cpu_interrupt(cpu_t *cpu, uint8_t vector)
 {
+    __atomic_fetch_or(&cpu->interrupt_requests[vector >> 6], 1ull << (vector & 63), __ATOMIC_ACQ_REL);
     pthread_mutex_lock(&cpu->wait_lock);
     __atomic_store_n(&cpu->kicked, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&cpu->wait_cond);
     pthread_mutex_unlock(&cpu->wait_lock);
+}
+
+void cpu_kick(cpu_t *cpu)
+{
+    cpu_interrupt(cpu, HOST_KICK_VECTOR);
 }
 
 /* A store hit a page that instructions were decoded from: retire those blocks. */
@@ -252,20 +260,54 @@ static void inject_event(cpu_t *cpu)
     deliver_event(cpu, type, vector, (info & INTR_INFO_DELIVER_CODE) != 0, cpu->inject_error, ret);
 }
 
-/* An interrupt to the physical processor: with external-interrupt exiting it ends the
- * guest's run (the hypervisor's way to regain control). */
+/* Clear the request for `vector`; was it requested? */
+static int take_request(cpu_t *cpu, unsigned vector)
+{
+    uint64_t bit = 1ull << (vector & 63);
+    return (__atomic_fetch_and(&cpu->interrupt_requests[vector >> 6], ~bit, __ATOMIC_ACQ_REL) & bit) != 0;
+}
+
+/* The highest requested vector, its request cleared; -1 when none. */
+static int take_highest_request(cpu_t *cpu)
+{
+    for (int k = 3; k >= 0; k--) {
+        uint64_t w;
+        while ((w = __atomic_load_n(&cpu->interrupt_requests[k], __ATOMIC_ACQUIRE)) != 0) {
+            unsigned vector = (unsigned)k * 64 + 63 - (unsigned)__builtin_clzll(w);
+            if (take_request(cpu, vector))
+                return (int)vector;
+        }
+    }
+    return -1;
+}
+
+/* Interrupts to the physical processor (a kick is the host's vector): with
+ * external-interrupt exiting they end the guest's run (the hypervisor's way to regain
+ * control), except the posted-interrupt notification, which posted-interrupt processing
+ * consumes; without it they are dropped. */
 static void take_kick(cpu_t *cpu)
 {
     if (!cpu->kicked)
         return;
     __atomic_store_n(&cpu->kicked, 0, __ATOMIC_RELEASE);
-    if (cpu->vc.pin & PIN_EXT_INTR_EXITING) {
-        exit_info_t ei = {0};
-        ei.reason = EXIT_REASON_EXTERNAL_INTERRUPT;
-        if (cpu->vc.exit_ctl & EXIT_ACK_INTR_ON_EXIT)
-            ei.intr_info = INTR_INFO_VALID | 0xf2;   /* the host's kick vector */
-        vm_exit(cpu, &ei);
+    if ((cpu->vc.pin & PIN_POSTED_INTERRUPTS) && take_request(cpu, cpu->vc.posted_intr_nv))
+        apicv_posted_interrupt(cpu);
+    int vector = take_highest_request(cpu);
+    if (vector < 0)
+        return;
+    if (!(cpu->vc.pin & PIN_EXT_INTR_EXITING)) {
+        while (take_highest_request(cpu) >= 0)
+            ;
+        return;
     }
+    for (int k = 0; k < 4; k++)
+        if (__atomic_load_n(&cpu->interrupt_requests[k], __ATOMIC_ACQUIRE))
+            __atomic_store_n(&cpu->kicked, 1, __ATOMIC_RELEASE);   /* taken at the next entry */
+    exit_info_t ei = {0};
+    ei.reason = EXIT_REASON_EXTERNAL_INTERRUPT;
+    if (cpu->vc.exit_ctl & EXIT_ACK_INTR_ON_EXIT)
+        ei.intr_info = INTR_INFO_VALID | (uint32_t)vector;
+    vm_exit(cpu, &ei);
 }
 
 static void preemption_timer_check(cpu_t *cpu)

@@ -53,6 +53,9 @@ void cpu_set_xcr0(cpu_t *cpu, uint64_t value);
 /* An interrupt to the physical processor from another thread: a running guest
  * takes an external-interrupt VM exit at its next instruction boundary. */
 void cpu_kick(cpu_t *cpu);
+/* The same with a given vector (an IPI): the posted-interrupt notification vector is
+ * consumed by posted-interrupt processing in a guest that has it enabled. */
+void cpu_interrupt(cpu_t *cpu, uint8_t vector);
 
 /* Executed-instruction counter (retired guest instructions, for benchmarks). */
 uint64_t cpu_instructions_retired(cpu_t *cpu);

@@ -43,6 +43,10 @@ static int apic_virtualization_controls_valid(cpu_t *cpu)
         return 0;
     if ((vc->proc2 & SEC_VIRTUALIZE_APIC_ACCESSES) && bad_phys(vc->apic_access_addr, PAGE_SIZE))
         return 0;
+    if ((vc->pin & PIN_POSTED_INTERRUPTS) &&
+        (!(vc->proc2 & SEC_VIRTUAL_INTR_DELIVERY) || !(vc->exit_ctl & EXIT_ACK_INTR_ON_EXIT) ||
+         (vc->posted_intr_nv >> 8) || bad_phys(vc->posted_intr_desc, 64)))
+        return 0;
     return 1;
 }
 

@@ -396,6 +396,64 @@ def test_virtual_interrupt_wakes_a_halted_guest():
     assert g.read(vmx.GUEST_ACTIVITY_STATE) == 1
 
 
+# ---- posted-interrupt processing ----------------------------------------------------------
+
+NOTIFY = 0xE9
+
+
+def _posted_guest():
+    g = _vid_guest(before_eoi="hlt")
+    g.set_reg32(0x200 + 0x10, 0)                        # nothing in VIRR: the PIR posts it
+    g.write(vmx.GUEST_INTR_STATUS, 0)
+    g.desc_hpa = g.vm.hostmem.alloc_page()
+    g.desc = g.vm.hostmem.page_view(g.desc_hpa)
+    g.write(vmx.PIN_BASED_VM_EXEC_CONTROL,
+            g.read(vmx.PIN_BASED_VM_EXEC_CONTROL) | vmx.PIN_BASED_POSTED_INTR)
+    g.write(vmx.POSTED_INTR_NV, NOTIFY)
+    g.write(vmx.POSTED_INTR_DESC_ADDR, g.desc_hpa)
+    return g
+
+
+def test_posted_interrupt_notification_moves_pir_to_virr_without_exit():
+    g = _posted_guest()
+    struct.pack_into("<I", g.desc, 4, 1 << (0x31 - 32))  # PIR: vector 0x31
+    struct.pack_into("<I", g.desc, 0x1C, 1 << 2)         # and 0xE2, held below by its priority
+    g.desc[32] = 1                                       # ON
+    lib.cpu_interrupt(g.vcpu.cpu, NOTIFY)                # arrives right after VM entry
+    g.set_reg32(0x80, 0xF0)                              # VTPR holds everything at first
+    g.write(vmx.GUEST_RIP, CODE_GPA + 1)                 # nop, mov eax,1, hlt with IF=1
+    g.write(vmx.GUEST_RFLAGS, 0x202)
+    assert g.run() == vmx.EXIT_REASON_HLT                # no external-interrupt exit
+    assert g.reg("rbx") == 0 and g.reg("rax") == 1
+    assert bytes(g.desc[:33]) == bytes(33)               # PIR and ON cleared
+    assert g.vector_bit(0x200, 0x31) and g.vector_bit(0x200, 0xE2)
+    assert g.read(vmx.GUEST_INTR_STATUS) == 0xE2         # RVI: the highest posted vector
+
+
+def test_posted_interrupt_is_delivered_when_the_guest_allows_it():
+    g = _posted_guest()
+    struct.pack_into("<I", g.desc, 4, 1 << (0x31 - 32))
+    g.desc[32] = 1
+    lib.cpu_interrupt(g.vcpu.cpu, NOTIFY)
+    assert g.run() == vmx.EXIT_REASON_HLT                # in the handler, before its EOI
+    assert g.reg("rbx") == 0x1234
+    assert g.read(vmx.GUEST_INTR_STATUS) == 0x31 << 8
+
+
+def test_other_vectors_still_exit_with_posted_interrupts_enabled():
+    g = _posted_guest()
+    lib.cpu_interrupt(g.vcpu.cpu, 0x77)
+    assert g.run() == vmx.EXIT_REASON_EXTERNAL_INTERRUPT
+    assert g.read(vmx.VM_EXIT_INTR_INFO) == vmx.INTR_INFO_VALID_MASK | 0x77
+
+
+def test_notification_vector_without_posted_interrupts_is_an_external_interrupt():
+    g = _vid_guest()
+    lib.cpu_interrupt(g.vcpu.cpu, NOTIFY)
+    assert g.run() == vmx.EXIT_REASON_EXTERNAL_INTERRUPT
+    assert g.read(vmx.VM_EXIT_INTR_INFO) == vmx.INTR_INFO_VALID_MASK | NOTIFY
+
+
 # ---- x2APIC-mode virtualization ---------------------------------------------------------
 
 X2APIC_SOURCE = """
@@ -553,12 +611,41 @@ def _break_x2apic_without_tpr_shadow(g):
     g.controls(tpr_shadow=False, access=False, x2apic=True)
 
 
+def _break_posted_without_vid(g):
+    _enable_posted(g)
+    g.controls(regs=True, vid=False)
+
+
+def _break_posted_without_acknowledge_on_exit(g):
+    _enable_posted(g)
+    g.write(vmx.VM_EXIT_CONTROLS, g.read(vmx.VM_EXIT_CONTROLS) & ~vmx.VM_EXIT_ACK_INTR_ON_EXIT)
+
+
+def _break_posted_notification_vector(g):
+    _enable_posted(g)
+    g.write(vmx.POSTED_INTR_NV, 0x1E9)
+
+
+def _break_posted_descriptor_alignment(g):
+    _enable_posted(g)
+    g.write(vmx.POSTED_INTR_DESC_ADDR, g.access_hpa + 0x20)
+
+
+def _enable_posted(g):
+    g.write(vmx.PIN_BASED_VM_EXEC_CONTROL,
+            g.read(vmx.PIN_BASED_VM_EXEC_CONTROL) | vmx.PIN_BASED_POSTED_INTR)
+    g.write(vmx.POSTED_INTR_NV, NOTIFY)
+    g.write(vmx.POSTED_INTR_DESC_ADDR, g.access_hpa + 0x40)
+
+
 @pytest.mark.parametrize("breaker", [
     _break_virtual_apic_alignment, _break_virtual_apic_width, _break_tpr_threshold_reserved_bits,
     _break_tpr_threshold_above_vtpr, _break_x2apic_with_apic_accesses,
     _break_vid_without_external_interrupt_exiting, _break_apic_access_alignment,
     _break_register_virtualization_without_tpr_shadow, _break_vid_without_tpr_shadow,
-    _break_x2apic_without_tpr_shadow,
+    _break_x2apic_without_tpr_shadow, _break_posted_without_vid,
+    _break_posted_without_acknowledge_on_exit, _break_posted_notification_vector,
+    _break_posted_descriptor_alignment,
 ])
 def test_entry_check_fails_with_invalid_control_field(breaker):
     g = _valid_apicv_guest()
@@ -575,6 +662,9 @@ def test_entry_checks_pass_for_valid_settings():
     g.set_reg32(0x80, 0x40)
     g.write(vmx.TPR_THRESHOLD, 4)                        # equal is allowed
     assert g.run() == vmx.EXIT_REASON_HLT
+    g = _valid_apicv_guest()
+    _enable_posted(g)
+    assert g.run() == vmx.EXIT_REASON_HLT
 
 
 def test_capability_msrs_advertise_apic_virtualization():
@@ -582,6 +672,7 @@ def test_capability_msrs_advertise_apic_virtualization():
     allowed = g.vcpu.rdmsr_root(vmx.MSR_IA32_VMX_TRUE_PROCBASED_CTLS) >> 32
     allowed2 = g.vcpu.rdmsr_root(vmx.MSR_IA32_VMX_PROCBASED_CTLS2) >> 32
     assert allowed & vmx.CPU_BASED_TPR_SHADOW
+    assert g.vcpu.rdmsr_root(vmx.MSR_IA32_VMX_TRUE_PINBASED_CTLS) >> 32 & vmx.PIN_BASED_POSTED_INTR
     for bit in (vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES, vmx.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE,
                 vmx.SECONDARY_EXEC_APIC_REGISTER_VIRT, vmx.SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY):
         assert allowed2 & bit
