@@ -34,6 +34,7 @@ APIC_DEFAULT_BASE = 0xFEE00000
 APIC_BASE_EXTD = 1 << 10                      # IA32_APIC_BASE: x2APIC mode
 APIC_BASE_ADDRESS = ((1 << 40) - 1) & ~0xFFF
 APIC_PPR = 0x0A0
+APIC_ISR = 0x100
 APIC_IRR = 0x200
 X2APIC_MSRS = range(0x800, 0x900)
 X2APIC_TPR, X2APIC_EOI, X2APIC_TMCCT, X2APIC_SELF_IPI = 0x808, 0x80B, 0x839, 0x83F
@@ -122,20 +123,24 @@ class ApicVirtualization:
                                          1 << (vector & 31))
         lib.cpu_kick(self.vcpu.cpu)
 
-    def highest_irr(self) -> int:
-        """The highest vector requested in the page's IRR, or -1."""
+    def _highest(self, base: int) -> int:
+        """The highest vector set in the page's IRR or ISR, or -1."""
         for k in range(7, -1, -1):
-            word = self._words[(APIC_IRR >> 2) + 4 * k]
+            word = self._words[(base >> 2) + 4 * k]
             if word:
                 return 32 * k + word.bit_length() - 1
         return -1
 
+    def highest_irr(self) -> int:
+        return self._highest(APIC_IRR)
+
     def before_entry(self):
-        """RVI is the highest IRR vector, so that VM entry evaluates it (hwapic_irr_update)."""
-        rvi = max(self.highest_irr(), 0)
-        status = self.vcpu.vmread(vmx.GUEST_INTR_STATUS)
-        if status & 0xFF != rvi:
-            self.vcpu.vmwrite(vmx.GUEST_INTR_STATUS, (status & 0xFF00) | rvi)
+        """RVI is the highest IRR vector, so that VM entry evaluates it (hwapic_irr_update),
+        and SVI the highest ISR vector (the processor keeps it so; this also takes in an
+        ISR that userspace restored, as hwapic_isr_update does)."""
+        status = max(self.highest_irr(), 0) | max(self._highest(APIC_ISR), 0) << 8
+        if self.vcpu.vmread(vmx.GUEST_INTR_STATUS) != status:
+            self.vcpu.vmwrite(vmx.GUEST_INTR_STATUS, status)
 
     def interrupt_deliverable(self) -> bool:
         """An interrupt in IRR outranks the processor priority and the guest takes

@@ -195,6 +195,7 @@ class VCPU:
         self.set_regs(regs)
         self.vmwrite(vmx.GUEST_ACTIVITY_STATE, 0)
         self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, 0)
+        self.vmwrite(vmx.GUEST_INTR_STATUS, 0)
         self.vmwrite(vmx.GUEST_IA32_PAT, 0x0007040600070406)
         self.vmwrite(vmx.GUEST_DR7, 0x400)
 

@@ -205,3 +205,12 @@ def test_guest_switching_its_apic_to_x2apic_mode_switches_the_virtualization():
     proc2 = g.vcpu.vmread(vmx.SECONDARY_VM_EXEC_CONTROL)
     assert proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE
     assert not proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES
+
+
+def test_in_service_vector_restored_by_userspace_is_ended_by_the_guests_eoi():
+    g = apic_guest("mov dword ptr [0xFEE000B0], 0\nhlt")
+    g.vcpu.set_eoi_exit_bitmap(1 << 0x66)
+    set_reg32(g.vcpu, 0x100 + 0x30, 1 << (0x66 - 0x60))   # ISR: 0x66, as a snapshot left it
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_IOAPIC_EOI and run.eoi.vector == 0x66
+    assert reg32(g.vcpu, 0x100 + 0x30) == 0
