@@ -203,6 +203,23 @@ def test_write_that_needs_emulation_exits_trap_like_with_the_offset():
     assert g.reg32(0x380) == 0x1234
 
 
+def test_each_iteration_of_a_repeated_string_write_is_its_own_operation():
+    g = ApicGuest("""
+        mov edi, 0xFEE00380
+        mov ecx, 2
+        mov eax, 0x99
+        cld
+        rep stosd
+        hlt""")
+    g.controls(regs=True, vid=True)
+    assert g.run() == vmx.EXIT_REASON_APIC_WRITE        # after the first iteration
+    assert g.read(vmx.EXIT_QUALIFICATION) == 0x380
+    assert g.rip() == g.label("mov edi, 0xFEE00380\nmov ecx, 2\nmov eax, 0x99\ncld")
+    assert (g.reg("rcx"), g.reg("rdi")) == (1, 0xFEE00384)
+    assert g.run() == vmx.EXIT_REASON_APIC_ACCESS       # 384H is no register
+    assert g.read(vmx.EXIT_QUALIFICATION) == 0x384 | (ACCESS_WRITE << 12)
+
+
 def test_icr_write_that_is_not_a_self_ipi_exits_and_icr_high_is_masked():
     g = ApicGuest("""
         mov dword ptr [0xFEE00310], 0x12345678
