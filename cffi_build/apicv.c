@@ -1,11 +1,12 @@
 /* The virtual-APIC page and virtual interrupts (SDM Vol. 3 "APIC Virtualization and
  * Virtual Interrupts"): TPR, PPR, EOI and self-IPI virtualization, the evaluation and
- * delivery of virtual interrupts, posted-interrupt processing, and the instructions virtualized without the
- * APIC-access page: MOV CR8 ("use TPR shadow") and RDMSR/WRMSR of the x2APIC MSRs
- * ("virtualize x2APIC mode"). */
+ * delivery of virtual interrupts, posted-interrupt processing, and the instructions
+ * virtualized without the APIC-access page: MOV CR8 ("use TPR shadow") and RDMSR/WRMSR
+ * of the x2APIC MSRs ("virtualize x2APIC mode"). */
 #include "apicv.h"
 
-/* Where the virtual-APIC address names no RAM: what is stored there is lost. */
+/* The virtual-APIC page where there is none (no TPR shadow, or an address that names no
+ * RAM): what is stored there is lost. */
 static uint8_t unbacked_page[PAGE_SIZE] __attribute__((aligned(64)));
 
 /* VIRR and VISR bits are updated atomically: root-mode software (another thread)
