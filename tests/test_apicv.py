@@ -5,6 +5,7 @@ Guest code runs in flat 32-bit protected mode (paging off: linear = guest-physic
 in 64-bit mode for MOV CR8; EPT maps all of RAM and the APIC-access page at FEE00000H."""
 
 import struct
+import threading
 import time
 
 import pytest
@@ -453,6 +454,22 @@ def test_posted_interrupt_is_delivered_when_the_guest_allows_it():
     g.desc[32] = 1
     lib.cpu_interrupt(g.vcpu.cpu, NOTIFY)
     assert g.run() == vmx.EXIT_REASON_HLT                # in the handler, before its EOI
+    assert g.reg("rbx") == 0x1234
+    assert g.read(vmx.GUEST_INTR_STATUS) == 0x31 << 8
+
+
+def test_posted_interrupt_wakes_a_halted_guest():
+    g = _posted_guest()
+
+    def post():
+        g.vm.hostmem.atomic_or32(g.desc_hpa + 4, 1 << (0x31 - 32))
+        g.vm.hostmem.atomic_or32(g.desc_hpa + 32, 1)
+        lib.cpu_interrupt(g.vcpu.cpu, NOTIFY)
+    threading.Timer(0.05, post).start()
+    g.write(vmx.GUEST_RFLAGS, 0x202)
+    g.write(vmx.GUEST_ACTIVITY_STATE, 1)                 # halted from VM entry on
+    g.write(vmx.GUEST_RIP, g.label("sti\nnop\nmov eax, 1\nhlt"))
+    assert g.run() == vmx.EXIT_REASON_HLT                # the handler's HLT, before its EOI
     assert g.reg("rbx") == 0x1234
     assert g.read(vmx.GUEST_INTR_STATUS) == 0x31 << 8
 
