@@ -317,6 +317,15 @@ def test_virtual_interrupt_is_delivered_through_the_idt_and_eoi_needs_no_exit():
     assert g.reg32(0xA0) == 0                        # VPPR
 
 
+def test_vm_exit_during_virtual_interrupt_delivery_reports_the_interrupt():
+    g = _vid_guest(vector=0x35)
+    g.vm.ept.set_leaf(0x7F000, 0)                        # the stack page: an EPT violation
+    assert g.run() == vmx.EXIT_REASON_EPT_VIOLATION
+    assert g.read(vmx.IDT_VECTORING_INFO_FIELD) == vmx.INTR_INFO_VALID_MASK | vmx.INTR_TYPE_EXT_INTR | 0x35
+    assert g.read(vmx.GUEST_INTR_STATUS) == 0x35 << 8    # the interrupt was acknowledged
+    assert g.vector_bit(0x100, 0x35) and not g.vector_bit(0x200, 0x35)
+
+
 def test_in_service_state_while_the_handler_runs():
     g = _vid_guest(vector=0x52, before_eoi="hlt")
     g.set_reg32(0x80, 0x20)                          # VTPR below the vector's class
