@@ -271,6 +271,7 @@ struct cpu {
     jmp_buf fault_jmp;
     jmp_buf exit_jmp;
     volatile int kicked;
+    uint64_t interrupt_requests[4];   /* vectors sent to the processor (cpu_interrupt) */
     int stop_block;      /* end the current block after this instruction */
     uint64_t retired;
     uint64_t budget;     /* instructions left before checking for events */
@@ -284,7 +285,9 @@ struct cpu {
 
     /* emulation of one instruction in root mode (KVM's emulator) */
     struct mmio_emulation *emul;
-    uint64_t emul_hit_gpa;     /* the MMIO address an access of the emulation reached */
+    /* the MMIO address an access reached: the emulation's MMIO page, or in the guest the
+     * APIC-access page (apic_access.c) */
+    uint64_t emul_hit_gpa;
     uint64_t lock_bit;         /* bit number of a locked BTS/BTR/BTC in progress */
 
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
@@ -312,6 +315,15 @@ struct cpu {
     uint16_t tlb_vpid;   /* the context the TLB's entries belong to */
     uint64_t tlb_eptp;
     int tlb_tagged;
+    /* APIC virtualization (apicv.c, apic_access.c): the guest interrupt status while the
+     * guest runs, what is owed at the next boundary (a virtualized write to the
+     * APIC-access page awaiting APIC-write emulation, offset -1 when none; the
+     * TPR-threshold check after VM entry), and the APIC-access page that the TLB has
+     * been purged of */
+    uint8_t rvi, svi;
+    int apic_write_offset, apic_write_size;
+    int tpr_check_owed;
+    uint64_t tlb_apic_access_page;
     /* event to inject at VM entry (VM-entry interruption-information) */
     uint32_t inject_info, inject_error, inject_len;
     pthread_mutex_t wait_lock;  /* HLT activity state sleeps here until kicked */
@@ -597,6 +609,8 @@ int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
 uint64_t host_tsc(void);
 uint64_t tsc_ticks_to_ns(uint64_t ticks);
 #define BOUNDARY_PREEMPTION_TIMER 1u   /* in boundary_controls, beside the proc-based bits */
+#define BOUNDARY_APIC_TRAP 2u          /* apicv_trap() is owed (apicv.h) */
+#define BOUNDARY_VIRTUAL_INTR 0x10u    /* a virtual interrupt is recognized (apicv.h) */
 uint64_t guest_tsc(cpu_t *cpu);
 
 #endif

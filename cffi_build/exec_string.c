@@ -17,14 +17,15 @@ static inline int64_t step(cpu_t *cpu, const insn_t *i)
 }
 
 /* Iterations to run now: all of them, or one while emulating an MMIO access (the
- * instruction is then restarted for the rest). */
+ * instruction is then restarted for the rest).  An iteration that wrote the APIC-access
+ * page is an operation of its own: its APIC-write emulation comes before the next. */
 static inline int rep_done(cpu_t *cpu, const insn_t *i, uint64_t *budget)
 {
     if (!i->rep)
         return *budget == 0;
     if ((cpu->gpr[R_CX] & amask(i)) == 0)
         return 1;
-    if (*budget == 0) {
+    if (*budget == 0 || cpu->apic_write_offset >= 0) {
         cpu->next_rip = cpu->rip;   /* resume the remaining iterations later */
         return 1;
     }

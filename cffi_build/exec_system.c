@@ -4,6 +4,7 @@
 #include <time.h>
 #include <x86intrin.h>
 #include "exec.h"
+#include "apicv.h"
 #include "vmx_caps.h"
 
 static void require_cpl0(cpu_t *cpu)
@@ -344,7 +345,7 @@ void op_mov_r_cr(cpu_t *cpu, const insn_t *i)
             FAULT(cpu, EXC_UD);
         if (cpu->vc.proc & CPU_CR8_STORE_EXITING)
             cr_exit(cpu, 8, 1, i->rm, 0);
-        v = cpu->cr8;
+        v = (cpu->vc.proc & CPU_TPR_SHADOW) ? apicv_read_cr8(cpu) : cpu->cr8;
         break;
     default: FAULT(cpu, EXC_UD);
     }
@@ -380,7 +381,10 @@ void op_mov_cr_r(cpu_t *cpu, const insn_t *i)
             FAULT_ERR(cpu, EXC_GP, 0);
         if (cpu->vc.proc & CPU_CR8_LOAD_EXITING)
             cr_exit(cpu, 8, 0, i->rm, 0);
-        cpu->cr8 = v;
+        if (cpu->vc.proc & CPU_TPR_SHADOW)
+            apicv_write_cr8(cpu, v);
+        else
+            cpu->cr8 = v;
         break;
     default: FAULT(cpu, EXC_UD);
     }
@@ -535,7 +539,8 @@ void op_rdmsr(cpu_t *cpu, const insn_t *i)
     if (msr_exits(cpu, msr, 0))
         vm_exit_insn(cpu, EXIT_REASON_MSR_READ, 0);
     uint64_t v;
-    if (msr_read(cpu, msr, &v) < 0)
+    int x2apic = (cpu->vc.proc2 & SEC_VIRTUALIZE_X2APIC) && (msr >> 8) == 8;
+    if (!(x2apic && apicv_rdmsr(cpu, msr, &v)) && msr_read(cpu, msr, &v) < 0)
         FAULT_ERR(cpu, EXC_GP, 0);
     reg_write(cpu, R_AX, 4, v);
     reg_write(cpu, R_DX, 4, v >> 32);
@@ -549,7 +554,8 @@ void op_wrmsr(cpu_t *cpu, const insn_t *i)
     if (msr_exits(cpu, msr, 1))
         vm_exit_insn(cpu, EXIT_REASON_MSR_WRITE, 0);
     uint64_t v = (cpu->gpr[R_AX] & 0xffffffffull) | (cpu->gpr[R_DX] << 32);
-    if (msr_write(cpu, msr, v) < 0)
+    int x2apic = (cpu->vc.proc2 & SEC_VIRTUALIZE_X2APIC) && (msr >> 8) == 8;
+    if (!(x2apic && apicv_wrmsr(cpu, msr, v)) && msr_write(cpu, msr, v) < 0)
         FAULT_ERR(cpu, EXC_GP, 0);
 }
 

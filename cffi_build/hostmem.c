@@ -124,3 +124,10 @@ void silicon_invalidate_code(silicon_t *sil, uint64_t hpa, uint64_t size)
             __atomic_store_n(w, (*w & ~1u) + 2, __ATOMIC_RELEASE);
     }
 }
+
+void silicon_atomic_or32(silicon_t *sil, uint64_t hpa, uint32_t bits)
+{
+    uint8_t *p = hostmem_ptr(sil, hpa & ~3ull);
+    if (p)
+        __atomic_fetch_or((uint32_t *)p, bits, __ATOMIC_SEQ_CST);
+}

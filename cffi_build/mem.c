@@ -1,6 +1,7 @@
 /* Guest memory accesses: effective address -> segment -> TLB -> host memory, with the
- * slow paths for page-crossing, self-modifying code, MMIO emulation and unbacked memory. */
-#include "core.h"
+ * slow paths for page-crossing, self-modifying code, MMIO emulation, the APIC-access
+ * page and unbacked memory. */
+#include "apicv.h"
 
 /* An access to the MMIO page during root-mode emulation of one instruction. */
 static uint64_t emul_mmio_read(cpu_t *cpu, int size)
@@ -37,8 +38,8 @@ static uint64_t read_slow(cpu_t *cpu, uint64_t lin, int size, int user)
     }
     tlb_entry_t *e = tlb_fill(cpu, lin, ACC_READ, user);
     if (!e) {
-        if (cpu->emul && cpu->emul_hit_gpa != ~0ull)
-            return emul_mmio_read(cpu, size);
+        if (cpu->emul_hit_gpa != ~0ull)
+            return cpu->emul ? emul_mmio_read(cpu, size) : apic_access_read(cpu, lin, size);
         return size_mask(size);
     }
     return load_host((uint8_t *)(uintptr_t)(lin + e->addend), size);
@@ -66,8 +67,12 @@ static void write_slow(cpu_t *cpu, uint64_t lin, int size, uint64_t v, int user)
     }
     tlb_entry_t *e = tlb_fill(cpu, lin, ACC_WRITE, user);
     if (!e) {
-        if (cpu->emul && cpu->emul_hit_gpa != ~0ull)
+        if (cpu->emul_hit_gpa == ~0ull)
+            return;
+        if (cpu->emul)
             emul_mmio_write(cpu, size, v);
+        else
+            apic_access_write(cpu, lin, size, v);
         return;
     }
     if (e->tag_write != (lin & PAGE_MASK)) {

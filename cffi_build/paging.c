@@ -1,7 +1,7 @@
 /* Guest paging: 32-bit, PAE and 4-level walks with the SDM's permission rules,
  * accessed/dirty updates and #PF error codes.  Paging-structure entries are
  * guest-physical, so every table access goes through EPT. */
-#include "core.h"
+#include "apicv.h"
 
 #define PHYS_MASK (((1ull << MAXPHYADDR) - 1) & PAGE_MASK)
 #define PTE_P 1ull
@@ -26,7 +26,10 @@ static uint64_t table_hpa(cpu_t *cpu, uint64_t gpa, uint64_t lin, int acc)
     int w;
     if (cpu->vc.eptp & EPTP_AD_ENABLE)
         acc = ACC_WRITE;
-    return ept_translate(cpu, gpa, acc, 1, lin, 0, &w);
+    uint64_t hpa = ept_translate(cpu, gpa, acc, 1, lin, 0, &w);
+    if (unlikely(is_apic_access_page(cpu, hpa & PAGE_MASK)))
+        apic_access_guest_physical(cpu, gpa);
+    return hpa;
 }
 
 static uint64_t read_entry(cpu_t *cpu, uint64_t gpa, int wide, uint64_t lin, uint64_t *hpa)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include "exec.h"
+#include "apicv.h"
 #include "vmx_state.h"
 
 cpu_t *cpu_new(silicon_t *sil, int apic_id)
@@ -21,6 +22,8 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu->sil = sil;
     cpu->apic_id = apic_id;
     cpu->current_vmcs = NO_VMCS;
+    cpu->apic_write_offset = -1;
+    cpu->tlb_apic_access_page = ~0ull;
     cpu->msr_pat = 0x0007040600070406ull;
     cpu->msr_apic_base = 0xfee00000ull | (1ull << 11) | (apic_id == 0 ? (1ull << 8) : 0);
     cpu->msr_misc_enable = 1;   /* fast strings */
@@ -74,12 +77,20 @@ void cpu_set_cr2(cpu_t *cpu, uint64_t value) { cpu->cr2 = value; }
 uint64_t cpu_get_xcr0(cpu_t *cpu) { return cpu->xcr0; }
 void cpu_set_xcr0(cpu_t *cpu, uint64_t value) { cpu->xcr0 = value; }
 
-void cpu_kick(cpu_t *cpu)
+#define HOST_KICK_VECTOR 0xf2
+
+void cpu_interrupt(cpu_t *cpu, uint8_t vector)
 {
+    __atomic_fetch_or(&cpu->interrupt_requests[vector >> 6], 1ull << (vector & 63), __ATOMIC_ACQ_REL);
     pthread_mutex_lock(&cpu->wait_lock);
     __atomic_store_n(&cpu->kicked, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&cpu->wait_cond);
     pthread_mutex_unlock(&cpu->wait_lock);
+}
+
+void cpu_kick(cpu_t *cpu)
+{
+    cpu_interrupt(cpu, HOST_KICK_VECTOR);
 }
 
 /* A store hit a page that instructions were decoded from: retire those blocks. */
@@ -249,20 +260,54 @@ static void inject_event(cpu_t *cpu)
     deliver_event(cpu, type, vector, (info & INTR_INFO_DELIVER_CODE) != 0, cpu->inject_error, ret);
 }
 
-/* An interrupt to the physical processor: with external-interrupt exiting it ends the
- * guest's run (the hypervisor's way to regain control). */
+/* Clear the request for `vector`; was it requested? */
+static int take_request(cpu_t *cpu, unsigned vector)
+{
+    uint64_t bit = 1ull << (vector & 63);
+    return (__atomic_fetch_and(&cpu->interrupt_requests[vector >> 6], ~bit, __ATOMIC_ACQ_REL) & bit) != 0;
+}
+
+/* The highest requested vector, its request cleared; -1 when none. */
+static int take_highest_request(cpu_t *cpu)
+{
+    for (int k = 3; k >= 0; k--) {
+        uint64_t w;
+        while ((w = __atomic_load_n(&cpu->interrupt_requests[k], __ATOMIC_ACQUIRE)) != 0) {
+            unsigned vector = (unsigned)k * 64 + 63 - (unsigned)__builtin_clzll(w);
+            if (take_request(cpu, vector))
+                return (int)vector;
+        }
+    }
+    return -1;
+}
+
+/* Interrupts to the physical processor (a kick is the host's vector): with
+ * external-interrupt exiting they end the guest's run (the hypervisor's way to regain
+ * control), except the posted-interrupt notification, which posted-interrupt processing
+ * consumes; without it they are dropped. */
 static void take_kick(cpu_t *cpu)
 {
     if (!cpu->kicked)
         return;
     __atomic_store_n(&cpu->kicked, 0, __ATOMIC_RELEASE);
-    if (cpu->vc.pin & PIN_EXT_INTR_EXITING) {
-        exit_info_t ei = {0};
-        ei.reason = EXIT_REASON_EXTERNAL_INTERRUPT;
-        if (cpu->vc.exit_ctl & EXIT_ACK_INTR_ON_EXIT)
-            ei.intr_info = INTR_INFO_VALID | 0xf2;   /* the host's kick vector */
-        vm_exit(cpu, &ei);
+    if ((cpu->vc.pin & PIN_POSTED_INTERRUPTS) && take_request(cpu, cpu->vc.posted_intr_nv))
+        apicv_posted_interrupt(cpu);
+    int vector = take_highest_request(cpu);
+    if (vector < 0)
+        return;
+    if (!(cpu->vc.pin & PIN_EXT_INTR_EXITING)) {
+        while (take_highest_request(cpu) >= 0)
+            ;
+        return;
     }
+    for (int k = 0; k < 4; k++)
+        if (__atomic_load_n(&cpu->interrupt_requests[k], __ATOMIC_ACQUIRE))
+            __atomic_store_n(&cpu->kicked, 1, __ATOMIC_RELEASE);   /* taken at the next entry */
+    exit_info_t ei = {0};
+    ei.reason = EXIT_REASON_EXTERNAL_INTERRUPT;
+    if (cpu->vc.exit_ctl & EXIT_ACK_INTR_ON_EXIT)
+        ei.intr_info = INTR_INFO_VALID | (uint32_t)vector;
+    vm_exit(cpu, &ei);
 }
 
 static void preemption_timer_check(cpu_t *cpu)
@@ -300,10 +345,14 @@ static void wait_while_halted(cpu_t *cpu)
 /* Checks made at every block boundary, in the SDM's priority order. */
 static void boundary_events(cpu_t *cpu)
 {
+    if (cpu->boundary_controls & BOUNDARY_APIC_TRAP)
+        apicv_trap(cpu);
     take_kick(cpu);
     while (cpu->activity == 1) {
         if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF))
             vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
+        if ((cpu->boundary_controls & BOUNDARY_VIRTUAL_INTR) && (cpu->rflags & F_IF))
+            break;   /* delivered below: virtual interrupts wake HLT as external ones do */
         preemption_timer_check(cpu);
         wait_while_halted(cpu);
         take_kick(cpu);   /* a kick is an external interrupt: exits, or is dropped */
@@ -315,6 +364,8 @@ static void boundary_events(cpu_t *cpu)
         vm_exit_simple(cpu, EXIT_REASON_INTERRUPT_WINDOW, 0);
     if ((cpu->vc.proc & CPU_NMI_WINDOW_EXITING) && !(cpu->interruptibility & (8 | 2)))
         vm_exit_simple(cpu, EXIT_REASON_NMI_WINDOW, 0);
+    if ((cpu->boundary_controls & BOUNDARY_VIRTUAL_INTR) && (cpu->rflags & F_IF) && !shadow)
+        apicv_deliver(cpu);
 }
 
 void cpu_run_guest(cpu_t *cpu)
@@ -334,8 +385,11 @@ void cpu_run_guest(cpu_t *cpu)
             cpu->interruptibility &= ~3u;
             cpu->rflags &= ~(uint64_t)F_RF;   /* RF lasts for one instruction (IRET may set it again) */
             step_one(cpu);
-            if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+            if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG) {
+                if (cpu->boundary_controls & BOUNDARY_APIC_TRAP)
+                    apicv_trap(cpu);   /* APIC-write emulation comes before the MTF exit */
                 vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
+            }
             continue;
         }
         block_t *b = lookup_block(cpu, cpu->rip);

@@ -12,6 +12,10 @@ int silicon_unmap_ram(silicon_t *sil, uint64_t hpa);
 /* Tell the processors that something other than a processor (a DMA engine, a loader)
  * wrote host-physical memory, so decoded instructions from it are discarded. */
 void silicon_invalidate_code(silicon_t *sil, uint64_t hpa, uint64_t size);
+/* A locked OR into an aligned 32-bit word of host-physical memory by an agent other than
+ * the processors (root-mode software setting a bit that a running guest's processor also
+ * updates, such as a virtual-APIC IRR bit). */
+void silicon_atomic_or32(silicon_t *sil, uint64_t hpa, uint32_t bits);
 
 cpu_t *cpu_new(silicon_t *sil, int apic_id);
 void cpu_free(cpu_t *cpu);
@@ -49,6 +53,9 @@ void cpu_set_xcr0(cpu_t *cpu, uint64_t value);
 /* An interrupt to the physical processor from another thread: a running guest
  * takes an external-interrupt VM exit at its next instruction boundary. */
 void cpu_kick(cpu_t *cpu);
+/* The same with a given vector (an IPI): the posted-interrupt notification vector is
+ * consumed by posted-interrupt processing in a guest that has it enabled. */
+void cpu_interrupt(cpu_t *cpu, uint8_t vector);
 
 /* Executed-instruction counter (retired guest instructions, for benchmarks). */
 uint64_t cpu_instructions_retired(cpu_t *cpu);

@@ -1,6 +1,6 @@
 /* The TLB: guest-linear page -> host pointer, with guest paging, EPT and permissions
  * folded into one lookup.  A tag is set only for the access kind that was checked. */
-#include "core.h"
+#include "apicv.h"
 
 void tlb_flush_all(cpu_t *cpu, int keep_global)
 {
@@ -40,7 +40,8 @@ void tlb_drop_code_page_writes(silicon_t *sil, uint64_t hpa_page)
 }
 
 /* Translate `lin` for an access and cache it.  Returns NULL when the page is not
- * ordinary memory: unbacked host-physical memory, or the MMIO page of an emulation. */
+ * ordinary memory: unbacked host-physical memory, the MMIO page of an emulation, or the
+ * APIC-access page. */
 tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user)
 {
     int writable = 1, global = 0;
@@ -59,6 +60,11 @@ tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user)
     if (cpu->vc.proc2 & SEC_ENABLE_EPT) {
         int ept_writable;
         hpa_page = ept_translate(cpu, gpa, acc, 1, lin, 1, &ept_writable) & PAGE_MASK;
+    }
+    if (unlikely(is_apic_access_page(cpu, hpa_page))) {
+        if (!cpu->emul)
+            apic_access_translated(cpu, lin, gpa, acc);
+        return NULL;
     }
     uint8_t *host = hostmem_ptr(cpu->sil, hpa_page);
     if (!host)

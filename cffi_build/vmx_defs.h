@@ -59,6 +59,7 @@ enum {
 #define PIN_NMI_EXITING (1u << 3)
 #define PIN_VIRTUAL_NMIS (1u << 5)
 #define PIN_PREEMPTION_TIMER (1u << 6)
+#define PIN_POSTED_INTERRUPTS (1u << 7)
 
 /* Primary processor-based controls */
 #define CPU_INTR_WINDOW_EXITING (1u << 2)
@@ -148,6 +149,12 @@ typedef struct vmcs_cache {
     uint64_t tsc_offset;
     uint32_t preemption_timer;
     uint64_t preemption_deadline;  /* host TSC at which the timer fires */
+    uint64_t virtual_apic_addr, apic_access_addr;
+    uint8_t *virtual_apic;         /* host pointer to the virtual-APIC page */
+    uint32_t tpr_threshold;
+    uint64_t eoi_exit_bitmap[4];
+    uint16_t posted_intr_nv;
+    uint64_t posted_intr_desc;
 } vmcs_cache_t;
 
 #endif

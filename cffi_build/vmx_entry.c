@@ -1,7 +1,7 @@
 /* VMLAUNCH and VMRESUME (SDM Vol. 3 Chapter 27): the checks on controls, host state and
  * guest state, MSR loading, guest-state loading and event injection, then guest
  * execution until a VM exit. */
-#include "core.h"
+#include "apicv.h"
 #include "vmx_caps.h"
 #include "vmx_state.h"
 
@@ -20,6 +20,34 @@ static int canonical(uint64_t v)
 static int bad_phys(uint64_t a, uint64_t align)
 {
     return (a & (align - 1)) || (a >> 40);
+}
+
+/* SDM 27.2.1.1: the controls for APIC virtualization. */
+static int apic_virtualization_controls_valid(cpu_t *cpu)
+{
+    vmcs_cache_t *vc = &cpu->vc;
+    if (vc->proc & CPU_TPR_SHADOW) {
+        if (bad_phys(vc->virtual_apic_addr, PAGE_SIZE))
+            return 0;
+        if (!(vc->proc2 & SEC_VIRTUAL_INTR_DELIVERY) && (vc->tpr_threshold >> 4))
+            return 0;
+        if (!(vc->proc2 & (SEC_VIRTUALIZE_APIC_ACCESSES | SEC_VIRTUAL_INTR_DELIVERY)) &&
+            (vc->tpr_threshold & 0xf) > ((vapic_read32(cpu, VAPIC_TPR) >> 4) & 0xf))
+            return 0;
+    } else if (vc->proc2 & (SEC_VIRTUALIZE_X2APIC | SEC_APIC_REGISTER_VIRT | SEC_VIRTUAL_INTR_DELIVERY)) {
+        return 0;
+    }
+    if ((vc->proc2 & SEC_VIRTUALIZE_X2APIC) && (vc->proc2 & SEC_VIRTUALIZE_APIC_ACCESSES))
+        return 0;
+    if ((vc->proc2 & SEC_VIRTUAL_INTR_DELIVERY) && !(vc->pin & PIN_EXT_INTR_EXITING))
+        return 0;
+    if ((vc->proc2 & SEC_VIRTUALIZE_APIC_ACCESSES) && bad_phys(vc->apic_access_addr, PAGE_SIZE))
+        return 0;
+    if ((vc->pin & PIN_POSTED_INTERRUPTS) &&
+        (!(vc->proc2 & SEC_VIRTUAL_INTR_DELIVERY) || !(vc->exit_ctl & EXIT_ACK_INTR_ON_EXIT) ||
+         (vc->posted_intr_nv >> 8) || bad_phys(vc->posted_intr_desc, 64)))
+        return 0;
+    return 1;
 }
 
 /* SDM 27.2.1: checks on VMX controls. */
@@ -51,6 +79,8 @@ static int controls_valid(cpu_t *cpu)
             return 0;
     }
     if ((vc->proc2 & SEC_UNRESTRICTED_GUEST) && !(vc->proc2 & SEC_ENABLE_EPT))
+        return 0;
+    if (!apic_virtualization_controls_valid(cpu))
         return 0;
     uint32_t info = (uint32_t)vmcs_get(cpu, VM_ENTRY_INTR_INFO_FIELD);
     if (info & INTR_INFO_VALID) {
@@ -261,6 +291,7 @@ static int vm_enter(cpu_t *cpu, int launch)
     if (launch)
         *state = LAUNCH_LAUNCHED;
     tlb_select_context(cpu);
+    apicv_vm_entry(cpu);
 
     if (cpu->vc.pin & PIN_PREEMPTION_TIMER) {
         cpu->vc.preemption_deadline = host_tsc() +

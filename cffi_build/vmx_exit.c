@@ -1,6 +1,6 @@
 /* VM exits (SDM Vol. 3 Chapter 28): record the exit information, save guest state,
  * load host state, and return from the VMLAUNCH/VMRESUME that entered the guest. */
-#include "core.h"
+#include "apicv.h"
 #include "vmx_caps.h"
 #include "vmx_state.h"
 
@@ -49,6 +49,7 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
     vmcs_set(cpu, VM_ENTRY_INTR_INFO_FIELD,
              vmcs_get(cpu, VM_ENTRY_INTR_INFO_FIELD) & ~(uint64_t)INTR_INFO_VALID);
     save_guest_state(cpu);
+    apicv_vm_exit(cpu);
     load_host_state(cpu);
     cpu->in_guest = 0;
     longjmp(cpu->exit_jmp, 1);
@@ -84,10 +85,11 @@ static const uint8_t produced_exit_reasons[] = {
     EXIT_REASON_IO_INSTRUCTION, EXIT_REASON_MSR_READ, EXIT_REASON_MSR_WRITE,
     EXIT_REASON_INVALID_STATE, EXIT_REASON_MSR_LOAD_FAIL, EXIT_REASON_MWAIT_INSTRUCTION,
     EXIT_REASON_MONITOR_TRAP_FLAG, EXIT_REASON_MONITOR_INSTRUCTION,
-    EXIT_REASON_PAUSE_INSTRUCTION, EXIT_REASON_GDTR_IDTR, EXIT_REASON_LDTR_TR,
+    EXIT_REASON_PAUSE_INSTRUCTION, EXIT_REASON_TPR_BELOW_THRESHOLD, EXIT_REASON_APIC_ACCESS,
+    EXIT_REASON_EOI_INDUCED, EXIT_REASON_GDTR_IDTR, EXIT_REASON_LDTR_TR,
     EXIT_REASON_EPT_VIOLATION, EXIT_REASON_EPT_MISCONFIG, EXIT_REASON_INVEPT,
     EXIT_REASON_RDTSCP, EXIT_REASON_PREEMPTION_TIMER, EXIT_REASON_INVVPID, EXIT_REASON_WBINVD,
-    EXIT_REASON_XSETBV,
+    EXIT_REASON_XSETBV, EXIT_REASON_APIC_WRITE,
 };
 
 int vmx_exit_reason_produced(uint32_t reason)

@@ -1,6 +1,6 @@
 /* Moving guest and host state between the processor and the VMCS (the guest-state and
  * host-state areas of SDM Vol. 3 Chapter 25). */
-#include "core.h"
+#include "apicv.h"
 #include "vmx_state.h"
 
 static const uint32_t sel_field[8] = {
@@ -189,6 +189,7 @@ void load_vmcs_controls(cpu_t *cpu)
     vc->cr3_target[2] = vmcs_get(cpu, CR3_TARGET_VALUE2);
     vc->cr3_target[3] = vmcs_get(cpu, CR3_TARGET_VALUE3);
     vc->tsc_offset = vmcs_get(cpu, TSC_OFFSET);
+    apicv_load_controls(cpu);
     cpu->boundary_controls = vc->proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING |
                                          CPU_MONITOR_TRAP_FLAG);
 }

@@ -9,6 +9,7 @@ from kvm.constants import (
     KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SHUTDOWN,
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
 )
+from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit, x2apic_msr_exit
 from kvm.cpuid import LEAF1_ECX_OSXSAVE, XCR0_SUPPORTED
 from kvm.mmio import handle_ept_violation
 from kvm.string_io import handle_string_io
@@ -52,6 +53,8 @@ def handle_nmi_window(vcpu):
 
 def handle_hlt(vcpu):
     vcpu.advance_rip()
+    if vcpu.apicv.enabled and vcpu.apicv.interrupt_deliverable():
+        return None   # the virtual interrupt is delivered on re-entry: no halt
     return KVM_EXIT_HLT
 
 
@@ -96,6 +99,8 @@ def handle_io(vcpu):
 
 def handle_rdmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
+    if is_x2apic_msr_exit(vcpu, index):
+        return x2apic_msr_exit(vcpu, index, write=False)
     value = vcpu.msrs.read(index)
     if value is None:
         vcpu.inject_exception(EXC_GP, 0)
@@ -107,6 +112,8 @@ def handle_rdmsr(vcpu):
 def handle_wrmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
     value = (vcpu.get_gpr(RAX) & 0xFFFFFFFF) | ((vcpu.get_gpr(RDX) & 0xFFFFFFFF) << 32)
+    if is_x2apic_msr_exit(vcpu, index):
+        return x2apic_msr_exit(vcpu, index, write=True, value=value)
     if not vcpu.msrs.write(index, value):
         vcpu.inject_exception(EXC_GP, 0)
         return None
@@ -186,6 +193,7 @@ EXIT_HANDLERS = {
     vmx.EXIT_REASON_EPT_VIOLATION: handle_ept_violation,
     vmx.EXIT_REASON_WBINVD: skip_instruction,
     vmx.EXIT_REASON_XSETBV: handle_xsetbv,
+    **APICV_EXIT_HANDLERS,
     **{reason: inject_ud for reason in (
         vmx.EXIT_REASON_VMCLEAR, vmx.EXIT_REASON_VMLAUNCH, vmx.EXIT_REASON_VMPTRLD,
         vmx.EXIT_REASON_VMPTRST, vmx.EXIT_REASON_VMREAD, vmx.EXIT_REASON_VMRESUME,

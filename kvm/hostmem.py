@@ -72,6 +72,15 @@ class HostPhysicalMemory:
     def write64(self, hpa: int, value: int):
         self._pool_words[(hpa - POOL_BASE) >> 3] = value
 
+    def page_view(self, hpa: int) -> memoryview:
+        """The pool page at hpa as writable memory (what the processors see there)."""
+        offset = hpa - POOL_BASE
+        return memoryview(self._pool)[offset:offset + PAGE_SIZE]
+
+    def atomic_or32(self, hpa: int, bits: int):
+        """A locked OR into the 32-bit word at hpa, atomic with the processors' accesses."""
+        lib.silicon_atomic_or32(self.silicon, hpa, bits)
+
     def write_bytes(self, hpa: int, data: bytes):
         offset = hpa - POOL_BASE
         self._pool[offset:offset + len(data)] = data

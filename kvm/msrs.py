@@ -44,8 +44,17 @@ class GuestMsrs:
 
     def __init__(self, vcpu):
         self.vcpu = vcpu
-        self.apic_base = 0xFEE00000 | (1 << 11) | ((1 << 8) if vcpu.id == 0 else 0)
+        self._apic_base = 0xFEE00000 | (1 << 11) | ((1 << 8) if vcpu.id == 0 else 0)
         self._value = ffi.new("uint64_t *")
+
+    @property
+    def apic_base(self) -> int:
+        return self._apic_base
+
+    @apic_base.setter
+    def apic_base(self, value: int):
+        old, self._apic_base = self._apic_base, value
+        self.vcpu.apicv.apic_base_changed(old, value)
 
     def read(self, index: int):
         if index in VMCS_MSRS:

@@ -168,6 +168,22 @@ class SystemEvent:
 
 
 @dataclass
+class MsrExit:
+    """kvm_run.msr (KVM_EXIT_X86_RDMSR/WRMSR): userspace sets error (the guest gets a
+    #GP) or, for RDMSR, data before the next KVM_RUN."""
+    error: int = 0
+    reason: int = 0     # KVM_MSR_EXIT_REASON_*
+    index: int = 0
+    data: int = 0
+
+
+@dataclass
+class IoapicEoi:
+    """kvm_run.eoi (KVM_EXIT_IOAPIC_EOI)."""
+    vector: int = 0
+
+
+@dataclass
 class KvmRun:
     """struct kvm_run: the record of the last exit, and the requests for the next run."""
     request_interrupt_window: int = 0
@@ -182,4 +198,6 @@ class KvmRun:
     fail_entry: FailEntry = field(default_factory=FailEntry)
     internal: InternalError = field(default_factory=InternalError)
     system_event: SystemEvent = field(default_factory=SystemEvent)
+    msr: MsrExit = field(default_factory=MsrExit)
+    eoi: IoapicEoi = field(default_factory=IoapicEoi)
     hardware_exit_reason: int = 0

@@ -6,6 +6,7 @@ import time
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
+from kvm.apicv import APIC_DEFAULT_BASE, ApicVirtualization
 from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
 from kvm.cpuid import CpuidTable, supported_cpuid
 from kvm.errors import KvmError
@@ -60,6 +61,7 @@ class VCPU:
         self._check(lib.vmx_vmclear(self.cpu, self.vmcs01), "VMCLEAR")
         self._check(lib.vmx_vmptrld(self.cpu, self.vmcs01), "VMPTRLD")
         setup_vmcs(self)
+        self.apicv = ApicVirtualization(self)
         self.reset()
 
     # ---- VMX instructions -------------------------------------------------------------
@@ -193,6 +195,7 @@ class VCPU:
         self.set_regs(regs)
         self.vmwrite(vmx.GUEST_ACTIVITY_STATE, 0)
         self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, 0)
+        self.vmwrite(vmx.GUEST_INTR_STATUS, 0)
         self.vmwrite(vmx.GUEST_IA32_PAT, 0x0007040600070406)
         self.vmwrite(vmx.GUEST_DR7, 0x400)
 
@@ -236,6 +239,30 @@ class VCPU:
 
     def set_mp_state(self, state: int):
         self.mp_state.set(state)
+
+    # ---- APIC virtualization (kvm/apicv.py) ------------------------------------------------
+
+    @property
+    def apic_page(self) -> memoryview:
+        """The virtual-APIC page (4 KiB, writable): the local APIC's registers at their
+        architectural offsets, shared with the processor."""
+        return self.apicv.page
+
+    def enable_apic_virtualization(self, apic_access_gpa: int = APIC_DEFAULT_BASE, x2apic: bool = False):
+        """Virtualize the guest's local APIC accesses for a userspace local APIC: TPR
+        shadow, APIC-access page at apic_access_gpa (or x2APIC-mode virtualization),
+        APIC-register virtualization and virtual-interrupt delivery.  Call again to switch
+        between xAPIC and x2APIC mode."""
+        self.apicv.enable(apic_access_gpa, x2apic)
+
+    def set_eoi_exit_bitmap(self, bits: int):
+        """The vectors (a 256-bit mask) whose EOI exits with KVM_EXIT_IOAPIC_EOI."""
+        self.apicv.set_eoi_exit_bitmap(bits)
+
+    def post_apic_interrupt(self, vector: int):
+        """Request the vector: its IRR bit in the virtual-APIC page, set atomically with
+        respect to a running guest, which takes it without returning to userspace."""
+        self.apicv.post_interrupt(vector)
 
     # ---- KVM_RUN --------------------------------------------------------------------------
 
@@ -299,6 +326,8 @@ class VCPU:
                 result = KVM_EXIT_INTR
                 break
             self.events.before_entry(run.request_interrupt_window)
+            if self.apicv.enabled:
+                self.apicv.before_entry()
             enter = lib.vmx_vmresume if self._launched else lib.vmx_vmlaunch
             rc = enter(self.cpu)
             started = time.perf_counter_ns()

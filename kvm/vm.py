@@ -21,6 +21,7 @@ class VM:
         self.memslots = MemSlots()
         self.ept = Ept(self.hostmem)
         self.vcpus = []
+        self._apic_access_page = None
 
     def set_user_memory_region(self, slot: int, guest_phys_addr: int, memory_size: int,
                                userspace_addr=None, flags: int = 0):
@@ -79,6 +80,18 @@ class VM:
         page = gpa & ~(PAGE_SIZE - 1)
         self.ept.map_page(page, slot.hpa_of(page), writable=not slot.readonly)
         return True
+
+    def map_apic_access_page(self, gpa: int) -> int:
+        """The APIC-access page (KVM's APIC_ACCESS_PAGE_PRIVATE_MEMSLOT): one host page,
+        mapped by EPT at the guest-physical APIC base, whose contents nobody uses -- the
+        processors virtualize the accesses that reach it.  Returns its host-physical address."""
+        if self._apic_access_page is None:
+            self._apic_access_page = self.hostmem.alloc_page()
+        entry = self.ept.lookup(gpa)
+        if entry is None or entry & ~0xFFF & ((1 << 40) - 1) != self._apic_access_page:
+            self.ept.map_page(gpa, self._apic_access_page)
+            self.flush_tlbs()
+        return self._apic_access_page
 
     def read_guest(self, gpa: int, size: int):
         """Bytes of guest RAM (within one memslot), or None where it is not RAM."""

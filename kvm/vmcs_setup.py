@@ -27,17 +27,32 @@ def adjust_controls(vcpu, wanted: int, msr: int) -> int:
     return (wanted | (cap & 0xFFFFFFFF)) & (cap >> 32)
 
 
+def msr_bitmap_position(msr: int, write: bool):
+    """(byte, bit) of an MSR in the MSR-bitmap page: the read bitmaps for the low
+    (0-1FFFH) and high (C0000000H-C0001FFFH) MSRs, then the write bitmaps."""
+    if msr <= 0x1FFF:
+        base, bit = 0, msr
+    elif 0xC0000000 <= msr <= 0xC0001FFF:
+        base, bit = 1024, msr - 0xC0000000
+    else:
+        raise ValueError(f"MSR {msr:#x} is outside the MSR bitmaps")
+    return base + (2048 if write else 0) + bit // 8, bit % 8
+
+
+def set_msr_intercept(vcpu, msr: int, write: bool, intercept: bool):
+    """Make the guest's RDMSR (or WRMSR) of msr exit, or not, in the vCPU's MSR bitmap."""
+    byte, bit = msr_bitmap_position(msr, write)
+    bitmap = vcpu.vm.hostmem.page_view(vcpu.vmread(vmx.MSR_BITMAP))
+    bitmap[byte] = (bitmap[byte] | (1 << bit)) if intercept else (bitmap[byte] & ~(1 << bit))
+
+
 def _msr_bitmap(hostmem) -> int:
     page = hostmem.alloc_page()
     bitmap = bytearray(b"\xff" * PAGE_SIZE)
 
     def allow(msr, write):
-        if msr <= 0x1FFF:
-            base, bit = 0, msr
-        else:
-            base, bit = 1024, msr - 0xC0000000
-        base += 2048 if write else 0
-        bitmap[base + bit // 8] &= ~(1 << (bit % 8)) & 0xFF
+        byte, bit = msr_bitmap_position(msr, write)
+        bitmap[byte] &= ~(1 << bit) & 0xFF
 
     for msr in PASSTHROUGH_MSRS:
         allow(msr, False)
