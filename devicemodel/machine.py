@@ -72,7 +72,11 @@ class MachineConfig:
     machine: MachineOptions = field(default_factory=MachineOptions)
     cpu: Optional[CpuSpec] = None    # None: the processor's own CPUID, all of it
     rtc_base: str = "utc"
-    name: Optional[str] = None
+    name: Optional[str] = None         # -name: the guest's name
+    pidfile: Optional[str] = None      # -pidfile: for the process that runs the machine
+    nographic: bool = False
+    display: Optional[str] = None      # -display: only "none" (pyhv has no graphical display)
+    nodefaults: bool = False           # -nodefaults: no default serial port
 
 
 def open_kvm():
@@ -211,6 +215,7 @@ class Machine:
         kvm = open_kvm() if kvm is None else kvm
         from devicemodel.entry_state import apply_entry_state  # needs the kvm package
 
+        cpuid = None if self.cpuid_spec is None else build_cpuid(self.cpuid_spec, kvm.get_supported_cpuid())
         self.vm = kvm.create_vm()
         # RAM below the PCI hole at 0, the rest of the buffer at 4 GiB (QEMU's pc split)
         low, ram = self.layout.low_top, memoryview(self.ram)
@@ -220,8 +225,8 @@ class Machine:
             self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
                                            userspace_addr=ram[low:], flags=0)
         self.vcpu = self.vm.create_vcpu(0)
-        if self.cpuid_spec is not None:
-            self.vcpu.set_cpuid2(build_cpuid(self.cpuid_spec, kvm.get_supported_cpuid()))
+        if cpuid is not None:
+            self.vcpu.set_cpuid2(cpuid)
         self.line.vcpu = self.vcpu
         apply_entry_state(self.vcpu, self.boot.entry)
 

@@ -159,8 +159,9 @@ class PciDevice:
             raise ValueError(f"BAR size {size:#x} is not a power of two of at least {4 if io else 16}")
         if io and (mem64 or prefetchable):
             raise ValueError("an I/O BAR is neither 64-bit nor prefetchable")
-        last = index + (1 if mem64 else 0)
-        if not 0 <= index or last >= regs.NUM_BARS or any(self.bars[i] for i in range(index, last + 1)):
+        wanted = {index, index + 1} if mem64 else {index}
+        taken = {bar.index + half for bar in self.bars if bar for half in ((0, 1) if bar.is_64 else (0,))}
+        if index < 0 or max(wanted) >= regs.NUM_BARS or wanted & taken:
             raise ValueError(f"BAR {index} is taken or out of range")
         if space is not None:
             read, write, sizes, impl_size = space.read, space.write, (1, 2, 4, 8), None
