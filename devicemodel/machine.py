@@ -44,6 +44,7 @@ from devicemodel.loaders.elf import read_kernel_file
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
 from devicemodel.machine_types import MachineOptions
+from devicemodel.pci.device import PciDevice
 from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
 from devicemodel.runstate import RunState
@@ -116,7 +117,7 @@ class Machine:
         self.line = InterruptLine(self.bql)
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
-                                   hpet=options.hpet, minimal=not options.pci, rtc=options.rtc)
+                                   hpet=options.hpet, minimal=options.type == "microvm", rtc=options.rtc)
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
@@ -165,6 +166,18 @@ class Machine:
             self.pio.add_region(uart.region)
             self.serials.append(uart)
 
+    def _plug_pci(self, device: PciDevice, spec: DeviceSpec) -> None:
+        """A PCI -device goes into the first free slot (00:02.0 first, as in QEMU without
+        its default VGA and NIC); the firmware set-up gives it addresses afterwards."""
+        if self.chipset is None:
+            raise ConfigError(f"-device {spec.arg}: No 'PCI' bus found for device '{spec.driver}'")
+        bus = self.chipset.bus
+        try:
+            bus.add(device, bus.free_slot())
+        except ValueError as e:
+            raise ConfigError(f"-device {spec.arg}: {e}") from None
+        self.devices.append(device)
+
     def _add_debugcon(self, spec: str) -> None:
         """QEMU's -debugcon: an isa-debugcon at port 0xe9 on a character device. QEMU
         creates it after the -device devices, so it covers pc-testdev's byte port 0xe9."""
@@ -175,6 +188,9 @@ class Machine:
 
     def _add_device(self, spec: DeviceSpec) -> None:
         device = DEVICE_TYPES[spec.driver].create(self, spec.props)
+        if isinstance(device, PciDevice):
+            self._plug_pci(device, spec)
+            return
         try:
             for region in device.regions:
                 self.pio.add_region(region)

@@ -136,3 +136,89 @@ def test_debugcon_covers_pc_testdev_byte_port_as_in_qemu(kernel, tmp_path):
     finally:
         machine.close()
     assert log.read_text() == "x"
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_hpet_legacy_replacement_takes_irq0_and_irq8(kernel, legacy):
+    machine = build(kernel, "pc")
+    try:
+        if legacy:
+            machine.mmio.write(0xFED00010, 4, 0x3)            # ENABLE_CNF | LEG_RT_CNF
+        for port, icws in ((0x20, (0x08, 0x04, 0x01)), (0xA0, (0x70, 0x02, 0x01))):
+            machine.pio.write(port, 1, 0x11)                  # ICW1 clears the edge requests
+            for icw in icws:
+                machine.pio.write(port + 1, 1, icw)
+        for device in (machine.platform.pit, machine.platform.rtc):
+            device.irq(0)
+            device.irq(1)                                     # a rising edge, as the device's output
+        irr_master, irr_slave = machine.pio.read(0x20, 1), machine.pio.read(0xA0, 1)   # OCW3 default: IRR
+        assert (irr_master & 1, irr_slave & 1) == ((0, 0) if legacy else (1, 1))
+    finally:
+        machine.close()
+
+
+@pytest.fixture
+def pci_test_device(monkeypatch):
+    """A -device type whose device is a PCI function with an I/O and a memory BAR."""
+    from devicemodel import qdev
+    from devicemodel.pci.device import PciDevice
+
+    def create(machine, props):
+        device = PciDevice(vendor_id=0x1B36, device_id=0x0005, class_code=0x00FF, interrupt_pin=1,
+                           name="pci-testdev")
+        device.add_bar(0, 0x1000, read=lambda o, s: 0x5A, write=lambda o, s, v: None)
+        device.add_bar(1, 0x100, io=True, read=lambda o, s: 0xA5, write=lambda o, s, v: None)
+        return device
+    monkeypatch.setitem(qdev.DEVICE_TYPES, "pci-testdev", qdev.DeviceType(
+        name="pci-testdev", bus="PCI", description="test", properties=(), create=create))
+    return qdev.parse_device("pci-testdev")
+
+
+def test_pci_device_gets_a_slot_addresses_and_an_irq(kernel, pci_test_device):
+    machine = build(kernel, "pc", devices=[pci_test_device, pci_test_device])
+    try:
+        bus = machine.chipset.bus
+        first, second = bus.devices[2 << 3], bus.devices[3 << 3]
+        assert first.name == second.name == "pci-testdev"
+        assert (first.bars[0].mapped_at, second.bars[0].mapped_at) == (0xFEBFE000, 0xFEBFF000)
+        assert (first.bars[1].mapped_at, second.bars[1].mapped_at) == (0xC000, 0xC100)
+        assert machine.mmio.read(first.bars[0].mapped_at, 4) == 0x5A
+        assert machine.pio.read(first.bars[1].mapped_at, 1) == 0xA5
+        assert (first.config[0x3C], second.config[0x3C]) == (10, 11)      # PIRQB, PIRQC
+        machine.pio.write(0x21, 1, 0xFF)
+        first.set_irq(1)
+        assert machine.line.pic.slave.irr & (1 << 2)                      # IRQ 10, level-triggered
+    finally:
+        machine.close()
+
+
+def test_no_pci_bus_on_microvm(kernel, pci_test_device):
+    with pytest.raises(ConfigError, match="No 'PCI' bus found for device 'pci-testdev'"):
+        build(kernel, "microvm", devices=[pci_test_device])
+
+
+def test_fw_cfg_items_of_the_machine_and_dma_into_guest_ram(kernel):
+    import struct
+    machine = Machine(MachineConfig(kernel=kernel, ram_size=32 << 20, serials=["null"], cmdline="quiet"))
+    try:
+        pio, ram = machine.pio, machine.ram
+
+        def item(key, length):
+            pio.write(0x510, 2, key)
+            return bytes(pio.read(0x511, 1) for _ in range(length))
+        assert item(0x00, 4) == b"QEMU" and struct.unpack("<I", item(0x01, 4))[0] == 3
+        assert struct.unpack("<Q", item(0x03, 8))[0] == 32 << 20
+        assert struct.unpack("<H", item(0x05, 2))[0] == 1
+        with open(kernel, "rb") as f:
+            assert struct.unpack("<I", item(0x08, 4))[0] == len(f.read())
+        assert item(0x15, 6) == b"quiet\0"
+        # DMA: select the signature and read it to guest-physical 0x2000
+        ram[0x1000:0x1010] = struct.pack(">IIQ", 0x0A, 4, 0x2000)
+        pio.write(0x514, 4, 0)
+        pio.write(0x518, 4, int.from_bytes((0x1000).to_bytes(4, "big"), "little"))
+        assert ram[0x2000:0x2004] == b"QEMU" and ram[0x1000:0x1004] == bytes(4)
+        ram[0x1000:0x1010] = struct.pack(">IIQ", 0x0A, 4, 0xFED00000)   # not RAM: an error
+        pio.write(0x518, 4, int.from_bytes((0x1000).to_bytes(4, "big"), "little"))
+        assert struct.unpack(">I", ram[0x1000:0x1004])[0] == 1
+    finally:
+        machine.close()

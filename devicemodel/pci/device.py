@@ -82,16 +82,16 @@ class PciDevice:
         self.irq_level = 0
         self._cap_end = regs.STANDARD_HEADER_END
         self._cap_watchers: list[tuple[int, int, Callable[[], None]]] = []
-        self._set16(regs.VENDOR_ID, vendor_id)
-        self._set16(regs.DEVICE_ID, device_id)
+        self.set(regs.VENDOR_ID, 2, vendor_id)
+        self.set(regs.DEVICE_ID, 2, device_id)
         self.config[regs.REVISION_ID] = revision
         self.config[regs.CLASS_PROG] = prog_if
-        self._set16(regs.CLASS_DEVICE, class_code)
+        self.set(regs.CLASS_DEVICE, 2, class_code)
         self.config[regs.HEADER_TYPE] = header_type
-        self._set16(regs.SUBSYSTEM_VENDOR_ID, subsystem[0])
-        self._set16(regs.SUBSYSTEM_ID, subsystem[1])
+        self.set(regs.SUBSYSTEM_VENDOR_ID, 2, subsystem[0])
+        self.set(regs.SUBSYSTEM_ID, 2, subsystem[1])
         self.config[regs.INTERRUPT_PIN] = interrupt_pin
-        self._set_wmask16(regs.COMMAND, regs.COMMAND_IO | regs.COMMAND_MEMORY | regs.COMMAND_MASTER
+        self.set_wmask(regs.COMMAND, 2, regs.COMMAND_IO | regs.COMMAND_MEMORY | regs.COMMAND_MASTER
                           | regs.COMMAND_PARITY | regs.COMMAND_SERR | regs.COMMAND_INTX_DISABLE)
         self.w1cmask[regs.STATUS:regs.STATUS + 2] = regs.STATUS_ERROR_BITS.to_bytes(2, "little")
         self.wmask[regs.CACHE_LINE_SIZE] = 0xFF
@@ -107,14 +107,8 @@ class PciDevice:
     def set(self, offset: int, size: int, value: int) -> None:
         self.config[offset:offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
 
-    def _set16(self, offset: int, value: int) -> None:
-        self.set(offset, 2, value)
-
     def set_wmask(self, offset: int, size: int, mask: int) -> None:
         self.wmask[offset:offset + size] = (mask & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-
-    def _set_wmask16(self, offset: int, mask: int) -> None:
-        self.set_wmask(offset, 2, mask)
 
     @property
     def command(self) -> int:
@@ -123,14 +117,12 @@ class PciDevice:
     # --- the guest's side ----------------------------------------------------------------
 
     def read_config(self, offset: int, size: int) -> int:
-        """``size`` bytes (1, 2 or 4) at ``offset``; bytes past the space read as all-ones."""
-        size = min(size, regs.CONFIG_SPACE_SIZE - offset)
+        """``size`` bytes (1, 2 or 4) at ``offset``."""
         return self.get(offset, size)
 
     def write_config(self, offset: int, size: int, value: int) -> None:
         """Merge a write through the masks, then update what depends on it."""
         old_command = self.command
-        size = min(size, regs.CONFIG_SPACE_SIZE - offset)
         for i in range(size):
             byte = (value >> (8 * i)) & 0xFF
             addr = offset + i
@@ -140,7 +132,7 @@ class PciDevice:
         bars_end = regs.BASE_ADDRESS_0 + 4 * regs.NUM_BARS
         if offset < regs.COMMAND + 2 and regs.COMMAND < end:
             if (old_command ^ self.command) & regs.COMMAND_INTX_DISABLE:
-                self._intx_changed(old_command)
+                self._intx_disable_changed()
             self.update_mappings()
         elif offset < bars_end and regs.BASE_ADDRESS_0 < end:
             self.update_mappings()
@@ -222,12 +214,6 @@ class PciDevice:
                 bar.region.base = new
                 space.add_region(bar.region, overlap=True)
 
-    def unmap_all(self) -> None:
-        for bar in self.bars:
-            if bar is not None and bar.mapped_at is not None:
-                (self.bus.pio if bar.is_io else self.bus.mmio).remove_region(bar.region)
-                bar.mapped_at = None
-
     # --- capabilities ------------------------------------------------------------------
 
     def add_capability(self, cap_id: int, size: int, offset: Optional[int] = None,
@@ -279,7 +265,7 @@ class PciDevice:
         if not self.intx_disabled and self.bus is not None:
             self.bus.intx_changed(self, level)
 
-    def _intx_changed(self, old_command: int) -> None:
+    def _intx_disable_changed(self) -> None:
         """INTx-disable toggled: the bus sees the pin go away or come back."""
         if self.irq_level and self.bus is not None:
             self.bus.intx_changed(self, 0 if self.intx_disabled else 1)
