@@ -39,8 +39,8 @@ from devicemodel.firmware_tables.e820 import PcMemoryLayout
 from devicemodel.firmware_tables.fw_cfg import pc_fw_cfg
 from devicemodel.firmware_tables.pc import install_pc_firmware_tables
 from devicemodel.guest_memory import GuestMemory
-from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.elf import read_kernel_file
+from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
 from devicemodel.machine_types import MachineOptions
