@@ -8,6 +8,7 @@ line ``pyhv: <message>`` on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.resources
 import re
@@ -17,9 +18,13 @@ from typing import Optional, Union
 
 import devicemodel
 from devicemodel.chardev import check_chardev_spec
+from devicemodel.cpu_models import parse_cpu
+from devicemodel.devices.mc146818 import rtc_start_time
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
+from devicemodel.machine_types import parse_machine
+from devicemodel.pidfile import PidFile
 from devicemodel.qdev import HelpRequest, parse_device
 from devicemodel.qemu_opts import parse_opts
 from devicemodel.smp import MAX_CPUS, parse_smp
@@ -56,9 +61,28 @@ Boot options:
 -append cmdline    use 'cmdline' as the kernel command line
 -initrd file       use 'file' as the initial ram disk (Linux bzImage and PVH kernels)
 
+Machine and processor:
+-M/-machine [type=]name[,prop=value[,...]]
+                   the machine: pc (default; i440FX + PIIX, ACPI, HPET) or
+                   microvm (no PCI, no ACPI); -machine help lists them,
+                   -machine name,help their properties
+-cpu model[,+feature|-feature|feature=on|off[,...]][,enforce]
+                   the processor model and CPUID features (-cpu help lists
+                   them); only features pyhv's processor implements
+-rtc base=utc|localtime|date[,clock=vm][,driftfix=none]
+                   the RTC's starting time (date: 2006-06-17T16:01:21 or 2006-06-17)
+-no-acpi           the same as -machine acpi=off
+-no-hpet           the same as -machine hpet=off
+-no-shutdown       when the guest powers off, stop the VM but do not exit
+                   (quit with Ctrl-C)
+-name [guest=]name the guest's name
+-pidfile file      write the process ID to 'file' (removed at exit)
+
 Display and serial ports:
 -nographic         no graphical output; serial port 0 goes to stdio (pyhv has no
                    graphical display, so this is always so)
+-display none      no display: serial port 0 goes nowhere unless -serial says so
+-nodefaults        no default devices: no serial port unless -serial adds one
 -serial dev        connect the next serial port (COM1..COM4) to host character
                    device 'dev': stdio, null, none or file:PATH (default: stdio)
 -debugcon dev      the debug console (isa-debugcon, port 0xe9) to character device 'dev'
@@ -76,7 +100,29 @@ OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
     "smp": True, "S": False,
+    "M": True, "machine": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
+    "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
 }
+
+# QEMU's options that pyhv does not have (and whether they take an argument): refused
+# as such, never taken for typos nor silently accepted.
+UNSUPPORTED_OPTIONS = {
+    "accel": True, "acpitable": True, "add-fd": True, "audiodev": True, "bios": True, "blockdev": True,
+    "boot": True, "cdrom": True, "chroot": True, "compat": True, "daemonize": False, "drive": True,
+    "dtb": True, "echr": True, "enable-kvm": False, "fda": True, "fdb": True, "fsdev": True,
+    "full-screen": False, "fw_cfg": True, "g": True, "global": True, "hda": True, "hdb": True,
+    "hdc": True, "hdd": True, "icount": True, "incoming": True, "iscsi": True, "k": True,
+    "loadvm": True, "mem-path": True, "mem-prealloc": False, "msg": True, "mtdblock": True,
+    "net": True, "netdev": True, "nic": True, "no-user-config": False, "numa": True, "object": True,
+    "option-rom": True, "overcommit": True, "parallel": True, "pflash": True, "plugin": True,
+    "preconfig": False, "readconfig": True, "runas": True, "run-with": True, "sandbox": True,
+    "sd": True, "semihosting": False, "semihosting-config": True, "set": True, "smbios": True,
+    "snapshot": False, "spice": True, "tpmdev": True, "trace": True, "usb": False, "usbdevice": True,
+    "uuid": True, "vga": True, "virtfs": True, "vnc": True, "watchdog-action": True,
+    "xen-domid": True,
+}
+DISPLAYS = ("none",)
+QEMU_DISPLAYS = ("gtk", "sdl", "vnc", "curses", "egl-headless", "spice-app", "dbus", "cocoa")
 
 
 def version_text() -> str:
@@ -132,6 +178,8 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
         if not arg.startswith("-") or arg == "-":
             raise ConfigError(f"{arg}: disk images are not supported; boot a kernel with -kernel FILE")
         name = arg[2:] if arg.startswith("--") else arg[1:]
+        if name in UNSUPPORTED_OPTIONS:
+            raise ConfigError(f"{arg}: this QEMU option is not supported by pyhv")
         if name not in OPTIONS:
             raise ConfigError(f"{arg}: invalid option")
         value = ""
@@ -146,8 +194,12 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
             raise ConfigError(f"{arg} {value}: {e}" if OPTIONS[name] else f"{arg}: {e}") from None
         if early is not None:
             return early
-    if not config.serials:
-        config.serials = ["stdio"]  # QEMU's -nographic default; pyhv has no other display
+    if config.nographic and config.display is not None:
+        raise ConfigError("-nographic cannot be used with -display")
+    if not config.serials and not config.nodefaults:
+        # QEMU's default serial port: stdio with -nographic; a console on the display
+        # otherwise, which with -display none nobody sees. pyhv has no other display.
+        config.serials = ["null" if config.display == "none" else "stdio"]
     if config.serials.count("stdio") > 1:
         raise ConfigError("-serial stdio: cannot use stdio by multiple character devices")
     return config
@@ -195,8 +247,82 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         config.cpus = parse_smp(value).cpus
     elif name == "S":
         config.start_paused = True
-    # -nographic: nothing to change, the serial port defaults to stdio anyway
+    elif name in ("M", "machine"):
+        machine = parse_machine(value, config.machine)
+        if isinstance(machine, str):
+            return machine
+        config.machine = machine
+    elif name == "no-acpi":
+        config.machine = parse_machine("acpi=off", config.machine)
+    elif name == "no-hpet":
+        config.machine = parse_machine("hpet=off", config.machine)
+    elif name == "cpu":
+        cpu = parse_cpu(value)
+        if isinstance(cpu, str):
+            return cpu
+        config.cpu = cpu
+    elif name == "rtc":
+        config.rtc_base = parse_rtc(value)
+    elif name == "name":
+        config.name = parse_name(value)
+    elif name == "pidfile":
+        if not value:
+            raise ConfigError("PID file name is empty")
+        config.pidfile = value
+    elif name == "display":
+        config.display = parse_display(value)
+    elif name == "nographic":
+        config.nographic = True
+    elif name == "nodefaults":
+        config.nodefaults = True
+    elif name == "no-shutdown":
+        config.no_shutdown = True
     return None
+
+
+def parse_rtc(text: str) -> str:
+    """``-rtc base=...,clock=...,driftfix=...``: the RTC's base (validated)."""
+    base = "utc"
+    for key, value in parse_opts(text):
+        if key == "base":
+            rtc_start_time(value)          # a bad date fails here
+            base = value
+        elif key == "clock":
+            if value not in ("host", "rt", "vm"):
+                raise ConfigError(f"invalid option value '{value}' for clock (host, rt or vm)")
+            if value != "vm":
+                raise ConfigError(f"clock={value} is not supported: pyhv's RTC runs on the VM's clock "
+                                  f"(clock=vm), which stops while the VM does")
+        elif key == "driftfix":
+            if value not in ("none", "slew"):
+                raise ConfigError(f"invalid option value '{value}' for driftfix (none or slew)")
+            if value != "none":
+                raise ConfigError("driftfix=slew is not supported: pyhv's RTC loses no interrupts to catch up")
+        else:
+            raise ConfigError(f"Invalid parameter '{key}' (base, clock and driftfix are)")
+    return base
+
+
+def parse_name(text: str) -> str:
+    """``-name NAME`` or ``-name guest=NAME``."""
+    name = None
+    for key, value in parse_opts(text, implied_key="guest"):
+        if key != "guest":
+            raise ConfigError(f"parameter '{key}' is not supported (pyhv takes the guest name only)")
+        name = value
+    if not name:
+        raise ConfigError("the guest name is empty")
+    return name
+
+
+def parse_display(text: str) -> str:
+    kind = parse_opts(text, implied_key="type")[0][1] if text else ""
+    if kind in QEMU_DISPLAYS:
+        raise ConfigError(f"display '{kind}' is not supported: pyhv has no graphical display "
+                          f"(use -display none or -nographic)")
+    if kind not in DISPLAYS or text != kind:
+        raise ConfigError(f"Parameter 'type' does not accept value '{text}' (pyhv: -display none)")
+    return kind
 
 
 def _default_guest():
@@ -218,7 +344,8 @@ def _run(config: MachineConfig) -> int:
             config.kernel = str(path)
             machine = Machine(config)
     try:
-        return machine.run()
+        with PidFile(config.pidfile) if config.pidfile else contextlib.nullcontext():
+            return machine.run()
     finally:
         machine.close()
 

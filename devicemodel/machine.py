@@ -1,7 +1,9 @@
 """The PC: RAM, port and memory address spaces, the legacy platform devices with the
 8259 PIC pair driving the CPU's INTR line, serial ports, ``-device`` devices, a
 kernel booted by its protocol, and ``-smp`` vCPUs (vCPU 0 boots; the others wait for
-INIT/SIPI as application processors do).
+INIT/SIPI as application processors do). The machine type (``-machine``) decides the
+rest: QEMU's ``pc`` adds the PCI chipset (i440FX, PIIX3, PIIX4 power management), the
+HPET and the ACPI tables; ``microvm`` has none of them. Both have fw_cfg.
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
 user's input (memory size, kernel file, chardevs, devices, log file) before any VM
@@ -10,8 +12,10 @@ memslot 0 at guest-physical 0 and puts vCPU 0 at the kernel's entry point; ``run
 runs one thread per vCPU until the VM stops and returns the process exit status.
 ``pause()``/``resume()`` park and release the vCPUs (the monitor's stop and cont).
 
-Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault) or the
-user (Ctrl-C or SIGTERM, like QEMU's "terminating on signal N" with exit status 0).
+Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault, an ACPI
+power-off) or the user (Ctrl-C or SIGTERM, like QEMU's "terminating on signal N" with
+exit status 0). With -no-shutdown a guest power-off only stops the vCPUs; the process
+waits for Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,15 +31,23 @@ from typing import Optional
 from devicemodel.address_space import AddressSpace
 from devicemodel.chardev import open_chardev
 from devicemodel.clock import HostClock
+from devicemodel.cpu_models import CpuSpec, build_cpuid
 from devicemodel.devices.debugcon import Debugcon
 from devicemodel.devices.uart16550 import Uart16550
 from devicemodel.interrupt_line import InterruptLine
 from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.firmware_tables.e820 import PcMemoryLayout
+from devicemodel.firmware_tables.fw_cfg import pc_fw_cfg
 from devicemodel.firmware_tables.pc import install_pc_firmware_tables
+from devicemodel.guest_memory import GuestMemory
+from devicemodel.loaders.elf import read_kernel_file
+from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
+from devicemodel.machine_types import MachineOptions
+from devicemodel.pci.device import PciDevice
+from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
 from devicemodel.runstate import PAUSED, PRELAUNCH, RunState
 
@@ -59,8 +71,17 @@ class MachineConfig:
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
     no_reboot: bool = False
+    no_shutdown: bool = False
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
+    machine: MachineOptions = field(default_factory=MachineOptions)
+    cpu: Optional[CpuSpec] = None    # None: the processor's own CPUID, all of it
+    rtc_base: str = "utc"
+    name: Optional[str] = None         # -name: the guest's name
+    pidfile: Optional[str] = None      # -pidfile: for the process that runs the machine
+    nographic: bool = False
+    display: Optional[str] = None      # -display: only "none" (pyhv has no graphical display)
+    nodefaults: bool = False           # -nodefaults: no default serial port
 
 
 def open_kvm():
@@ -84,7 +105,10 @@ def allocate_ram(size: int) -> mmap.mmap:
 class Machine:
     def __init__(self, config: MachineConfig):
         self.config = config
-        self.runstate = RunState(vcpus=config.cpus)
+        options = config.machine
+        cpus = config.cpus
+        serials = config.serials if options.isa_serial else []
+        self.runstate = RunState(vcpus=cpus, no_shutdown=config.no_shutdown)
         if config.start_paused:
             self.runstate.pause(PRELAUNCH)
         self.bql = threading.RLock()   # the big lock: device state is touched under it
@@ -93,11 +117,27 @@ class Machine:
         self.mmio = AddressSpace("memory", 1 << 64)
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
-        self.tables = install_pc_firmware_tables(self.ram, cpus=config.cpus, com_ports=COM_PORTS[:len(config.serials)])
+        self.tables = install_pc_firmware_tables(self.ram, cpus=cpus, hpet=options.hpet, acpi=options.acpi,
+                                                 com_ports=COM_PORTS[:len(serials)])
         self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
         self.line = InterruptLine(self.bql)
-        self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line,
-                                   ram_size=config.ram_size, request_reset=self.request_reset)
+        self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
+                                   request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
+                                   hpet=options.hpet, minimal=options.type == "microvm", rtc=options.rtc)
+        self.chipset = None
+        if options.pci:
+            self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
+                                     request_reset=self.request_reset, power_off=self.runstate.guest_shutdown,
+                                     suspend=self._guest_suspend, acpi=options.acpi,
+                                     com_ports=COM_PORTS[:len(serials)])
+        self.guest_memory = GuestMemory(self.ram, self.layout, written=self._dma_written)
+        self.fw_cfg = pc_fw_cfg(self.guest_memory.read, self.guest_memory.write, config.ram_size, cpus,
+                                kernel=read_kernel_file(config.kernel),
+                                initrd=read_initrd(config.initrd) if config.initrd else None,
+                                cmdline=config.cmdline if config.cmdline else None)
+        for region in self.fw_cfg.regions:
+            self.pio.add_region(region)
+        self.cpuid_spec = config.cpu
         self.chardevs = []
         self.serials: list[Uart16550] = []
         self.devices = []
@@ -105,11 +145,13 @@ class Machine:
         self.vm = None
         self.vcpus = []
         try:
-            self._add_serials(config.serials)
-            if config.debugcon is not None:
-                self._add_debugcon(config.debugcon)
+            self._add_serials(serials)
             for spec in config.devices:
                 self._add_device(spec)
+            if config.debugcon is not None:
+                self._add_debugcon(config.debugcon)
+            if self.chipset is not None:
+                self.chipset.init_firmware(self.layout.low_top)
             if config.log_file is not None:
                 self.log = _open_log(config.log_file)
         except BaseException:
@@ -130,15 +172,31 @@ class Machine:
             self.pio.add_region(uart.region)
             self.serials.append(uart)
 
+    def _plug_pci(self, device: PciDevice, spec: DeviceSpec) -> None:
+        """A PCI -device goes into the first free slot (00:02.0 first, as in QEMU without
+        its default VGA and NIC); the firmware set-up gives it addresses afterwards."""
+        if self.chipset is None:
+            raise ConfigError(f"-device {spec.arg}: No 'PCI' bus found for device '{spec.driver}'")
+        bus = self.chipset.bus
+        try:
+            bus.add(device, bus.free_slot())
+        except ValueError as e:
+            raise ConfigError(f"-device {spec.arg}: {e}") from None
+        self.devices.append(device)
+
     def _add_debugcon(self, spec: str) -> None:
-        """QEMU's -debugcon: an isa-debugcon at port 0xe9 on a character device."""
+        """QEMU's -debugcon: an isa-debugcon at port 0xe9 on a character device. QEMU
+        creates it after the -device devices, so it covers pc-testdev's byte port 0xe9."""
         chardev = open_chardev(spec)
         self.chardevs.append(chardev)
         self.devices.append(Debugcon(chardev))
-        self.pio.add_region(self.devices[-1].region)
+        self.pio.add_region(self.devices[-1].region, overlap=True)
 
     def _add_device(self, spec: DeviceSpec) -> None:
         device = DEVICE_TYPES[spec.driver].create(self, spec.props)
+        if isinstance(device, PciDevice):
+            self._plug_pci(device, spec)
+            return
         try:
             for region in device.regions:
                 self.pio.add_region(region)
@@ -157,11 +215,18 @@ class Machine:
         if self.vm is not None:
             self.vm.guest_memory_written(gpa & ~0xFFF, 0x1000)
 
+    def _dma_written(self, gpa: int, size: int) -> None:
+        if self.vm is not None:
+            self.vm.guest_memory_written(gpa, size)
+
+    def _guest_suspend(self) -> None:
+        error_report("guest asked for ACPI S3 (suspend to RAM), which pyhv does not support; ignored")
+
     def request_reset(self, hard: bool = False) -> None:
         """The guest asked for a system reset (keyboard controller, port 0x92, 0xcf9)."""
         if self.config.no_reboot:
-            error_report("guest requested a system reset; exiting as -no-reboot asks")
-            self.request_exit(0)
+            error_report("guest requested a system reset; the machine is off as -no-reboot asks")
+            self.runstate.guest_shutdown()
         else:
             error_report("guest requested a system reset, which pyhv does not support yet; "
                          "exiting (use -no-reboot to make this status 0)")
@@ -173,6 +238,7 @@ class Machine:
         from devicemodel.entry_state import apply_entry_state  # needs the kvm package
         from kvm.constants import KVM_MP_STATE_INIT_RECEIVED
 
+        cpuid = None if self.cpuid_spec is None else build_cpuid(self.cpuid_spec, kvm.get_supported_cpuid())
         self.vm = kvm.create_vm()
         # RAM below the PCI hole at 0, the rest of the buffer at 4 GiB (QEMU's pc split)
         low, ram = self.layout.low_top, memoryview(self.ram)
@@ -182,6 +248,9 @@ class Machine:
             self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
                                            userspace_addr=ram[low:], flags=0)
         self.vcpus = [self.vm.create_vcpu(index) for index in range(self.config.cpus)]
+        for vcpu in self.vcpus:
+            if cpuid is not None:
+                vcpu.set_cpuid2(cpuid)
         self.line.vcpu = self.vcpus[0]   # the PIC's INTR reaches the boot processor
         apply_entry_state(self.vcpus[0], self.boot.entry)
         for ap in self.vcpus[1:]:
@@ -256,6 +325,7 @@ class Machine:
                     thread.join(KICK_INTERVAL / len(threads))
                 alive = [index for index, thread in enumerate(threads) if thread.is_alive()]
                 if not alive:
+                    self._wait_for_exit()
                     return True
                 if self.runstate.stop_requested:
                     deadline = deadline or time.monotonic() + STOP_GRACE
@@ -267,6 +337,16 @@ class Machine:
                     self.kick_all()
             except KeyboardInterrupt:
                 self.stop_on_signal(signal.SIGINT)
+
+    def _wait_for_exit(self) -> None:
+        """The vCPUs stopped without an exit (a guest power-off under -no-shutdown): time
+        stands still until Ctrl-C or SIGTERM."""
+        if self.runstate.exit_requested:
+            return
+        self.clock.pause()
+        error_report("guest powered off; the VM stays stopped as -no-shutdown asks (Ctrl-C quits)")
+        while not self.runstate.wait_exit(KICK_INTERVAL):
+            pass
 
     def stop_on_signal(self, signum: int) -> None:
         error_report(f"terminating on signal {signum}")

@@ -40,6 +40,7 @@ class DeviceType:
     description: str
     properties: tuple[Property, ...]
     create: Callable  # (machine, props: dict) -> device with .regions (and maybe .mmio_region)
+    category: str = "Misc devices"   # the heading -device help lists it under, as QEMU's
 
 
 DEVICE_TYPES = {
@@ -99,14 +100,24 @@ def parse_device(arg: str) -> Union[DeviceSpec, HelpRequest]:
 
 
 def devices_help() -> str:
-    lines = ["Available devices:"]
+    """The device list as QEMU prints it: by category, each name with its bus."""
+    categories: dict[str, list[DeviceType]] = {}
     for dtype in DEVICE_TYPES.values():
-        lines.append(f'name "{dtype.name}", bus {dtype.bus}, desc "{dtype.description}"')
-    return "\n".join(lines)
+        categories.setdefault(dtype.category, []).append(dtype)
+    blocks = []
+    for category, dtypes in categories.items():
+        lines = [f"{category}:"]
+        for dtype in sorted(dtypes, key=lambda d: d.name):
+            lines.append(f'name "{dtype.name}", bus {dtype.bus}, desc "{dtype.description}"')
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def properties_help(dtype: DeviceType) -> str:
+    """The properties as QEMU prints them (defaults in decimal)."""
+    if not dtype.properties:
+        return f"There are no options for {dtype.name}."
     lines = [f"{dtype.name} options:"]
     for p in dtype.properties:
-        lines.append(f"  {p.name}=<{p.kind}>".ljust(25) + f" -  (default: {p.default:#x})")
+        lines.append(f"  {p.name}=<{p.kind}>".ljust(25) + f"-  (default: {p.default})")
     return "\n".join(lines)

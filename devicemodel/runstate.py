@@ -3,6 +3,10 @@
 Any thread may ask the VM to stop (the guest through isa-debug-exit, the vCPU loop when
 the guest is dead, the main thread on Ctrl-C). The first request decides the status.
 
+A guest shutdown (ACPI power-off, or a reset or triple fault under -no-reboot) ends the
+process with status 0, as in QEMU -- unless ``no_shutdown`` (QEMU's -no-shutdown): then
+the vCPUs stop but the process stays until it is told to exit (Ctrl-C, SIGTERM).
+
 Pausing is QEMU's vm_stop()/vm_start(): ``pause(reason)`` asks every vCPU loop to park
 outside KVM_RUN, and ``wait_parked()`` returns once they all have, so that the monitor
 or the gdbstub can look at and change vCPU state; ``resume()`` lets them go on. The
@@ -18,10 +22,12 @@ RUNNING, PAUSED, PRELAUNCH, DEBUG, SHUTDOWN = "running", "paused", "prelaunch", 
 
 
 class RunState:
-    def __init__(self, vcpus: int = 1) -> None:
+    def __init__(self, vcpus: int = 1, no_shutdown: bool = False) -> None:
+        self.no_shutdown = no_shutdown
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._stop = threading.Event()
+        self._stop = threading.Event()     # the vCPUs must stop
+        self._exit = threading.Event()     # the process must end
         self._status: Optional[int] = None
         self._paused_as: Optional[str] = None   # the reason while paused, else None
         self._parked = 0
@@ -33,11 +39,25 @@ class RunState:
             if self._status is None:
                 self._status = status
             self._stop.set()
+            self._exit.set()
             self._changed.notify_all()
+
+    def guest_shutdown(self) -> None:
+        """The guest turned the machine off: exit with 0, or with -no-shutdown only stop."""
+        if self.no_shutdown:
+            with self._lock:
+                self._stop.set()
+                self._changed.notify_all()
+        else:
+            self.request_exit(0)
 
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def exit_requested(self) -> bool:
+        return self._exit.is_set()
 
     @property
     def exit_status(self) -> Optional[int]:
@@ -47,6 +67,10 @@ class RunState:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until a stop is requested (or ``timeout`` passes); True if it was."""
         return self._stop.wait(timeout)
+
+    def wait_exit(self, timeout: Optional[float] = None) -> bool:
+        """Block until the process is told to end (or ``timeout`` passes); True if it was."""
+        return self._exit.wait(timeout)
 
     # -- pausing ------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ Exits are served with the big lock held (QEMU's BQL), which device timers take t
 before each run the interrupt line injects a pending interrupt or asks for a window.
 While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks before
 entering the guest.
-* SHUTDOWN (triple fault): with -no-reboot the VM ends with status 0; without it QEMU
+* SHUTDOWN (triple fault): with -no-reboot the machine is off, which ends the VM with
+  status 0 (or, with -no-shutdown, only stops it); without it QEMU
   would reset the machine, which pyhv does not support yet, so the VM ends with status 1.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
@@ -127,7 +128,8 @@ class VcpuLoop:
 
     def _shutdown(self, run) -> None:
         if self.no_reboot:
-            self._end(0, "guest triple fault (shutdown); exiting as -no-reboot asks")
+            error_report("guest triple fault (shutdown); the machine is off as -no-reboot asks")
+            self.runstate.guest_shutdown()
         else:
             self._end(1, "guest triple fault (shutdown): the machine should reset, but pyhv "
                          "does not support reset yet; exiting (use -no-reboot to make this status 0)")

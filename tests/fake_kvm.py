@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT,
                            KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN)
+from kvm.cpuid import supported_cpuid
 from kvm.structs import Regs, Sregs
 
 
@@ -151,6 +152,9 @@ class FakeVcpu:
     def interrupt(self, vector):
         self.injected.append(vector)
 
+    def set_cpuid2(self, entries):
+        self.cpuid = list(entries)
+
     def instructions_retired(self):
         return self.runs
 
@@ -243,3 +247,6 @@ class FakeKvm:
         vm = FakeVm(self.script)
         self.vms.append(vm)
         return vm
+
+    def get_supported_cpuid(self):
+        return supported_cpuid()

@@ -11,3 +11,16 @@ class Line:
     @property
     def level(self):
         return self.levels[-1] if self.levels else 0
+
+
+class IrqLines:
+    """Numbered interrupt lines (ISA IRQs, GSIs) driven by ``set_irq(line, level)``: their
+    levels now and every change, in order."""
+
+    def __init__(self, count):
+        self.levels = [0] * count
+        self.changes = []
+
+    def set_irq(self, line, level):
+        self.levels[line] = level
+        self.changes.append((line, level))

@@ -90,6 +90,35 @@ def test_fadt_points_at_facs_and_dsdt_and_describes_piix4_pm(mem):
     assert b"_S5_" in DefinitionBlock.parse(dsdt).aml
 
 
+def test_fadt_smi_command_switches_to_acpi_mode_as_qemu(mem):
+    fadt = Fadt.parse(tables(mem)[b"FACP"][1])
+    assert (fadt.smi_cmd, fadt.acpi_enable, fadt.acpi_disable) == (0xB2, 0xF1, 0xF0)
+
+
+def test_dsdt_s5_package_gives_the_soft_off_sleep_type(mem):
+    """Name (_S5, Package () {SLP_TYPa, SLP_TYPb, ...}) decoded as ACPICA does it."""
+    fadt = Fadt.parse(tables(mem)[b"FACP"][1])
+    aml = DefinitionBlock.parse(table_at(mem, fadt.dsdt)[1]).aml
+    at = aml.index(b"\x08_S5_")                              # NameOp, NameSeg
+    assert aml[at + 5] == 0x12                                # PackageOp
+    length, count = aml[at + 6], aml[at + 7]                  # a one-byte PkgLength, NumElements
+    assert length < 0x40 and count >= 2
+    elements = aml[at + 8:at + 6 + length]
+    values = []
+    for op in elements:
+        assert op in (0x00, 0x01)                             # ZeroOp, OneOp: no other encodings here
+        values.append(op)
+    assert values[:2] == [0, 0]                               # PIIX4's soft-off SLP_TYP is 0
+
+
+def test_no_acpi_tables_without_acpi():
+    mem = bytearray(16 * MiB)
+    installed = install_pc_firmware_tables(mem, acpi=False)
+    assert installed.rsdp_addr is None and installed.acpi is None
+    assert b"RSD PTR " not in mem
+    assert mem[installed.mp_floating_pointer_addr:installed.mp_floating_pointer_addr + 4] == b"_MP_"
+
+
 def test_32_bit_pm_timer_flag():
     mem = bytearray(16 * MiB)
     install_pc_firmware_tables(mem, pm_timer_32bit=True)

@@ -158,3 +158,69 @@ def test_missing_callback_acts_as_unassigned():
     space.add_region(Region(base=0x10, size=1, name="wo", write=lambda o, s, v: None))
     assert space.read(0x10, 1) == 0xFF
     assert space.unassigned_reads == 1
+
+
+# --- overlapping regions with priorities (QEMU's add_subregion_overlap) -------------------
+
+def test_overlap_must_be_asked_for_by_one_of_the_two():
+    space = AddressSpace("io", 0x10000)
+    space.add_region(region(0xE8, 4, name="pc-testdev-ioport-byte"))
+    with pytest.raises(AddressSpaceError):
+        space.add_region(region(0xE9, 1, name="isa-debugcon"))
+    space.add_region(region(0xE9, 1, name="isa-debugcon"), overlap=True)
+    with pytest.raises(AddressSpaceError, match="'pc-testdev-ioport-byte'"):
+        space.add_region(region(0xEA, 1, name="later"))       # meets the one that did not ask
+    alone = AddressSpace("io", 0x10000)
+    alone.add_region(region(0xE9, 1, name="isa-debugcon"), overlap=True)
+    alone.add_region(region(0xE8, 4, name="pc-testdev-ioport-byte"))   # the other one asked
+    assert alone.find(0xE9).name == "pc-testdev-ioport-byte"            # and was added last
+
+
+def test_equal_priority_the_region_added_last_wins():
+    space = AddressSpace("io", 0x10000)
+    testdev, debugcon = Recorder(), Recorder()
+    space.add_region(region(0xE8, 4, name="pc-testdev-ioport-byte", dev=testdev))
+    space.add_region(region(0xE9, 1, name="isa-debugcon", dev=debugcon), overlap=True)
+    assert space.find(0xE9).name == "isa-debugcon"
+    assert space.find(0xE8).name == space.find(0xEA).name == "pc-testdev-ioport-byte"
+    space.write(0xE9, 1, 0x41)
+    space.write(0xEB, 1, 0x42)
+    assert debugcon.writes == [(0, 1, 0x41)]
+    assert testdev.writes == [(3, 1, 0x42)]
+
+
+def test_higher_priority_wins_whatever_the_order():
+    space = AddressSpace("io", 0x10000)
+    host, rcr = Recorder(), Recorder()
+    space.add_region(region(0xCF9, 1, name="reset-control", dev=rcr, priority=1), overlap=True)
+    space.add_region(region(0xCF8, 4, name="pci-conf-idx", dev=host))
+    assert space.find(0xCF9).name == "reset-control"
+    space.write(0xCF9, 1, 6)
+    assert rcr.writes == [(0, 1, 6)] and host.writes == []
+    space.write(0xCF8, 4, 0x80000000)                        # the region at the first byte takes it all
+    assert host.writes == [(0, 4, 0x80000000)]
+    space.write(0xCF9, 2, 0x0102)                            # from the RCR on: split at its end
+    assert rcr.writes[-1] == (0, 1, 0x02) and host.writes[-1] == (2, 1, 0x01)
+
+
+def test_removing_a_covering_region_uncovers_the_one_below():
+    space = AddressSpace("memory")
+    below, bar = Recorder(), Recorder()
+    space.add_region(region(0x1000, 0x1000, name="below", dev=below))
+    top = region(0x1800, 0x1000, name="bar", dev=bar, priority=1)
+    space.add_region(top, overlap=True)
+    space.read(0x1900, 4)
+    space.read(0x17FF, 1)
+    assert bar.reads == [(0x100, 4)] and below.reads == [(0x7FF, 1)]
+    space.remove_region(top)
+    space.read(0x1900, 4)
+    assert below.reads[-1] == (0x900, 4)
+    assert [r.name for r in space.regions] == ["below"]
+
+
+def test_a_region_is_added_once():
+    space = AddressSpace("io", 0x10000)
+    r = region(0x80, 1)
+    space.add_region(r, overlap=True)
+    with pytest.raises(AddressSpaceError, match="already"):
+        space.add_region(r, overlap=True)

@@ -89,13 +89,18 @@ def test_help_stops_parsing_like_qemu(capsys, no_vm):
 def test_device_help_lists_devices(capsys, no_vm):
     status, out, err = run_main(capsys, "-device", "help")
     assert status == 0 and err == ""
+    assert out.startswith("Misc devices:\n")
     assert 'name "isa-debug-exit", bus ISA' in out
 
 
 def test_device_property_help(capsys, no_vm):
     status, out, _ = run_main(capsys, "-device", "isa-debug-exit,help")
     assert status == 0
-    assert "isa-debug-exit options:" in out and "iobase=<uint32>" in out and "0x501" in out
+    assert out.splitlines() == ["isa-debug-exit options:",          # QEMU's words
+                                "  iobase=<uint32>        -  (default: 1281)",
+                                "  iosize=<uint32>        -  (default: 2)"]
+    status, out, _ = run_main(capsys, "-device", "pc-testdev,help")
+    assert status == 0 and out == "There are no options for pc-testdev.\n"
 
 
 def test_log_items_help(capsys, no_vm):
@@ -334,3 +339,146 @@ def test_initrd_with_a_multiboot_kernel_is_refused(capsys, fake, kernel, tmp_pat
     assert status == 1
     assert err == "pyhv: -initrd: Multiboot modules are not supported yet\n"
     assert not fake.vms   # refused before any VM exists
+
+
+# --- machine, processor, RTC, display and process options -----------------------------------
+
+@pytest.mark.parametrize("argv, text", [
+    (["-M", "q35"], "pyhv: -M q35: unsupported machine type 'q35' (use -machine help for a list)"),
+    (["-machine", "pc,foo=on"], "machine property 'foo' is not supported by pyhv's pc machine"),
+    (["-machine", "pc,hpet=2"], "Parameter 'hpet' expects on or off, not '2'"),
+    (["-machine", "microvm,acpi=on"], "acpi=on is not supported by pyhv's microvm machine"),
+    (["-M", "microvm", "-no-hpet"], "-no-hpet: machine property 'hpet' is not supported by pyhv's microvm"),
+    (["-machine"], "-machine: requires an argument"),
+    (["-cpu", "486"], "pyhv: -cpu 486: unable to find CPU model '486'"),
+    (["-cpu", "max,+warp-drive"], "unknown CPU feature 'warp-drive'"),
+    (["-cpu", "max,model-id=x"], "CPU property 'model-id' is not supported"),
+    (["-cpu", "max,sse2=yes-please"], "expects on or off"),
+    (["-rtc", "base=2020-13-45"], "pyhv: -rtc base=2020-13-45: invalid datetime format"),
+    (["-rtc", "base=tomorrow"], "invalid datetime format 'tomorrow'"),
+    (["-rtc", "clock=host"], "clock=host is not supported"),
+    (["-rtc", "clock=wall"], "invalid option value 'wall'"),
+    (["-rtc", "driftfix=slew"], "driftfix=slew is not supported"),
+    (["-rtc", "driftfix=sometimes"], "invalid option value 'sometimes'"),
+    (["-rtc", "start=now"], "Invalid parameter 'start'"),
+    (["-name", "guest=vm1,process=qemu-vm1"], "parameter 'process' is not supported"),
+    (["-name", "debug-threads=on"], "parameter 'debug-threads' is not supported"),
+    (["-name", ""], "the guest name is empty"),
+    (["-pidfile", ""], "PID file name is empty"),
+    (["-display", "gtk"], "display 'gtk' is not supported: pyhv has no graphical display"),
+    (["-display", "sdl,gl=on"], "display 'sdl' is not supported"),
+    (["-display", "none,gl=on"], "Parameter 'type' does not accept value 'none,gl=on'"),
+    (["-display", "fancy"], "does not accept value 'fancy'"),
+    (["-nographic", "-display", "none"], "-nographic cannot be used with -display"),
+    (["-hda", "disk.img"], "pyhv: -hda: this QEMU option is not supported by pyhv"),
+    (["-enable-kvm"], "pyhv: -enable-kvm: this QEMU option is not supported by pyhv"),
+    (["-vnc", ":0"], "-vnc: this QEMU option is not supported"),
+    (["-netdev", "user,id=n0"], "-netdev: this QEMU option is not supported"),
+    (["--snapshot"], "--snapshot: this QEMU option is not supported"),
+])
+def test_bad_platform_options(capsys, no_vm, kernel, argv, text):
+    assert_one_line_error(*run_main(capsys, "-kernel", kernel, *argv), text)
+
+
+def test_unimplemented_cpu_feature_is_refused_before_the_vm_exists(capsys, fake, kernel):
+    assert_one_line_error(*run_main(capsys, "-kernel", kernel, "-cpu", "max,+avx512f"),
+                          "CPU feature 'avx512f' is not implemented by pyhv's processor")
+    assert not fake.vms
+
+
+@pytest.mark.parametrize("option, first_line", [("-machine help", "Supported machines are:"),
+                                                ("-M pc,help", "pc-machine options:"),
+                                                ("-cpu help", "Available CPUs:")])
+def test_platform_help(capsys, no_vm, option, first_line):
+    status, out, err = run_main(capsys, *option.split())
+    assert status == 0 and err == "" and out.splitlines()[0] == first_line
+
+
+def test_cpu_model_reaches_the_vcpu(capsys, fake, kernel):
+    fake.script = [Out(0xF4, 1, (0,))]
+    status, _, err = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, "-cpu", "base,+sse2")
+    assert status == 1, err
+    (leaf1,) = [e for e in fake.vms[0].vcpus[0].cpuid if e.function == 1]
+    assert leaf1.edx == 1 << 26
+
+
+def test_guest_power_off_ends_with_status_0(capsys, fake, kernel):
+    fake.script = [Out(0x604, 2, (0x2000,)), Out(0xF4, 1, (7,))]        # PM1a_CNT: SLP_TYP 0, SLP_EN
+    status, _, err = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT)
+    assert status == 0 and err == ""
+
+
+def test_no_shutdown_keeps_the_process_after_a_power_off(capsys, fake, kernel):
+    fake.script = [Out(0x604, 2, (0x2000,)), Out(0xF4, 1, (7,))]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    status, _, err = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, "-no-shutdown")
+    timer.join()
+    assert status == 0
+    assert err == ("pyhv: guest powered off; the VM stays stopped as -no-shutdown asks (Ctrl-C quits)\n"
+                   "pyhv: terminating on signal 2\n")
+    assert fake.vms[0].vcpus[0].runs == 1                     # the isa-debug-exit write never ran
+
+
+def test_no_reboot_reset_with_no_shutdown_stops(capsys, fake, kernel):
+    fake.script = [Out(0xCF9, 1, (0x06,))]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    status, _, err = run_main(capsys, "-kernel", kernel, "-no-reboot", "-no-shutdown")
+    timer.join()
+    assert status == 0 and "the machine is off as -no-reboot asks" in err and "-no-shutdown" in err
+
+
+def test_display_none_and_nodefaults_have_no_serial_output(capsys, fake, kernel):
+    for options in (["-display", "none"], ["-nodefaults"], ["-nographic", "-nodefaults"]):
+        fake.script = [Out(0x3F8, 1, tuple(b"hidden")), Out(0xF4, 1, (0,))]
+        status, out, _ = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, *options)
+        assert (status, out) == (1, ""), options
+    fake.script = [Out(0x3F8, 1, tuple(b"shown")), Out(0xF4, 1, (0,))]
+    status, out, _ = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, "-display", "none", "-serial", "stdio")
+    assert out == "shown"
+
+
+def test_pidfile_holds_the_pid_while_running_and_goes_away(capsys, fake, kernel, tmp_path):
+    pidfile = tmp_path / "pyhv.pid"
+    seen = []
+    fake.script = [Spin()]
+
+    def look():
+        seen.append(pidfile.read_text())
+        _thread.interrupt_main()
+    timer = threading.Timer(0.3, look)
+    timer.start()
+    status, _, _ = run_main(capsys, "-kernel", kernel, "-pidfile", str(pidfile), "-name", "guest=vm1")
+    timer.join()
+    assert status == 0 and seen == [f"{os.getpid()}\n"] and not pidfile.exists()
+
+
+def test_unwritable_pidfile(capsys, fake, kernel, tmp_path):
+    target = tmp_path / "no" / "dir" / "pyhv.pid"
+    assert_one_line_error(*run_main(capsys, "-kernel", kernel, "-pidfile", str(target)),
+                          f"cannot create PID file: Could not create '{target}': No such file or directory")
+
+
+def test_locked_pidfile_is_refused(capsys, fake, kernel, tmp_path):
+    pidfile = tmp_path / "pyhv.pid"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(pidfile)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(30)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert_one_line_error(*run_main(capsys, "-kernel", kernel, "-pidfile", str(pidfile)),
+                              "Cannot lock pid file")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_rtc_base_date_reaches_the_rtc(capsys, fake, kernel):
+    from fake_kvm import In
+    fake.script = [Out(0x70, 1, (0x09,)), In(0x71, 1), Out(0x70, 1, (0x32,)), In(0x71, 1), Out(0xF4, 1, (0,))]
+    status, _, _ = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, "-rtc", "base=2006-06-17T16:01:21")
+    assert status == 1
+    assert fake.vms[0].vcpus[0].reads == [0x06, 0x20]           # BCD year 06, century 20

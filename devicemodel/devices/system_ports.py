@@ -92,13 +92,14 @@ class ResetControl:
 
     On a real PC 0xcf9 is a byte inside the PCI configuration address register's dword
     at 0xcf8: byte accesses to 0xcf9 reach this register, others the PCI host bridge.
+    The region has priority 1 over the host's, as in QEMU.
     """
 
     def __init__(self, request_reset: Callable[[bool], None] = _no_reset,
                  iobase: int = 0xCF9, name: str = "reset-control"):
         self.request_reset = request_reset
         self.region = Region(base=iobase, size=1, name=name, read=self.read, write=self.write,
-                             owner=self, sizes=(1, 2, 4), impl_size=1)
+                             owner=self, sizes=(1, 2, 4), impl_size=1, priority=1)
         self.regions = (self.region,)
         self.value = 0
 

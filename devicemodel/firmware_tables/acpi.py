@@ -8,10 +8,11 @@ checksum; the RSDP both of its own (first 20 bytes, whole structure).
 The FADT (revision 3, ACPI 2.0 layout, 244 bytes) describes QEMU's PIIX4 power
 management block: PM1a event block at 0x600 (4 bytes), PM1a control block at 0x604
 (2 bytes), the ACPI PM timer at 0x608 (24-bit unless ``pm_timer_32bit``), SCI on IRQ 9,
-and the reset register (I/O port 0xcf9, value 6). There is no SMI command port: the
-machine is always in ACPI mode (PM1a_CNT.SCI_EN reads 1), as on Firecracker and
-cloud-hypervisor. The DSDT holds ``\\_S5`` with SLP_TYP 0 (PIIX4's soft-off) so that a
-kernel can power the machine off.
+the SMI command port 0xb2 (the PIIX4's APM control port) with QEMU's ACPI_ENABLE 0xf1
+and ACPI_DISABLE 0xf0 values, through which the operating system switches the machine
+to ACPI mode (PM1a_CNT.SCI_EN), and the reset register (I/O port 0xcf9, value 6). The
+DSDT holds ``\\_S5`` with SLP_TYP 0 (PIIX4's soft-off) so that a kernel can power the
+machine off.
 
 The MADT has one enabled Processor Local APIC per vCPU (ACPI processor UID = APIC ID =
 vCPU index), the I/O APIC (ID 0 at 0xfec00000, GSI base 0), the interrupt source
@@ -37,6 +38,9 @@ PM1A_EVT_BLK = 0x600
 PM1A_CNT_BLK = 0x604
 PM_TMR_BLK = 0x608
 SCI_IRQ = 9
+SMI_CMD = 0xB2
+ACPI_ENABLE = 0xF1
+ACPI_DISABLE = 0xF0
 RESET_PORT = 0xCF9
 RESET_VALUE = 0x06
 HPET_ADDR = 0xFED00000
@@ -275,7 +279,7 @@ def build_fadt(facs_addr: int, dsdt_addr: int, pm_timer_32bit: bool = False) -> 
     body = _without_header(
         Fadt,
         firmware_ctrl=facs_addr, dsdt=dsdt_addr, reserved=0, preferred_pm_profile=0, sci_int=SCI_IRQ,
-        smi_cmd=0, acpi_enable=0, acpi_disable=0, s4bios_req=0, pstate_cnt=0,
+        smi_cmd=SMI_CMD, acpi_enable=ACPI_ENABLE, acpi_disable=ACPI_DISABLE, s4bios_req=0, pstate_cnt=0,
         pm1a_evt_blk=PM1A_EVT_BLK, pm1b_evt_blk=0, pm1a_cnt_blk=PM1A_CNT_BLK, pm1b_cnt_blk=0,
         pm2_cnt_blk=0, pm_tmr_blk=PM_TMR_BLK, gpe0_blk=0, gpe1_blk=0,
         pm1_evt_len=4, pm1_cnt_len=2, pm2_cnt_len=0, pm_tmr_len=4, gpe0_blk_len=0, gpe1_blk_len=0,

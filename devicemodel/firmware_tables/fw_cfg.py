@@ -33,7 +33,8 @@ from typing import Callable
 from construct import Int16ub, Int32ub, Int32ul, Int64ub, Int64ul, Int16ul, PaddedString, Struct
 
 from devicemodel.address_space import Region
-from devicemodel.firmware_tables.e820 import PcMemoryLayout, build_e820_table
+from devicemodel.guest_memory import GuestMemoryError as DmaError
+from devicemodel.firmware_tables.e820 import E820_RAM, FOUR_GIB, MemoryRegion, PcMemoryLayout, build_e820_table
 
 FW_CFG_IOBASE = 0x510
 FW_CFG_DMA_IOBASE = 0x514
@@ -79,10 +80,6 @@ DmaAccess = Struct(
     "length" / Int32ub,
     "address" / Int64ub,
 )
-
-
-class DmaError(Exception):
-    """A DMA address that is not guest RAM."""
 
 
 class FwCfg:
@@ -216,13 +213,21 @@ class FwCfg:
 def pc_fw_cfg(read_memory, write_memory, ram_size: int, cpus: int, kernel: bytes = None,
               initrd: bytes = None, cmdline: str = None) -> FwCfg:
     """fw_cfg with what QEMU's pc machine puts there: RAM size, CPU counts, etc/e820 and,
-    for -kernel/-initrd/-append, the kernel, initrd and command line."""
+    for -kernel/-initrd/-append, the kernel, initrd and command line.
+
+    etc/e820 is QEMU's map for the firmware, not the one the firmware gives the operating
+    system: the RAM below the PCI hole and the RAM above 4 GiB, each as one range (the
+    firmware reserves its own areas out of them)."""
     fw_cfg = FwCfg(read_memory, write_memory)
+    layout = PcMemoryLayout(ram_size)
+    ram_ranges = [MemoryRegion(0, layout.low_top, E820_RAM)]
+    if layout.high_size:
+        ram_ranges.append(MemoryRegion(FOUR_GIB, layout.high_size, E820_RAM))
     fw_cfg.add_bytes(FW_CFG_RAM_SIZE, Int64ul.build(ram_size))
     fw_cfg.add_bytes(FW_CFG_NOGRAPHIC, Int16ul.build(0))
     fw_cfg.add_bytes(FW_CFG_NB_CPUS, Int16ul.build(cpus))
     fw_cfg.add_bytes(FW_CFG_MAX_CPUS, Int16ul.build(cpus))
-    fw_cfg.add_file("etc/e820", build_e820_table(PcMemoryLayout(ram_size).memory_map()))
+    fw_cfg.add_file("etc/e820", build_e820_table(ram_ranges))
     if kernel is not None:
         fw_cfg.add_bytes(FW_CFG_KERNEL_SIZE, Int32ul.build(len(kernel)))
         fw_cfg.add_bytes(FW_CFG_KERNEL_DATA, kernel)
