@@ -1,11 +1,12 @@
-"""The ``-d`` log items, and the VM-exit summary that ``-d exits`` prints."""
+"""The ``-d`` log items, and the VM-exit summary that ``-d exits-summary`` prints."""
 
 from __future__ import annotations
 
 from devicemodel.errors import ConfigError
 
 LOG_ITEMS = {
-    "exits": "show each vCPU's VM exits by exit reason (count, time) when the VM ends",
+    "exits": "trace every VM exit: one line with the vCPU, exit reason, RIP and qualification",
+    "exits-summary": "show each vCPU's VM exits by exit reason (count, time) when the VM ends",
 }
 
 

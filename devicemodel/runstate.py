@@ -7,6 +7,10 @@ Pausing is QEMU's vm_stop()/vm_start(): ``pause(reason)`` asks every vCPU loop t
 outside KVM_RUN, and ``wait_parked()`` returns once they all have, so that the monitor
 or the gdbstub can look at and change vCPU state; ``resume()`` lets them go on. The
 status names are QEMU's RunState names (``query-status``, ``info status``).
+
+Holding is QEMU's pause_all_vcpus() without a change of run state: ``hold()`` parks the
+vCPUs for a moment (a system reset, a monitor command that reads vCPU state) and
+``release()`` lets them go on unless the VM is paused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class RunState:
         self._status: Optional[int] = None
         self._paused_as: Optional[str] = None   # the reason while paused, else None
         self._parked = 0
+        self._holds = 0
         self.vcpus = vcpus
 
     def request_exit(self, status: int) -> None:
@@ -59,7 +64,22 @@ class RunState:
 
     @property
     def pause_requested(self) -> bool:
-        return self._paused_as is not None
+        """Whether the vCPUs should park (the VM is paused or held)."""
+        return self._paused_as is not None or self._holds > 0
+
+    def _must_park(self) -> bool:
+        return (self._paused_as is not None or self._holds > 0) and not self._stop.is_set()
+
+    def hold(self) -> None:
+        """Park the vCPUs without changing the run state (nested holds count)."""
+        with self._lock:
+            self._holds += 1
+            self._changed.notify_all()
+
+    def release(self) -> None:
+        with self._lock:
+            self._holds -= 1
+            self._changed.notify_all()
 
     def pause(self, reason: str = PAUSED) -> bool:
         """Ask the vCPUs to park; False if the VM was already paused. The caller kicks
@@ -84,15 +104,15 @@ class RunState:
         """Block until every vCPU loop has parked (or the VM stops); False on timeout."""
         with self._lock:
             return self._changed.wait_for(
-                lambda: self._stop.is_set() or self._parked == self.vcpus or self._paused_as is None,
+                lambda: self._stop.is_set() or self._parked == self.vcpus or not self._must_park(),
                 timeout)
 
     def park_while_paused(self) -> None:
         """Called by a vCPU loop outside KVM_RUN: sleep while the VM is paused."""
         with self._lock:
-            if self._paused_as is None:
+            if not self._must_park():
                 return
             self._parked += 1
             self._changed.notify_all()
-            self._changed.wait_for(lambda: self._paused_as is None or self._stop.is_set())
+            self._changed.wait_for(lambda: not self._must_park())
             self._parked -= 1
