@@ -20,6 +20,33 @@ from devicemodel.qmp.commands import COMMANDS, QmpError, check_arguments, _versi
 REQUEST_KEYS = {"execute", "arguments", "id", "control", "exec-oob"}
 
 
+def complete_value_end(text: str):
+    """Where the first JSON value in ``text`` ends, or None while it is incomplete: an
+    object or array ends where its brackets balance (outside strings), as QEMU's JSON
+    streamer decides; anything else ends at the end of its line."""
+    if text[0] not in "{[":
+        newline = text.find("\n")
+        return None if newline < 0 else newline + 1
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
 class QmpServer:
     def __init__(self, machine, chardev):
         self.machine = machine
@@ -67,23 +94,21 @@ class QmpServer:
 
     def _receive(self, data: bytes) -> None:
         self._buffer += data.decode("utf-8", "replace")
-        decoder = json.JSONDecoder()
         while True:
-            text = self._buffer.lstrip()
+            text, end = self._buffer.lstrip(), None
             if not text:
                 self._buffer = ""
                 return
+            end = complete_value_end(text)
+            if end is None:
+                self._buffer = text
+                return              # an object still arriving
+            self._buffer = text[end:]
             try:
-                request, end = decoder.raw_decode(text)
+                request = json.loads(text[:end])
             except json.JSONDecodeError as e:
-                if e.pos >= len(text.rstrip()) and "\n" not in text[e.pos:]:
-                    self._buffer = text
-                    return          # an object still arriving
-                line_end = text.find("\n", e.pos)
-                self._buffer = "" if line_end < 0 else text[line_end + 1:]
                 self._reply_error(None, QmpError(f"JSON parse error, {e.msg}"))
                 continue
-            self._buffer = text[end:]
             self._handle(request)
 
     def _reply_error(self, ident, error: QmpError) -> None:
