@@ -259,26 +259,30 @@ class Machine:
             self.vm.guest_memory_written(gpa & ~0xFFF, 0x1000)
 
     def request_reset(self, hard: bool = False, cause: str = ev.GUEST_RESET,
-                      what: str = "guest requested a system reset") -> None:
+                      what: str = "guest requested a system reset") -> bool:
         """Ask for a system reset (QEMU's qemu_system_reset_request); any thread may, a
         vCPU thread too: the vCPUs park at once and the main loop does the reset. With
-        -no-reboot the VM shuts down instead."""
+        -no-reboot the VM shuts down instead (and this returns False)."""
         if self.config.no_reboot:
             if cause in ev.GUEST_CAUSES:
-                error_report(f"{what}; exiting as -no-reboot asks")
+                error_report(f"{what}; " + ("pausing as -no-reboot -no-shutdown ask" if self.config.no_shutdown
+                                           else "exiting as -no-reboot asks"))
             self.request_shutdown(cause)
-            return
+            return False
         with self._reset_done:
             if self._reset_cause is not None:
-                return
+                return True
             self._reset_cause = cause
         self._hold_vcpus()
+        return True
 
     def system_reset(self, timeout: float = STOP_GRACE) -> bool:
-        """The monitor's system_reset: request a reset and wait until it is done."""
+        """The monitor's system_reset: request a reset and wait until it is done (or
+        became a shutdown); False if it did not happen in time."""
         with self._reset_done:
             target = self._resets_done + 1
-        self.request_reset(cause=ev.HOST_QMP_SYSTEM_RESET)
+        if not self.request_reset(cause=ev.HOST_QMP_SYSTEM_RESET):
+            return True
         with self._reset_done:
             return self._reset_done.wait_for(
                 lambda: self._resets_done >= target or self.runstate.stop_requested, timeout)
@@ -320,10 +324,11 @@ class Machine:
         self.runstate.release()
 
     def request_shutdown(self, cause: str = ev.GUEST_SHUTDOWN) -> None:
-        """The guest (or the host) shuts the machine down: the VM ends with status 0, or
-        with -no-shutdown a guest shutdown pauses it (run state "shutdown")."""
+        """The machine shuts down: the VM ends with status 0, or with -no-shutdown it
+        pauses (run state "shutdown") unless the user quits or sends a signal, as QEMU's
+        main loop has it."""
         self.events.emit("SHUTDOWN", {"guest": cause in ev.GUEST_CAUSES, "reason": cause})
-        if self.config.no_shutdown and cause in ev.GUEST_CAUSES:
+        if self.config.no_shutdown and cause not in (ev.HOST_QMP_QUIT, ev.HOST_SIGNAL):
             self.runstate.pause(SHUTDOWN)
             self._hold_vcpus()
             self.runstate.release()
