@@ -91,7 +91,10 @@ class TerminalMonitor:
     def __init__(self, machine, chardev):
         self.machine = machine
         self.chardev = chardev
-        self.monitor = Monitor(machine, lambda text: chardev.write(_crlf(text)))
+        # the multiplexer's terminal is raw (CR LF by hand); -monitor stdio's is cooked
+        encode = _crlf if isinstance(chardev, MuxPort) else lambda text: text.encode("utf-8", "replace")
+        self._encode = encode
+        self.monitor = Monitor(machine, lambda text: chardev.write(encode(text)))
         self._pipe = None
         self._started = False
 
@@ -139,7 +142,7 @@ class TerminalMonitor:
 
     def _loop(self) -> None:
         session = self._session()
-        self.chardev.write(_crlf(banner() + "\n"))
+        self.chardev.write(self._encode(banner() + "\n"))
         while not self.machine.runstate.stop_requested:
             try:
                 line = session.prompt()
