@@ -183,7 +183,7 @@ class Machine:
             self._taken_chardevs.add(rest)
             return target
         if kind == "mon":
-            backend = open_chardev(rest, label)
+            backend = open_chardev(rest, f"{label}-base")
             self.chardevs.append(backend)
             mux = MuxChardev(backend, label)
             port = mux.port()

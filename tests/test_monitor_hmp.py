@@ -220,3 +220,26 @@ def test_exit_tracing_from_the_monitor(hmp, vm):
     assert hmp.cmd("trace exits off") == ""
     assert hmp.cmd("log exits") == "" and hmp.cmd("log none") == ""
     assert hmp.cmd("log bogus").startswith("Log items (comma separated):")
+
+
+DUMP_COMMANDS = ["xp /8xb 0x100000", "xp /5xw 0x100000", "xp /3xg 0x100000", "xp /6dh 0x100000",
+                 "xp /4ub 0x100000", "xp /3ow 0x100000", "xp /10cb 0x100000", "xp /2xw 0x7fffff8",
+                 "xp /2xw 0x10000000"]
+
+
+def _dump_lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.replace("\r", "").split("\n")
+            if re.match(r"(0x)?[0-9a-f]{8,16}:", line)]
+
+
+@pytest.mark.qemu
+def test_memory_dumps_match_qemu(hmp, qemu, firmware_dir):
+    """The same kernel in the same place: QEMU's monitor and pyhv's print the same lines."""
+    kernel = guests.guest_path("steer", firmware_dir)
+    script = "".join(f"{c}\n" for c in DUMP_COMMANDS) + "quit\n"
+    r = subprocess.run([qemu, "-accel", "tcg", "-display", "none", "-serial", "null", "-m", "128M",
+                        "-monitor", "stdio", "-S", "-kernel", str(kernel)],
+                       input=script.encode(), capture_output=True, timeout=60)
+    expected = _dump_lines(r.stdout.decode(errors="replace"))
+    ours = _dump_lines("".join(hmp.cmd(c) for c in DUMP_COMMANDS))
+    assert len(expected) >= len(DUMP_COMMANDS) and ours == expected

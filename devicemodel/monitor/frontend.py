@@ -47,6 +47,7 @@ class LineMonitor:
         self.monitor = Monitor(machine, lambda text: chardev.write(_crlf(text)))
         self.machine = machine
         self._pending = bytearray()
+        self._last_was_cr = False
 
     def start(self) -> None:
         if isinstance(self.chardev, MuxPort):
@@ -80,8 +81,6 @@ class LineMonitor:
                 del self._pending[-1:]
             elif byte >= 0x20 or byte == 0x09:
                 self._pending.append(byte)
-
-    _last_was_cr = False
 
 
 class TerminalMonitor:
