@@ -144,7 +144,7 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
     ``MachineConfig.kernel`` is empty when no -kernel was given (the bundled guest).
     """
     config = MachineConfig(kernel="", ram_size=DEFAULT_RAM_SIZE, serials=[])
-    nodefaults = "-nodefaults" in argv or "--nodefaults" in argv
+    nodefaults = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -155,6 +155,9 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
         if name not in OPTIONS:
             raise ConfigError(f"{arg}: invalid option")
         value = ""
+        if name == "nodefaults":
+            nodefaults = True
+            continue
         if OPTIONS[name]:
             if i == len(argv):
                 raise ConfigError(f"{arg}: requires an argument")
