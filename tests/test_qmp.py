@@ -28,7 +28,10 @@ def run(coroutine_function, vm):
         try:
             return await coroutine_function(client)
         finally:
-            await client.disconnect()
+            try:
+                await client.disconnect()
+            except EOFError:           # pyhv hung up first (after quit)
+                pass
     return asyncio.run(asyncio.wait_for(session(), 60))
 
 
