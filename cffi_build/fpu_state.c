@@ -71,6 +71,18 @@ void fpu_reset(cpu_t *cpu)
     cpu->fpu.fx.mxcsr_mask = MXCSR_MASK_SUPPORTED;
 }
 
+void cpu_get_fxsave(cpu_t *cpu, uint8_t *image)
+{
+    memcpy(image, &cpu->fpu.fx, sizeof(cpu->fpu.fx));
+}
+
+void cpu_set_fxsave(cpu_t *cpu, const uint8_t *image)
+{
+    memcpy(&cpu->fpu.fx, image, sizeof(cpu->fpu.fx));
+    cpu->fpu.fx.mxcsr &= MXCSR_MASK_SUPPORTED;
+    cpu->fpu.fx.mxcsr_mask = MXCSR_MASK_SUPPORTED;
+}
+
 void sse_exceptions(cpu_t *cpu, uint32_t flags)
 {
     uint32_t *mxcsr = &cpu->fpu.fx.mxcsr;

@@ -76,6 +76,8 @@ uint64_t cpu_get_cr2(cpu_t *cpu) { return cpu->cr2; }
 void cpu_set_cr2(cpu_t *cpu, uint64_t value) { cpu->cr2 = value; }
 uint64_t cpu_get_xcr0(cpu_t *cpu) { return cpu->xcr0; }
 void cpu_set_xcr0(cpu_t *cpu, uint64_t value) { cpu->xcr0 = value; }
+uint64_t cpu_get_dr(cpu_t *cpu, int index) { return cpu->dr[index & 7]; }
+void cpu_set_dr(cpu_t *cpu, int index, uint64_t value) { cpu->dr[index & 7] = value; }
 
 #define HOST_KICK_VECTOR 0xf2
 

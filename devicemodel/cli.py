@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Optional, Union
 
 import devicemodel
-from devicemodel.chardev import check_chardev_spec
+from devicemodel.chardev import check_chardev_spec, parse_chardev_option
 from devicemodel.cpu_models import parse_cpu
 from devicemodel.devices.mc146818 import rtc_start_time
 from devicemodel.errors import ConfigError, PyhvError, error_report
@@ -51,8 +51,10 @@ Standard options:
                    add device 'driver' with the given properties
                    (-device help lists the devices, -device driver,help
                    the properties of one)
--no-reboot         exit with status 0 when the guest resets (triple fault);
-                   without it pyhv, which cannot reset a VM yet, exits with 1
+-no-reboot         exit with status 0 when the guest resets (triple fault, keyboard
+                   controller, port 0x92, 0xcf9) instead of resetting the machine
+-no-shutdown       pause the VM when the guest shuts down, instead of exiting
+-nodefaults        no default devices (no serial port unless -serial gives one)
 
 Boot options:
 -kernel file       boot 'file': a Multiboot kernel, a Linux bzImage, or an ELF
@@ -87,9 +89,24 @@ Display and serial ports:
                    device 'dev': stdio, null, none or file:PATH (default: stdio)
 -debugcon dev      the debug console (isa-debugcon, port 0xe9) to character device 'dev'
 
+Character devices ('dev' above and below): stdio, null, file:PATH, pty,
+tcp:[HOST]:PORT[,server=on|off][,wait=on|off] (or ,server,nowait),
+unix:PATH[,server=on|off][,wait=on|off], mon:DEV (shared with a monitor: C-a c
+switches, C-a x quits, C-a h helps), chardev:ID
+-chardev backend,id=ID[,mux=on][,...]
+                   define character device ID: backend stdio, null, pty,
+                   file (path=), socket (host=,port= or path=; server=, wait=)
+
+Monitors:
+-monitor dev       the human monitor (HMP, prompt "(pyhv) ") on character device
+                   'dev' (stdio: with completion and history on a terminal), or none
+-qmp dev           the QEMU Monitor Protocol (QMP, JSON) on character device 'dev',
+                   e.g. unix:PATH,server,nowait or tcp:127.0.0.1:4444,server,nowait
+
 Debugging:
 -S                 do not start the vCPUs at startup (the monitor's 'cont' starts them)
--d item1[,...]     log the given items (-d help lists them)
+-d item1[,...]     log the given items (-d help lists them; -d exits traces every
+                   VM exit, -d exits-summary prints a table of them at the end)
 -D logfile         write the -d output to 'logfile' instead of stderr
 
 Ctrl-C stops the VM. The exit status is the guest's isa-debug-exit status
@@ -102,6 +119,8 @@ OPTIONS = {
     "smp": True, "S": False,
     "M": True, "machine": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
     "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
+    # the monitors and character devices
+    "chardev": True, "monitor": True, "qmp": True,
 }
 
 # QEMU's options that pyhv does not have (and whether they take an argument): refused
@@ -171,6 +190,7 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
     ``MachineConfig.kernel`` is empty when no -kernel was given (the bundled guest).
     """
     config = MachineConfig(kernel="", ram_size=DEFAULT_RAM_SIZE, serials=[])
+    nodefaults = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -183,6 +203,9 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
         if name not in OPTIONS:
             raise ConfigError(f"{arg}: invalid option")
         value = ""
+        if name == "nodefaults":
+            nodefaults = True
+            continue
         if OPTIONS[name]:
             if i == len(argv):
                 raise ConfigError(f"{arg}: requires an argument")
@@ -200,9 +223,18 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
         # QEMU's default serial port: stdio with -nographic; a console on the display
         # otherwise, which with -display none nobody sees. pyhv has no other display.
         config.serials = ["null" if config.display == "none" else "stdio"]
-    if config.serials.count("stdio") > 1:
-        raise ConfigError("-serial stdio: cannot use stdio by multiple character devices")
+    _check_single_stdio(config)
     return config
+
+
+def _check_single_stdio(config: MachineConfig) -> None:
+    """Only one front end may use stdio (a mux shares it: mon:stdio, mux=on)."""
+    uses = [("-serial", spec) for spec in config.serials] + [("-monitor", spec) for spec in config.monitors]
+    uses += [("-qmp", spec) for spec in config.qmp] + [("-debugcon", config.debugcon)]
+    uses += [("-chardev", definition.spec) for definition in config.chardevs]
+    stdio = [option for option, spec in uses if spec in ("stdio", "mon:stdio")]
+    if len(stdio) > 1:
+        raise ConfigError(f"{stdio[1]} stdio: cannot use stdio by multiple character devices")
 
 
 def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
@@ -277,6 +309,12 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         config.nodefaults = True
     elif name == "no-shutdown":
         config.no_shutdown = True
+    elif name == "chardev":
+        config.chardevs.append(parse_chardev_option(value))
+    elif name in ("monitor", "qmp"):
+        if value != "none":
+            check_chardev_spec(value)
+            (config.monitors if name == "monitor" else config.qmp).append(value)
     return None
 
 

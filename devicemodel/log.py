@@ -1,11 +1,12 @@
-"""The ``-d`` log items, and the VM-exit summary that ``-d exits`` prints."""
+"""The ``-d`` log items, and the VM-exit summary that ``-d exits-summary`` prints."""
 
 from __future__ import annotations
 
 from devicemodel.errors import ConfigError
 
 LOG_ITEMS = {
-    "exits": "show each vCPU's VM exits by exit reason (count, time) when the VM ends",
+    "exits": "trace every VM exit: one line with the vCPU, exit reason, RIP and qualification",
+    "exits-summary": "show each vCPU's VM exits by exit reason (count, time) when the VM ends",
 }
 
 
@@ -25,15 +26,19 @@ def log_items_help() -> str:
 
 
 def format_exit_stats(stats: dict, title: str) -> str:
-    """A table of ``{reason: {"count": n, "time_ns": t}}``, most frequent first, with a total."""
+    """A table of ``{reason: {"count": n, "time_ns": t}}``, most frequent first, with each
+    reason's share of the exits and a total."""
     rows = sorted(stats.items(), key=lambda item: (-item[1]["count"], item[0]))
     width = max([len("exit reason")] + [len(name) for name, _ in rows])
-    header = f"  {'exit reason'.ljust(width)}  {'count':>10}  {'time ms':>10}  {'avg us':>8}"
+    header = f"  {'exit reason'.ljust(width)}  {'count':>10}  {'share':>6}  {'time ms':>10}  {'avg us':>8}"
     lines = [title, header]
+    total_count = sum(e["count"] for _, e in rows)
 
     def line(name: str, count: int, time_ns: int) -> str:
         avg_us = time_ns / count / 1000 if count else 0.0
-        return f"  {name.ljust(width)}  {count:>10}  {time_ns / 1e6:>10.3f}  {avg_us:>8.2f}"
+        share = 100.0 * count / total_count if total_count else 0.0
+        return (f"  {name.ljust(width)}  {count:>10}  {share:>5.1f}%  {time_ns / 1e6:>10.3f}  "
+                f"{avg_us:>8.2f}")
 
     for name, entry in rows:
         lines.append(line(name, entry["count"], entry["time_ns"]))

@@ -12,14 +12,24 @@ memslot 0 at guest-physical 0 and puts vCPU 0 at the kernel's entry point; ``run
 runs one thread per vCPU until the VM stops and returns the process exit status.
 ``pause()``/``resume()`` park and release the vCPUs (the monitor's stop and cont).
 
-Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault, an ACPI
-power-off) or the user (Ctrl-C or SIGTERM, like QEMU's "terminating on signal N" with
-exit status 0). With -no-shutdown a guest power-off only stops the vCPUs; the process
-waits for Ctrl-C or SIGTERM.
+Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault with
+-no-reboot, an ACPI power-off) or the user (Ctrl-C or SIGTERM, like QEMU's "terminating
+on signal N" with exit status 0; the monitor's quit). With -no-shutdown a guest
+power-off pauses the VM (run state "shutdown") instead, as in QEMU.
+
+Resetting (QEMU's qemu_system_reset_request): the guest (a triple fault, the keyboard
+controller, port 0x92, 0xcf9) or the monitor asks; the main loop parks the vCPUs, puts
+devices, RAM and vCPUs back to their power-on state (devicemodel/system_reset.py) and
+lets them go on. With -no-reboot a reset ends the VM instead (status 0), as in QEMU.
+
+The monitors (``-monitor``, ``-serial mon:...``) and QMP (``-qmp``) run on their
+character devices' threads; the machine's run-state changes reach QMP as events
+(``machine.events``: STOP, RESUME, RESET, SHUTDOWN, POWERDOWN).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import signal
 import sys
@@ -29,7 +39,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from devicemodel.address_space import AddressSpace
-from devicemodel.chardev import open_chardev
+from devicemodel.chardev import ChardevDefinition, open_chardev
+from devicemodel.chardev_mux import MuxChardev
 from devicemodel.clock import HostClock
 from devicemodel.cpu_models import CpuSpec, build_cpuid
 from devicemodel.devices.debugcon import Debugcon
@@ -37,6 +48,8 @@ from devicemodel.devices.uart16550 import Uart16550
 from devicemodel.interrupt_line import InterruptLine
 from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
+from devicemodel import events as ev
+from devicemodel.events import EventBus
 from devicemodel.firmware_tables.e820 import PcMemoryLayout
 from devicemodel.firmware_tables.fw_cfg import pc_fw_cfg
 from devicemodel.firmware_tables.pc import install_pc_firmware_tables
@@ -49,7 +62,9 @@ from devicemodel.machine_types import MachineOptions
 from devicemodel.pci.device import PciDevice
 from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
-from devicemodel.runstate import PAUSED, PRELAUNCH, RunState
+from devicemodel.runstate import PAUSED, PRELAUNCH, SHUTDOWN, RunState
+from devicemodel.system_reset import (clear_ram, devices_of, finish_pending_io, reset_devices,
+                                      reset_vcpu)
 
 MiB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MiB
@@ -71,7 +86,7 @@ class MachineConfig:
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
     no_reboot: bool = False
-    no_shutdown: bool = False
+    no_shutdown: bool = False        # -no-shutdown: a guest shutdown pauses the VM
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
     machine: MachineOptions = field(default_factory=MachineOptions)
@@ -82,6 +97,9 @@ class MachineConfig:
     nographic: bool = False
     display: Optional[str] = None      # -display: only "none" (pyhv has no graphical display)
     nodefaults: bool = False           # -nodefaults: no default serial port
+    chardevs: list[ChardevDefinition] = field(default_factory=list)   # -chardev
+    monitors: list[str] = field(default_factory=list)   # -monitor chardev specs
+    qmp: list[str] = field(default_factory=list)        # -qmp chardev specs
 
 
 def open_kvm():
@@ -108,7 +126,7 @@ class Machine:
         options = config.machine
         cpus = config.cpus
         serials = config.serials if options.isa_serial else []
-        self.runstate = RunState(vcpus=cpus, no_shutdown=config.no_shutdown)
+        self.runstate = RunState(vcpus=cpus)
         if config.start_paused:
             self.runstate.pause(PRELAUNCH)
         self.bql = threading.RLock()   # the big lock: device state is touched under it
@@ -117,9 +135,8 @@ class Machine:
         self.mmio = AddressSpace("memory", 1 << 64)
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
-        self.tables = install_pc_firmware_tables(self.ram, cpus=cpus, hpet=options.hpet, acpi=options.acpi,
-                                                 com_ports=COM_PORTS[:len(serials)])
-        self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
+        self.serial_specs = serials
+        self._load_ram()
         self.line = InterruptLine(self.bql)
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
@@ -127,7 +144,7 @@ class Machine:
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
-                                     request_reset=self.request_reset, power_off=self.runstate.guest_shutdown,
+                                     request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
                                      com_ports=COM_PORTS[:len(serials)])
         self.guest_memory = GuestMemory(self.ram, self.layout, written=self._dma_written)
@@ -144,7 +161,21 @@ class Machine:
         self.log = None
         self.vm = None
         self.vcpus = []
+        self.loops = []                 # the VcpuLoop of each vCPU while running
+        self.vcpu_threads: list[threading.Thread] = []
+        self.events = EventBus()
+        self.monitors = []              # (kind, chardev): "readline" (HMP) or "control" (QMP)
+        # an ACPI power button's press(), if the machine has one
+        self.power_button = self.chipset.pm.pm.press_power_button if self.chipset and self.chipset.pm else None
+        self.exit_tracer = None
+        self._defined_chardevs: dict[str, object] = {}   # -chardev id -> backend or multiplexer
+        self._taken_chardevs: set[str] = set()
+        self._reset_cause: Optional[str] = None
+        self._resets_done = 0
+        self._reset_done = threading.Condition()
         try:
+            for definition in config.chardevs:
+                self._define_chardev(definition)
             self._add_serials(serials)
             for spec in config.devices:
                 self._add_device(spec)
@@ -154,10 +185,69 @@ class Machine:
                 self.chipset.init_firmware(self.layout.low_top)
             if config.log_file is not None:
                 self.log = _open_log(config.log_file)
+            for spec in config.monitors:
+                self._add_monitor(spec, "readline")
+            for spec in config.qmp:
+                self._add_monitor(spec, "control")
         except BaseException:
             self.close()
             raise
 
+    def _load_ram(self) -> None:
+        """What RAM holds at power-on: the firmware tables and the kernel."""
+        config, options = self.config, self.config.machine
+        self.tables = install_pc_firmware_tables(self.ram, cpus=config.cpus, hpet=options.hpet, acpi=options.acpi,
+                                                 com_ports=COM_PORTS[:len(self.serial_specs)])
+        self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
+
+    # -- character devices ---------------------------------------------------------------
+
+    def _define_chardev(self, definition: ChardevDefinition) -> None:
+        if definition.id in self._defined_chardevs:
+            raise ConfigError(f"-chardev: attempt to add duplicate property 'id' ('{definition.id}')")
+        backend = open_chardev(definition.spec, definition.id)
+        self.chardevs.append(backend)
+        self._defined_chardevs[definition.id] = MuxChardev(backend, definition.id) if definition.mux else backend
+
+    def frontend_chardev(self, spec: str, label: str, monitor_on_mux: bool = False):
+        """The backend a front end (serial port, monitor, debug console) writes to:
+        ``chardev:ID`` (one front end each, unless multiplexed), ``mon:SPEC`` (a new
+        multiplexer that also gets a monitor), or a new backend labelled ``label``."""
+        kind, _, rest = spec.partition(":")
+        if kind == "chardev":
+            target = self._defined_chardevs.get(rest)
+            if target is None:
+                raise ConfigError(f"chardev '{rest}' not found")
+            if isinstance(target, MuxChardev):
+                return target.port()
+            if rest in self._taken_chardevs:
+                raise ConfigError(f"chardev '{rest}' is already in use (use mux=on to share it)")
+            self._taken_chardevs.add(rest)
+            return target
+        if kind == "mon":
+            backend = open_chardev(rest, f"{label}-base")
+            self.chardevs.append(backend)
+            mux = MuxChardev(backend, label)
+            port = mux.port()
+            self.monitors.append(("readline", mux.port()))
+            return port
+        backend = open_chardev(spec, label)
+        self.chardevs.append(backend)
+        return backend
+
+    def _add_monitor(self, spec: str, mode: str) -> None:
+        label = f"compat_monitor{len(self.monitors)}"
+        self.monitors.append((mode, self.frontend_chardev(spec, label)))
+
+    def all_chardevs(self) -> list:
+        """Every backend with its label, for ``info chardev`` and ``query-chardev``."""
+        seen, out = set(), []
+        for chardev in [c for c in self.chardevs] + [c for _, c in self.monitors]:
+            base = getattr(chardev, "mux", None) or chardev
+            if id(base) not in seen:
+                seen.add(id(base))
+                out.append(chardev)
+        return out
     def _add_serials(self, specs: list[str]) -> None:
         if len(specs) > len(COM_PORTS):
             raise ConfigError(f"-serial {specs[len(COM_PORTS)]}: too many serial ports "
@@ -165,8 +255,7 @@ class Machine:
         for index, spec in enumerate(specs):
             if spec == "none":
                 continue
-            chardev = open_chardev(spec)
-            self.chardevs.append(chardev)
+            chardev = self.frontend_chardev(spec, f"serial{index}")
             uart = Uart16550(chardev, iobase=COM_PORTS[index], irq=self.line.irq_setter(COM_IRQS[index]),
                              name=f"serial{index}")
             self.pio.add_region(uart.region)
@@ -184,11 +273,23 @@ class Machine:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)
 
+    def add_isa_serial(self, chardev_id: str) -> Uart16550:
+        """``-device isa-serial,chardev=ID``: a UART at the next free COM port."""
+        if not chardev_id:
+            raise ConfigError("-device isa-serial: Property 'isa-serial.chardev' is required")
+        index = len(self.serials)
+        if index >= len(COM_PORTS):
+            raise ConfigError(f"-device isa-serial: too many serial ports (at most {len(COM_PORTS)})")
+        chardev = self.frontend_chardev(f"chardev:{chardev_id}", f"serial{index}")
+        uart = Uart16550(chardev, iobase=COM_PORTS[index], irq=self.line.irq_setter(COM_IRQS[index]),
+                         name=f"serial{index}")
+        self.serials.append(uart)
+        return uart
+
     def _add_debugcon(self, spec: str) -> None:
         """QEMU's -debugcon: an isa-debugcon at port 0xe9 on a character device. QEMU
         creates it after the -device devices, so it covers pc-testdev's byte port 0xe9."""
-        chardev = open_chardev(spec)
-        self.chardevs.append(chardev)
+        chardev = self.frontend_chardev(spec, "debugcon")
         self.devices.append(Debugcon(chardev))
         self.pio.add_region(self.devices[-1].region, overlap=True)
 
@@ -222,15 +323,131 @@ class Machine:
     def _guest_suspend(self) -> None:
         error_report("guest asked for ACPI S3 (suspend to RAM), which pyhv does not support; ignored")
 
-    def request_reset(self, hard: bool = False) -> None:
-        """The guest asked for a system reset (keyboard controller, port 0x92, 0xcf9)."""
+    def request_reset(self, hard: bool = False, cause: str = ev.GUEST_RESET,
+                      what: str = "guest requested a system reset") -> bool:
+        """Ask for a system reset (QEMU's qemu_system_reset_request); any thread may, a
+        vCPU thread too: the vCPUs park at once and the main loop does the reset. With
+        -no-reboot the VM shuts down instead (and this returns False)."""
         if self.config.no_reboot:
-            error_report("guest requested a system reset; the machine is off as -no-reboot asks")
-            self.runstate.guest_shutdown()
-        else:
-            error_report("guest requested a system reset, which pyhv does not support yet; "
-                         "exiting (use -no-reboot to make this status 0)")
-            self.request_exit(1)
+            if cause in ev.GUEST_CAUSES:
+                error_report(f"{what}; " + ("pausing as -no-reboot -no-shutdown ask" if self.config.no_shutdown
+                                           else "exiting as -no-reboot asks"))
+            self.request_shutdown(cause)
+            return False
+        with self._reset_done:
+            if self._reset_cause is not None:
+                return True
+            self._reset_cause = cause
+        self._hold_vcpus()
+        return True
+
+    def system_reset(self, timeout: float = STOP_GRACE) -> bool:
+        """The monitor's system_reset: request a reset and wait until it is done (or
+        became a shutdown); False if it did not happen in time."""
+        with self._reset_done:
+            target = self._resets_done + 1
+        if not self.request_reset(cause=ev.HOST_QMP_SYSTEM_RESET):
+            return True
+        with self._reset_done:
+            return self._reset_done.wait_for(
+                lambda: self._resets_done >= target or self.runstate.stop_requested, timeout)
+
+    def _hold_vcpus(self) -> None:
+        self.runstate.hold()
+        with self.line.bql:
+            self.line.wake_all()
+        self.kick_all()
+
+    def _do_reset(self) -> None:
+        """The main loop's half of a reset: the vCPUs are parked (or parking)."""
+        cause = self._reset_cause
+        if not self.runstate.wait_parked(STOP_GRACE):
+            return                                 # retried on the main loop's next round
+        with self.bql:
+            for vcpu in self.vcpus:
+                finish_pending_io(vcpu)
+            reset_devices(devices_of(self.pio, self.mmio))
+            clear_ram(self.ram)
+            try:
+                self._load_ram()
+            except PyhvError as e:
+                error_report(f"system reset: {e}")
+                self.request_exit(1)
+            self.vm.guest_memory_written(0, self.layout.low_top)
+            if self.layout.high_size:
+                self.vm.guest_memory_written(1 << 32, self.layout.high_size)
+            self.vm.flush_tlbs()
+            from devicemodel.entry_state import apply_entry_state  # needs the kvm package
+            for index, vcpu in enumerate(self.vcpus):
+                reset_vcpu(vcpu, boot_processor=index == 0)
+            apply_entry_state(self.vcpus[0], self.boot.entry)
+        self.events.emit("RESET", {"guest": cause in ev.GUEST_CAUSES, "reason": cause})
+        with self._reset_done:
+            self._reset_cause = None
+            self._resets_done += 1
+            self._reset_done.notify_all()
+        self.runstate.release()
+
+    def request_shutdown(self, cause: str = ev.GUEST_SHUTDOWN) -> None:
+        """The machine shuts down: the VM ends with status 0, or with -no-shutdown it
+        pauses (run state "shutdown") unless the user quits or sends a signal, as QEMU's
+        main loop has it."""
+        self.events.emit("SHUTDOWN", {"guest": cause in ev.GUEST_CAUSES, "reason": cause})
+        if self.config.no_shutdown and cause not in (ev.HOST_QMP_QUIT, ev.HOST_SIGNAL):
+            if cause == ev.GUEST_SHUTDOWN:
+                error_report("guest powered off; the VM stays paused as -no-shutdown asks")
+            self.runstate.pause(SHUTDOWN)
+            self._hold_vcpus()
+            self.runstate.release()
+            self.events.emit("STOP")
+            return
+        self.request_exit(0)
+
+    def system_powerdown(self) -> None:
+        """The monitor's system_powerdown: press the ACPI power button. PyhvError when
+        the machine has none."""
+        self.events.emit("POWERDOWN")
+        if self.power_button is None:
+            raise PyhvError("the machine has no ACPI power button (no ACPI PM device): "
+                            "the guest cannot be asked to power down")
+        with self.bql:
+            self.power_button()
+
+    def quit(self) -> None:
+        """The monitor's quit."""
+        self.events.emit("SHUTDOWN", {"guest": False, "reason": ev.HOST_QMP_QUIT})
+        self.request_exit(0)
+
+    def set_exit_trace(self, enabled: bool) -> None:
+        """Trace every VM exit into the log (``-d exits``, ``trace exits on|off``)."""
+        from devicemodel.exit_trace import ExitTracer  # needs the kvm package
+        if enabled and self.exit_tracer is None:
+            self.exit_tracer = ExitTracer(self.log or sys.stderr)
+        elif not enabled:
+            self.exit_tracer = None
+        for vcpu in self.vcpus:
+            vcpu.exit_hook = self.exit_tracer
+
+    def interrupt_controllers(self) -> list:
+        """What ``info pic`` shows: objects with ``monitor_info() -> str``."""
+        return [self.line.pic] + [c for c in (getattr(self, "ioapic", None),) if c is not None]
+
+    def local_apic(self, index: int):
+        """vCPU ``index``'s local APIC for ``info lapic`` (``monitor_info()``), or None."""
+        lapics = getattr(self, "lapics", None)
+        return lapics[index] if lapics and index < len(lapics) else None
+
+    @contextlib.contextmanager
+    def vcpus_held(self):
+        """A context in which every vCPU is parked outside KVM_RUN (QEMU's
+        pause_all_vcpus), so its state can be read and written; the run state is kept."""
+        self._hold_vcpus()
+        try:
+            if not self.runstate.wait_parked(STOP_GRACE):
+                raise PyhvError("the vCPUs did not stop in time")
+            yield self
+        finally:
+            self.runstate.release()
 
     def power_on(self, kvm=None) -> None:
         """Create the VM and its vCPU, ready to enter the kernel."""
@@ -252,6 +469,8 @@ class Machine:
             if cpuid is not None:
                 vcpu.set_cpuid2(cpuid)
         self.line.vcpu = self.vcpus[0]   # the PIC's INTR reaches the boot processor
+        if "exits" in self.config.log_items:
+            self.set_exit_trace(True)
         apply_entry_state(self.vcpus[0], self.boot.entry)
         for ap in self.vcpus[1:]:
             ap.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
@@ -263,33 +482,42 @@ class Machine:
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
         loops = [VcpuLoop(vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
-                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None)
+                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None,
+                          request_reset=self.request_reset)
                  for index, vcpu in enumerate(self.vcpus)]
-        started = time.monotonic()
+        self.loops = loops
+        self.started = started = time.monotonic()
         with _signals_stop(self):
             self.clock.start()
+            self._start_monitors()
             self._start_serial_input()
-            threads = [loop.start() for loop in loops]
+            self.vcpu_threads = threads = [loop.start() for loop in loops]
             stopped = self._wait(threads)
             self.clock.stop()
         elapsed = time.monotonic() - started
-        if stopped and "exits" in self.config.log_items:
+        if stopped and "exits-summary" in self.config.log_items:
             self._print_exit_stats(elapsed)
         status = self.runstate.exit_status
         return 0 if status is None else status & 0xFF
 
     def _start_serial_input(self) -> None:
-        """Bytes typed on the first serial port's backend reach its UART."""
-        if not self.serials:
-            return
-        uart = self.serials[0]
+        """Bytes arriving on a serial port's backend reach its UART."""
+        for uart in self.serials:
+            def deliver(data: bytes, uart=uart) -> None:
+                with self.bql:
+                    uart.receive(data)
+            start = getattr(uart.chardev, "start_input", None)
+            if start is not None:
+                start(deliver, quit=lambda: self.request_exit(0))
 
-        def deliver(data: bytes) -> None:
-            with self.bql:
-                uart.receive(data)
-        start = getattr(uart.chardev, "start_input", None)
-        if start is not None:
-            start(deliver, quit=lambda: self.request_exit(0))
+    def _start_monitors(self) -> None:
+        from devicemodel.monitor.frontend import start_monitor  # needs the kvm package
+        from devicemodel.qmp.server import QmpServer
+        for mode, chardev in self.monitors:
+            if mode == "control":
+                QmpServer(self, chardev).start()
+            else:
+                start_monitor(self, chardev)
 
     def _print_exit_stats(self, elapsed: float) -> None:
         out = self.log or sys.stderr
@@ -304,17 +532,24 @@ class Machine:
 
     def pause(self, reason: str = PAUSED, timeout: float = STOP_GRACE) -> bool:
         """QEMU's vm_stop(): park every vCPU outside the guest; True once they all are
-        (False if the VM was already paused or a vCPU did not park in time)."""
+        (False if the VM was already paused or a vCPU did not park in time). QMP hears
+        the STOP event."""
         if not self.runstate.pause(reason):
             return False
         with self.line.bql:
             self.line.wake_all()
         self.kick_all()
-        return self.runstate.wait_parked(timeout)
+        parked = self.runstate.wait_parked(timeout)
+        self.events.emit("STOP")
+        return parked
 
     def resume(self) -> bool:
-        """QEMU's vm_start(): let the vCPUs run; False if the VM was not paused."""
-        return self.runstate.resume()
+        """QEMU's vm_start(): let the vCPUs run; False if the VM was not paused. QMP
+        hears the RESUME event."""
+        if not self.runstate.resume():
+            return False
+        self.events.emit("RESUME")
+        return True
 
     def _wait(self, threads: list[threading.Thread]) -> bool:
         """Wait for the vCPU threads, kicking them while a stop is pending; False if one never stopped."""
@@ -325,8 +560,9 @@ class Machine:
                     thread.join(KICK_INTERVAL / len(threads))
                 alive = [index for index, thread in enumerate(threads) if thread.is_alive()]
                 if not alive:
-                    self._wait_for_exit()
                     return True
+                if self._reset_cause is not None and not self.runstate.stop_requested:
+                    self._do_reset()
                 if self.runstate.stop_requested:
                     deadline = deadline or time.monotonic() + STOP_GRACE
                     if time.monotonic() > deadline:
@@ -338,21 +574,15 @@ class Machine:
             except KeyboardInterrupt:
                 self.stop_on_signal(signal.SIGINT)
 
-    def _wait_for_exit(self) -> None:
-        """The vCPUs stopped without an exit (a guest power-off under -no-shutdown): time
-        stands still until Ctrl-C or SIGTERM."""
-        if self.runstate.exit_requested:
-            return
-        self.clock.pause()
-        error_report("guest powered off; the VM stays stopped as -no-shutdown asks (Ctrl-C quits)")
-        while not self.runstate.wait_exit(KICK_INTERVAL):
-            pass
-
     def stop_on_signal(self, signum: int) -> None:
         error_report(f"terminating on signal {signum}")
+        self.events.emit("SHUTDOWN", {"guest": False, "reason": ev.HOST_SIGNAL})
         self.request_exit(0)
 
     def close(self) -> None:
+        self.exit_tracer = None
+        for vcpu in self.vcpus:
+            vcpu.exit_hook = None
         for chardev in self.chardevs:
             chardev.close()
         self.chardevs = []

@@ -19,10 +19,12 @@ from devicemodel.qemu_opts import parse_opts, parse_uint
 @dataclass(frozen=True)
 class Property:
     name: str
-    default: int
-    kind: str = "uint32"
+    default: Union[int, str]
+    kind: str = "uint32"     # or "str" (a chardev id, ...)
 
-    def parse(self, driver: str, text: str) -> int:
+    def parse(self, driver: str, text: str) -> Union[int, str]:
+        if self.kind == "str":
+            return text
         try:
             value = parse_uint(text)
         except ValueError:
@@ -49,6 +51,12 @@ DEVICE_TYPES = {
         description="I/O port that ends the VM with exit status (value << 1) | 1",
         properties=(Property("iobase", 0x501), Property("iosize", 2)),
         create=lambda machine, p: DebugExit(machine.request_exit, iobase=p["iobase"], iosize=p["iosize"]),
+    ),
+    "isa-serial": DeviceType(
+        name="isa-serial", bus="ISA",
+        description="16550A UART at the next free COM port, on character device 'chardev'",
+        properties=(Property("chardev", "", "str"),),
+        create=lambda machine, p: machine.add_isa_serial(p["chardev"]),
     ),
     "pc-testdev": DeviceType(
         name="pc-testdev", bus="ISA",

@@ -13,9 +13,8 @@ Exits are served with the big lock held (QEMU's BQL), which device timers take t
 before each run the interrupt line injects a pending interrupt or asks for a window.
 While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks before
 entering the guest.
-* SHUTDOWN (triple fault): with -no-reboot the machine is off, which ends the VM with
-  status 0 (or, with -no-shutdown, only stops it); without it QEMU
-  would reset the machine, which pyhv does not support yet, so the VM ends with status 1.
+* SHUTDOWN (triple fault): the machine resets (``request_reset``), as QEMU does; with
+  -no-reboot the VM ends with status 0.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
@@ -48,7 +47,7 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None):
+                 bql=None, interrupts=None, request_reset=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -57,6 +56,7 @@ class VcpuLoop:
         self.index = index
         self.bql = bql if bql is not None else contextlib.nullcontext()
         self.interrupts = interrupts
+        self.request_reset = request_reset
         self._handlers = {
             KVM_EXIT_IO: self._io,
             KVM_EXIT_MMIO: self._mmio,
@@ -127,12 +127,13 @@ class VcpuLoop:
             self.vcpu.set_mp_state(KVM_MP_STATE_HALTED)
 
     def _shutdown(self, run) -> None:
-        if self.no_reboot:
-            error_report("guest triple fault (shutdown); the machine is off as -no-reboot asks")
-            self.runstate.guest_shutdown()
+        what = "guest triple fault (shutdown)"
+        if self.request_reset is not None:
+            self.request_reset(what=what)   # the vCPUs park; the machine resets (or stops)
+        elif self.no_reboot:
+            self._end(0, f"{what}; exiting as -no-reboot asks")
         else:
-            self._end(1, "guest triple fault (shutdown): the machine should reset, but pyhv "
-                         "does not support reset yet; exiting (use -no-reboot to make this status 0)")
+            self._end(1, f"{what}: there is no machine to reset; exiting")
 
     def _fail_entry(self, run) -> None:
         reason = run.fail_entry.hardware_entry_failure_reason

@@ -133,6 +133,31 @@ class Translation:
 
 
 @dataclass
+class Fpu:
+    """struct kvm_fpu (KVM_GET/SET_FPU): the x87 registers as 80-bit values in 16-byte
+    slots (physical order, ST(0) first as FXSAVE stores them), the abridged tag word,
+    and the SSE registers. The defaults are the state after RESET (FNINIT values)."""
+    fpr: list = field(default_factory=lambda: [bytes(16)] * 8)
+    fcw: int = 0x37F
+    fsw: int = 0
+    ftwx: int = 0
+    last_opcode: int = 0
+    last_ip: int = 0
+    last_dp: int = 0
+    xmm: list = field(default_factory=lambda: [bytes(16)] * 16)
+    mxcsr: int = 0x1F80
+
+
+@dataclass
+class DebugRegs:
+    """struct kvm_debugregs (KVM_GET/SET_DEBUGREGS); the defaults are the RESET values."""
+    db: list = field(default_factory=lambda: [0, 0, 0, 0])
+    dr6: int = 0xFFFF0FF0
+    dr7: int = 0x400
+    flags: int = 0
+
+
+@dataclass
 class IoExit:
     direction: int = 0
     size: int = 0

@@ -15,7 +15,7 @@ from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
 from kvm.mp_state import MpState
 from kvm.msrs import GuestMsrs
 from kvm.stats import ExitStats
-from kvm.structs import GPR_ORDER, DTable, KvmRun, Regs, Segment, Sregs
+from kvm.structs import GPR_ORDER, DebugRegs, DTable, Fpu, KvmRun, Regs, Segment, Sregs
 from kvm.translate import kvm_translate
 from kvm.vmcs_setup import setup_vmcs
 
@@ -51,6 +51,7 @@ class VCPU:
         self.mp_state = MpState(self)
         self._launched = False
         self._kicked = threading.Event()
+        self.exit_hook = None         # called as exit_hook(vcpu, reason) right after each VM exit
 
         self.vmxon_region = hostmem.alloc_page()
         self.vmcs01 = hostmem.alloc_page()
@@ -179,6 +180,41 @@ class VCPU:
         entry = self.vmread(vmx.VM_ENTRY_CONTROLS) & ~vmx.VM_ENTRY_IA32E_MODE
         self.vmwrite(vmx.VM_ENTRY_CONTROLS, entry | (vmx.VM_ENTRY_IA32E_MODE if s.efer & EFER_LMA else 0))
         self.msrs.apic_base = s.apic_base
+
+    def get_fpu(self) -> Fpu:
+        """KVM_GET_FPU, from the processor's FXSAVE image."""
+        image = ffi.new("uint8_t[512]")
+        lib.cpu_get_fxsave(self.cpu, image)
+        fx = bytes(ffi.buffer(image))
+        word = lambda offset, size: int.from_bytes(fx[offset:offset + size], "little")
+        return Fpu(fpr=[fx[32 + 16 * i:48 + 16 * i] for i in range(8)], fcw=word(0, 2),
+                   fsw=word(2, 2), ftwx=fx[4], last_opcode=word(6, 2), last_ip=word(8, 8),
+                   last_dp=word(16, 8), xmm=[fx[160 + 16 * i:176 + 16 * i] for i in range(16)],
+                   mxcsr=word(24, 4))
+
+    def set_fpu(self, fpu: Fpu):
+        """KVM_SET_FPU."""
+        fx = bytearray(512)
+        for offset, size, value in ((0, 2, fpu.fcw), (2, 2, fpu.fsw), (4, 1, fpu.ftwx),
+                                    (6, 2, fpu.last_opcode), (8, 8, fpu.last_ip),
+                                    (16, 8, fpu.last_dp), (24, 4, fpu.mxcsr)):
+            fx[offset:offset + size] = value.to_bytes(size, "little")
+        for i, reg in enumerate(fpu.fpr):
+            fx[32 + 16 * i:32 + 16 * i + 10] = bytes(reg)[:10]
+        for i, reg in enumerate(fpu.xmm):
+            fx[160 + 16 * i:176 + 16 * i] = bytes(reg)[:16].ljust(16, b"\0")
+        lib.cpu_set_fxsave(self.cpu, ffi.from_buffer(fx))
+
+    def get_debugregs(self) -> DebugRegs:
+        """KVM_GET_DEBUGREGS: DR0-DR3 and DR6 from the processor, DR7 from the VMCS."""
+        return DebugRegs(db=[lib.cpu_get_dr(self.cpu, i) for i in range(4)],
+                         dr6=lib.cpu_get_dr(self.cpu, 6), dr7=self.vmread(vmx.GUEST_DR7))
+
+    def set_debugregs(self, regs: DebugRegs):
+        for i, value in enumerate(regs.db):
+            lib.cpu_set_dr(self.cpu, i, value)
+        lib.cpu_set_dr(self.cpu, 6, regs.dr6)
+        self.vmwrite(vmx.GUEST_DR7, regs.dr7)
 
     def reset(self):
         """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1)."""
@@ -339,6 +375,8 @@ class VCPU:
                 break
             reason = self.vmread(vmx.VM_EXIT_REASON)
             run.hardware_exit_reason = reason
+            if self.exit_hook is not None:   # tracing (kvm_exit): before a handler moves RIP
+                self.exit_hook(self, reason)
             if reason & vmx.EXIT_REASON_FAILED_VMENTRY:
                 run.fail_entry.hardware_entry_failure_reason = reason
                 run.fail_entry.cpu = self.id

@@ -146,3 +146,23 @@ APIC_ACCESS_OFFSET = 0xFFF
 APIC_ACCESS_TYPE = 0xF000
 TYPE_LINEAR_APIC_INST_READ = 0 << 12
 TYPE_LINEAR_APIC_INST_WRITE = 1 << 12
+
+# The VM-execution, exit and entry controls: their capability MSRs (allowed 0- and
+# 1-settings; SDM Appendix A), the VMCS field that holds each, and the prefix of their
+# bit names above.
+CONTROLS = [
+    ("Pin-based VM-execution controls", 0x48D, "PIN_BASED_VM_EXEC_CONTROL", "PIN_BASED_"),
+    ("Primary processor-based VM-execution controls", 0x48E, "CPU_BASED_VM_EXEC_CONTROL", "CPU_BASED_"),
+    ("Secondary processor-based VM-execution controls", 0x48B, "SECONDARY_VM_EXEC_CONTROL", "SECONDARY_EXEC_"),
+    ("VM-exit controls", 0x48F, "VM_EXIT_CONTROLS", "VM_EXIT_"),
+    ("VM-entry controls", 0x490, "VM_ENTRY_CONTROLS", "VM_ENTRY_"),
+]
+
+
+def control_bit_names(prefix: str) -> dict:
+    """{bit number: name} of the single-bit constants above whose names start with prefix."""
+    names = {}
+    for name, value in globals().items():
+        if name.startswith(prefix) and isinstance(value, int) and value and value & (value - 1) == 0:
+            names.setdefault(value.bit_length() - 1, name)
+    return names

@@ -167,3 +167,33 @@ def test_state_round_trip(board):
     assert copy.pio.read(PM1_EN, 2) == acpi_pm.PWRBTN_EN
     assert copy.pio.read(PM1_CNT, 2) == acpi_pm.SCI_EN
     assert copy.pio.read(0xB2, 1) == 0xF1
+
+
+def _machine(guest_path_name="hello", machine_opts=None):
+    from guests import guest_path
+    from devicemodel.machine import Machine, MachineConfig
+    from devicemodel.machine_types import MachineOptions, parse_machine
+    options = parse_machine(machine_opts, MachineOptions()) if machine_opts else MachineOptions()
+    return Machine(MachineConfig(kernel=str(guest_path(guest_path_name)), serials=["null"], machine=options))
+
+
+def test_system_powerdown_presses_the_power_button_of_the_pc_machine():
+    machine = _machine()
+    try:
+        machine.system_powerdown()                            # PWRBTN_EN clear: ignored, as in QEMU
+        assert machine.pio.read(0x600, 2) & (1 << 8) == 0
+        machine.pio.write(0x602, 2, 1 << 8)                   # PWRBTN_EN
+        machine.system_powerdown()
+        assert machine.pio.read(0x600, 2) & (1 << 8)          # PWRBTN_STS
+    finally:
+        machine.close()
+
+
+def test_system_powerdown_without_acpi_is_an_error():
+    from devicemodel.errors import PyhvError
+    machine = _machine(machine_opts="pc,acpi=off")
+    try:
+        with pytest.raises(PyhvError, match="no ACPI power button"):
+            machine.system_powerdown()
+    finally:
+        machine.close()

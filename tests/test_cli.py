@@ -159,7 +159,7 @@ def test_kernel_too_big_for_memory(capsys, no_vm, tmp_path):
     (["-device", "isa-debug-exit,bogus=1"], "Property 'isa-debug-exit.bogus' not found"),
     (["-device", "isa-debug-exit,iobase=0xzz"], "Property 'isa-debug-exit.iobase' doesn't take value '0xzz'"),
     (["-device", "isa-debug-exit,iosize=-1"], "doesn't take value '-1'"),
-    (["-serial", "tcp:localhost:4444"], "pyhv: -serial tcp:localhost:4444: 'tcp' is not a valid char driver name"),
+    (["-serial", "vc:80x24"], "pyhv: -serial vc:80x24: 'vc' is not a valid char driver name"),
     (["-serial", "file:"], "needs a path"),
     (["-serial", "stdio", "-serial", "stdio"], "cannot use stdio by multiple character devices"),
     (["-d", "bogus"], "pyhv: -d bogus: unknown log item 'bogus'"),
@@ -285,7 +285,7 @@ def test_serial_to_file_and_exit_stats_to_log_file(capsys, fake, kernel, tmp_pat
     fake.script = [Out(0x3F8, 1, tuple(b"to the file")), Out(0xF4, 1, (0,))]
     serial, log = tmp_path / "serial.txt", tmp_path / "exits.log"
     status, out, err = run_main(capsys, "-kernel", kernel, "-serial", f"file:{serial}", *DEBUG_EXIT,
-                                "-d", "exits", "-D", str(log))
+                                "-d", "exits-summary", "-D", str(log))
     assert status == 1 and out == "" and err == ""
     assert serial.read_bytes() == b"to the file"
     table = log.read_text()
@@ -294,7 +294,7 @@ def test_serial_to_file_and_exit_stats_to_log_file(capsys, fake, kernel, tmp_pat
 
 def test_exit_stats_on_stderr(capsys, fake, kernel):
     fake.script = [Out(0x3F8, 1, (0x41,)), Hlt()]
-    status, out, err = run_main(capsys, "-kernel", kernel, "-d", "exits")
+    status, out, err = run_main(capsys, "-kernel", kernel, "-d", "exits-summary")
     assert status == 0 and out == "A"
     assert "IO_INSTRUCTION" in err and "HLT" in err
 
@@ -415,7 +415,7 @@ def test_no_shutdown_keeps_the_process_after_a_power_off(capsys, fake, kernel):
     status, _, err = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, "-no-shutdown")
     timer.join()
     assert status == 0
-    assert err == ("pyhv: guest powered off; the VM stays stopped as -no-shutdown asks (Ctrl-C quits)\n"
+    assert err == ("pyhv: guest powered off; the VM stays paused as -no-shutdown asks\n"
                    "pyhv: terminating on signal 2\n")
     assert fake.vms[0].vcpus[0].runs == 1                     # the isa-debug-exit write never ran
 

@@ -34,7 +34,7 @@ def test_hello_kernel_output_and_exit_status(firmware_dir):
 def test_exits_kernel_and_exit_summary(firmware_dir):
     kernel = guests.guest_path("exits", firmware_dir)
     status, out, err = run_pyhv("-kernel", str(kernel), "-nographic", *guests.DEBUG_EXIT_ARGS,
-                                "-d", "exits")
+                                "-d", "exits-summary")
     assert status == guests.exit_status(guests.EXITS_EXIT_CODE), err
     lines = guests.serial_lines(out, guests.EXITS_BANNER)
     assert lines[:5] == ["exits test", "lsr reads: 1000", "lsr thre set: 1000",

@@ -214,7 +214,7 @@ def test_power_on_registers_ram_and_sets_the_multiboot_entry_state(kernel):
 
 def test_machine_runs_to_the_debug_exit_status(kernel, capsys):
     script = [Out(COM1, 1, tuple(b"hi\n")), Out(0xF4, 4, (0x21,))]
-    machine, _ = make_machine(kernel, script, log_items=frozenset({"exits"}))
+    machine, _ = make_machine(kernel, script, log_items=frozenset({"exits-summary"}))
     machine.serials[0].chardev = Capture()
     assert machine.run() == 0x43
     assert bytes(machine.serials[0].chardev.data) == b"hi\n"
@@ -225,7 +225,7 @@ def test_machine_runs_to_the_debug_exit_status(kernel, capsys):
 
 def test_machine_exit_stats_go_to_the_log_file(kernel, tmp_path, capsys):
     log = tmp_path / "pyhv.log"
-    machine, _ = make_machine(kernel, [Hlt()], log_items=frozenset({"exits"}), log_file=str(log))
+    machine, _ = make_machine(kernel, [Hlt()], log_items=frozenset({"exits-summary"}), log_file=str(log))
     assert machine.run() == 0
     machine.close()
     assert "HLT" in log.read_text()

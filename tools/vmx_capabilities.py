@@ -15,22 +15,6 @@ from kvm._silicon import ffi, lib
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "vmx-capabilities.md"
 
-CONTROL_MSRS = [
-    ("Pin-based VM-execution controls", 0x48D, "PIN_BASED_"),
-    ("Primary processor-based VM-execution controls", 0x48E, "CPU_BASED_"),
-    ("Secondary processor-based VM-execution controls", 0x48B, "SECONDARY_EXEC_"),
-    ("VM-exit controls", 0x48F, "VM_EXIT_"),
-    ("VM-entry controls", 0x490, "VM_ENTRY_"),
-]
-
-
-def bit_names(prefix):
-    names = {}
-    for name, value in vars(vmx).items():
-        if name.startswith(prefix) and isinstance(value, int) and value and value & (value - 1) == 0:
-            names.setdefault(value.bit_length() - 1, name)
-    return names
-
 
 def render() -> str:
     kvm = Kvm()
@@ -48,10 +32,10 @@ def render() -> str:
     basic = rdmsr(vmx.MSR_IA32_VMX_BASIC)
     out += [f"IA32_VMX_BASIC = `{basic:#018x}` (VMCS revision {basic & 0x7FFFFFFF}, "
             f"region size {(basic >> 32) & 0x1FFF} bytes)", ""]
-    for title, msr, prefix in CONTROL_MSRS:
+    for title, msr, _, prefix in vmx.CONTROLS:
         cap = rdmsr(msr)
         must, may = cap & 0xFFFFFFFF, cap >> 32
-        names = bit_names(prefix)
+        names = vmx.control_bit_names(prefix)
         out += [f"## {title} (MSR {msr:#x})", "", "| bit | name | setting |", "|---|---|---|"]
         for bit in range(32):
             if not (may >> bit) & 1:

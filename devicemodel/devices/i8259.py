@@ -293,6 +293,9 @@ class PicPair:
                            int_output=lambda level: self.master.set_irq(CASCADE_IRQ, level),
                            name="pic-slave")
         self.regions = self.master.regions + self.slave.regions
+        self.name = "isa-i8259"
+        self.irq_count = [0] * 16    # rising edges per line, for the monitor's info irq
+        self._line_levels = 0
 
     def reset(self) -> None:
         self.slave.reset()
@@ -302,6 +305,9 @@ class PicPair:
         """Drive ISA interrupt line ``line`` (0..15) to ``level`` (0 or 1)."""
         if not 0 <= line < 16:
             raise ValueError(f"ISA IRQ {line} out of range 0..15")
+        if level and not self._line_levels & (1 << line):
+            self.irq_count[line] += 1
+        self._line_levels = (self._line_levels | (1 << line)) if level else (self._line_levels & ~(1 << line))
         chip = self.master if line < 8 else self.slave
         chip.set_irq(line & 7, 1 if level else 0)
 
@@ -339,6 +345,14 @@ class PicPair:
             slave_level = self.slave.pending_level()
             return 8 + slave_level if slave_level >= 0 else None
         return level
+
+    def monitor_info(self) -> str:
+        """QEMU's ``info pic`` lines for the pair (slave first, as QEMU lists them)."""
+        return "\n".join(
+            f"{name}: irr={chip.irr:02x} imr={chip.imr:02x} isr={chip.isr:02x} "
+            f"hprio={chip.priority_add} irq_base={chip.irq_base:02x} rr_sel={int(chip.read_isr)} "
+            f"elcr={chip.elcr:02x} fnm={int(chip.special_fully_nested)}"
+            for name, chip in (("pic1", self.slave), ("pic0", self.master)))
 
     def save_state(self) -> dict:
         return {"master": self.master.save_state(), "slave": self.slave.save_state()}

@@ -172,6 +172,16 @@ class MC146818:
         self._refresh_time_registers(start)
         self._update()
 
+    def reset(self) -> None:
+        """System reset (QEMU's rtc_reset): interrupts and the square wave off, pending
+        flags cleared; the time and the NVRAM bytes are kept, as on a real PC."""
+        now = self.clock.now_ns()
+        self._catch_up(now)
+        self.cmos[REG_B] &= ~(REG_B_PIE | REG_B_AIE | REG_B_SQWE)
+        self.cmos[REG_C] &= ~(REG_C_UF | REG_C_IRQF | REG_C_PF | REG_C_AF)
+        self._checked_ns = now
+        self._update()
+
     # --- guest time ---------------------------------------------------------------------
 
     def _guest_ns(self, now: int) -> int:

@@ -99,6 +99,7 @@ class Uart16550:
         self.name = name
         self.region = Region(base=iobase, size=8, name=name, read=self.read, write=self.write,
                              owner=self, sizes=(1, 2, 4), impl_size=1)
+        self.regions = (self.region,)
         self.reset()
 
     def reset(self) -> None:

@@ -1,0 +1,1 @@
+"""The human monitor (HMP): commands, their table and parsing, and its front ends."""

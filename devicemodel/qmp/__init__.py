@@ -1,0 +1,1 @@
+"""QMP, the QEMU Monitor Protocol: JSON commands, replies and events over a chardev."""
