@@ -1,7 +1,8 @@
 """Character-device backends (QEMU's ``-chardev``/``-serial`` back ends).
 
 A backend takes the bytes a device front end (the UART) transmits: ``write(data)``.
-Specs, as for QEMU's ``-serial``: ``stdio``, ``null``, ``file:PATH``.
+Specs, as for QEMU's ``-serial``: ``stdio``, ``null``, ``file:PATH``. ``-chardev``
+names one: ``-chardev stdio,id=ID``, ``-chardev null,id=ID``, ``-chardev file,id=ID,path=PATH``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import sys
 import termios
 import threading
 import tty
+from dataclasses import dataclass
 
 from devicemodel.errors import ConfigError
+from devicemodel.qemu_opts import parse_opts
 
 
 CTRL_A = 0x01
@@ -140,3 +143,31 @@ def open_chardev(spec: str):
     if spec == "null":
         return NullChardev()
     return FileChardev(spec[len("file:"):])
+
+
+@dataclass(frozen=True)
+class ChardevSpec:
+    """A ``-chardev``: its id and the backend, spelled as a ``-serial`` spec."""
+
+    id: str
+    spec: str
+
+
+def parse_chardev(arg: str) -> ChardevSpec:
+    given = dict(parse_opts(arg, implied_key="backend"))
+    backend = given.pop("backend", None)
+    if not backend:
+        raise ConfigError("Parameter 'backend' is missing")
+    chardev_id = given.pop("id", None)
+    if not chardev_id:
+        raise ConfigError("Parameter 'id' is missing")
+    path = given.pop("path", None) if backend == "file" else None
+    for key in given:
+        raise ConfigError(f"Invalid parameter '{key}'")
+    if backend == "file":
+        if not path:
+            raise ConfigError("chardev 'file' needs a path: file,id=ID,path=PATH")
+        return ChardevSpec(chardev_id, f"file:{path}")
+    if backend not in ("stdio", "null"):
+        raise ConfigError(f"'{backend}' is not a valid char driver name (use stdio, null or file)")
+    return ChardevSpec(chardev_id, backend)

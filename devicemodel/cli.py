@@ -16,7 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Optional, Union
 
 import devicemodel
-from devicemodel.chardev import check_chardev_spec
+from devicemodel.block.drive import parse_drive
+from devicemodel.chardev import check_chardev_spec, parse_chardev
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
@@ -45,6 +46,14 @@ Standard options:
 -no-reboot         exit with status 0 when the guest resets (triple fault);
                    without it pyhv, which cannot reset a VM yet, exits with 1
 
+Block device options:
+-drive file=file[,if=virtio|none][,format=raw|qcow2][,id=name][,index=i]
+       [,media=disk][,readonly=on|off][,snapshot=on|off]
+       [,cache=writeback|none|writethrough|directsync|unsafe]
+                   use 'file' as a disk image; if=virtio adds a virtio-blk-device
+                   for it, if=none leaves it to -device virtio-blk-device,drive=name
+-snapshot          write to temporary files instead of disk image files
+
 Boot options:
 -kernel file       boot 'file': a Multiboot kernel, a Linux bzImage, or an ELF
                    with the PVH entry note (an uncompressed Linux vmlinux)
@@ -58,6 +67,8 @@ Display and serial ports:
 -serial dev        connect the next serial port (COM1..COM4) to host character
                    device 'dev': stdio, null, none or file:PATH (default: stdio)
 -debugcon dev      the debug console (isa-debugcon, port 0xe9) to character device 'dev'
+-chardev stdio|null|file,id=id[,path=path]
+                   a character device named 'id' (for -device virtconsole,chardev=id)
 
 Debugging:
 -d item1[,...]     log the given items (-d help lists them)
@@ -68,8 +79,9 @@ if it wrote one, else 0; errors exit with 1."""
 
 # Options and whether they take an argument.
 OPTIONS = {
-    "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
+    "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False, "snapshot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
+    "drive": True, "chardev": True,
 }
 
 
@@ -142,7 +154,7 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
             return early
     if not config.serials:
         config.serials = ["stdio"]  # QEMU's -nographic default; pyhv has no other display
-    if config.serials.count("stdio") > 1:
+    if config.serials.count("stdio") + [c.spec for c in config.chardevs].count("stdio") > 1:
         raise ConfigError("-serial stdio: cannot use stdio by multiple character devices")
     return config
 
@@ -177,6 +189,18 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if isinstance(device, HelpRequest):
             return device.text
         config.devices.append(device)
+    elif name == "drive":
+        drive = parse_drive(value, config.drives)
+        config.drives.append(drive)
+        if drive.interface == "virtio":
+            config.devices.append(parse_device(f"virtio-blk-device,drive={drive.id}"))
+    elif name == "snapshot":
+        config.snapshot = True
+    elif name == "chardev":
+        chardev = parse_chardev(value)
+        if any(c.id == chardev.id for c in config.chardevs):
+            raise ConfigError(f"Duplicate ID '{chardev.id}' for chardev")
+        config.chardevs.append(chardev)
     elif name == "d":
         if value == "help":
             return log_items_help()

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from devicemodel.address_space import AddressSpace
-from devicemodel.chardev import open_chardev
+from devicemodel.block.drive import Drive, DriveSpec, open_drive
+from devicemodel.chardev import ChardevSpec, open_chardev
 from devicemodel.clock import HostClock
 from devicemodel.devices.debugcon import Debugcon
 from devicemodel.devices.uart16550 import Uart16550
@@ -32,10 +33,12 @@ from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.firmware_tables.e820 import PcMemoryLayout
 from devicemodel.firmware_tables.pc import install_pc_firmware_tables
+from devicemodel.guest_memory import GuestMemory
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
 from devicemodel.runstate import RunState
+from devicemodel.virtio.mmio_bus import VirtioMmioBus
 
 MiB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MiB
@@ -54,6 +57,9 @@ class MachineConfig:
     ram_size: int = DEFAULT_RAM_SIZE
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
+    drives: list[DriveSpec] = field(default_factory=list)
+    snapshot: bool = False           # -snapshot: drives write to temporary overlays
+    chardevs: list[ChardevSpec] = field(default_factory=list)
     no_reboot: bool = False
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
@@ -87,28 +93,44 @@ class Machine:
         self.mmio = AddressSpace("memory", 1 << 64)
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
+        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
         self.tables = install_pc_firmware_tables(self.ram, cpus=1, com_ports=COM_PORTS[:len(config.serials)])
-        self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
         self.line = InterruptLine(self.bql)
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line,
                                    ram_size=config.ram_size, request_reset=self.request_reset)
         self.chardevs = []
+        self.named_chardevs = {}
+        self.inputs = []          # (chardev, receive(data)) of device front ends besides COM1
         self.serials: list[Uart16550] = []
         self.devices = []
+        self.drives: dict[str, Drive] = {}
+        self._virtio_mmio = None
         self.log = None
         self.vm = None
         self.vcpu = None
         try:
+            for chardev_spec in config.chardevs:
+                self.named_chardevs[chardev_spec.id] = self._open_chardev(chardev_spec.spec)
             self._add_serials(config.serials)
             if config.debugcon is not None:
                 self._add_debugcon(config.debugcon)
+            for drive_spec in config.drives:
+                self.drives[drive_spec.id] = open_drive(drive_spec, config.snapshot)
             for spec in config.devices:
                 self._add_device(spec)
+            extra = self._virtio_mmio.kernel_cmdline() if self._virtio_mmio is not None else ""
+            self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr,
+                                    linux_cmdline_extra=extra)
             if config.log_file is not None:
                 self.log = _open_log(config.log_file)
         except BaseException:
             self.close()
             raise
+
+    def _open_chardev(self, spec: str):
+        chardev = open_chardev(spec)
+        self.chardevs.append(chardev)
+        return chardev
 
     def _add_serials(self, specs: list[str]) -> None:
         if len(specs) > len(COM_PORTS):
@@ -117,8 +139,7 @@ class Machine:
         for index, spec in enumerate(specs):
             if spec == "none":
                 continue
-            chardev = open_chardev(spec)
-            self.chardevs.append(chardev)
+            chardev = self._open_chardev(spec)
             uart = Uart16550(chardev, iobase=COM_PORTS[index], irq=self.line.irq_setter(COM_IRQS[index]),
                              name=f"serial{index}")
             self.pio.add_region(uart.region)
@@ -126,14 +147,13 @@ class Machine:
 
     def _add_debugcon(self, spec: str) -> None:
         """QEMU's -debugcon: an isa-debugcon at port 0xe9 on a character device."""
-        chardev = open_chardev(spec)
-        self.chardevs.append(chardev)
+        chardev = self._open_chardev(spec)
         self.devices.append(Debugcon(chardev))
         self.pio.add_region(self.devices[-1].region)
 
     def _add_device(self, spec: DeviceSpec) -> None:
-        device = DEVICE_TYPES[spec.driver].create(self, spec.props)
         try:
+            device = DEVICE_TYPES[spec.driver].create(self, spec.props)
             for region in device.regions:
                 self.pio.add_region(region)
             if hasattr(device, "mmio_region"):
@@ -142,14 +162,46 @@ class Machine:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)
 
+    # --- what devices get from the machine ------------------------------------------
+
+    def claim_drive(self, drive_id: str, driver: str) -> Drive:
+        """The ``-drive`` with that id, for one device only."""
+        drive = self.drives.get(drive_id)
+        if drive is None:
+            raise ConfigError(f"Property '{driver}.drive' can't find value '{drive_id}'")
+        if drive.user is not None:
+            raise ConfigError(f"Property '{driver}.drive' can't take value '{drive_id}', it's in use")
+        drive.user = driver
+        return drive
+
+    def chardev_by_id(self, chardev_id: str, driver: str):
+        chardev = self.named_chardevs.get(chardev_id)
+        if chardev is None:
+            raise ConfigError(f"Property '{driver}.chardev' can't find value '{chardev_id}'")
+        return chardev
+
+    def add_input(self, chardev, receive) -> None:
+        """Bytes the character device receives go to ``receive`` (called with the big lock)."""
+        self.inputs.append((chardev, receive))
+
+    def virtio_mmio_bus(self) -> VirtioMmioBus:
+        """The virtio-mmio transports, created with the first device that needs one."""
+        if self._virtio_mmio is None:
+            self._virtio_mmio = VirtioMmioBus(self.mmio, self.line.irq_setter)
+        return self._virtio_mmio
+
+    def _guest_memory_written(self, gpa: int, size: int) -> None:
+        """A device wrote guest RAM: the processors forget code decoded from it."""
+        if self.vm is not None:
+            self.vm.guest_memory_written(gpa, size)
+
     def request_exit(self, status: int) -> None:
         """End the VM; the process exits with ``status`` (the first request wins)."""
         self.runstate.request_exit(status)
 
     def flush_guest_page(self, gpa: int) -> None:
         """pc-testdev's page flush: forget what the processors decoded from that page."""
-        if self.vm is not None:
-            self.vm.guest_memory_written(gpa & ~0xFFF, 0x1000)
+        self._guest_memory_written(gpa & ~0xFFF, 0x1000)
 
     def request_reset(self, hard: bool = False) -> None:
         """The guest asked for a system reset (keyboard controller, port 0x92, 0xcf9)."""
@@ -189,7 +241,7 @@ class Machine:
         started = time.monotonic()
         with _signals_stop(self):
             self.clock.start()
-            self._start_serial_input()
+            self._start_inputs()
             thread = loop.start()
             stopped = self._wait(thread)
             self.clock.stop()
@@ -201,18 +253,22 @@ class Machine:
         status = self.runstate.exit_status
         return 0 if status is None else status & 0xFF
 
-    def _start_serial_input(self) -> None:
-        """Bytes typed on the first serial port's backend reach its UART."""
-        if not self.serials:
-            return
-        uart = self.serials[0]
+    def _start_inputs(self) -> None:
+        """Bytes typed on the first serial port's backend reach its UART; bytes for the
+        other front ends that read (virtio console ports) reach them."""
+        inputs = list(self.inputs)
+        if self.serials:
+            inputs.insert(0, (self.serials[0].chardev, self.serials[0].receive))
+        for chardev, receive in inputs:
+            start = getattr(chardev, "start_input", None)
+            if start is not None:
+                start(self._locked(receive), quit=lambda: self.request_exit(0))
 
+    def _locked(self, receive):
         def deliver(data: bytes) -> None:
             with self.bql:
-                uart.receive(data)
-        start = getattr(uart.chardev, "start_input", None)
-        if start is not None:
-            start(deliver, quit=lambda: self.request_exit(0))
+                receive(data)
+        return deliver
 
     def _wait(self, thread: threading.Thread) -> bool:
         """Wait for the vCPU thread, kicking it while a stop is pending; False if it never stopped."""
@@ -239,6 +295,9 @@ class Machine:
         for chardev in self.chardevs:
             chardev.close()
         self.chardevs = []
+        for drive in self.drives.values():
+            drive.close()
+        self.drives = {}
         if self.log is not None:
             self.log.close()
             self.log = None

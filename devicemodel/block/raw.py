@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from devicemodel.block.image import BlockImage, HostFile
+from devicemodel.block.image import BlockError, BlockImage, HostFile
+from devicemodel.block.qcow2_format import QCOW2_MAGIC
 
 
 class RawImage(BlockImage):
+    """``probed``: the format was guessed, so (as QEMU) the guest may not write a header
+    that would make the next guess qcow2."""
+
     format = "raw"
+    probed = False
 
     def __init__(self, path: str, read_only: bool = False):
         self.filename = path
@@ -21,6 +26,13 @@ class RawImage(BlockImage):
     def write(self, offset: int, data) -> None:
         self.check_writable()
         self.check_range(offset, len(data))
+        if self.probed and offset < len(QCOW2_MAGIC):
+            head = bytearray(self.file.pread(0, len(QCOW2_MAGIC)))
+            part = bytes(data[:len(QCOW2_MAGIC) - offset])
+            head[offset:offset + len(part)] = part
+            if head == QCOW2_MAGIC:
+                raise BlockError(f"'{self.filename}': writing a qcow2 header to block 0 of an image "
+                                 f"whose raw format was only probed")
         self.file.pwrite(offset, data)
 
     def flush(self) -> None:
