@@ -93,7 +93,10 @@ class VirtioDevice:
                 value &= ~STATUS_FEATURES_OK
             else:
                 self.driver_features = driver_features
+        driver_ok = value & STATUS_DRIVER_OK and not self.status & STATUS_DRIVER_OK
         self.status = (value & ~STATUS_DEVICE_NEEDS_RESET) | (self.status & STATUS_DEVICE_NEEDS_RESET)
+        if driver_ok and self.broken:     # broken before the driver could hear of it
+            self.transport.config_interrupt()
 
     def enable_queue(self, index: int, size: int, desc: int, avail: int, used: int) -> bool:
         """The driver made queue ``index`` live; False if its layout is invalid (the device
