@@ -11,7 +11,7 @@ from devicemodel.virtio.mmio import VirtioMmio
 from devicemodel.virtio.mmio_bus import VirtioMmioBus
 from devicemodel.virtio.rng import VirtioRng
 from devicemodel.virtio.spec import (F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, STATUS_ACKNOWLEDGE,
-                                     STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK,
+                                     STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER,
                                      STATUS_FEATURES_OK, bit)
 
 

@@ -99,7 +99,7 @@ def parse_drive(arg: str, existing: list[DriveSpec]) -> DriveSpec:
         try:
             index = parse_uint(given["index"])
         except ValueError:
-            raise ConfigError(f"Parameter 'index' expects a number") from None
+            raise ConfigError("Parameter 'index' expects a number") from None
         if any(d.index == index for d in same_bus):
             raise ConfigError(f"drive with bus=0, unit={index} (index={index}) exists")
     else:

@@ -82,7 +82,7 @@ class Qcow2Image(BlockImage):
             if header_length < HEADER_V3_MIN_LENGTH or header_length % 8 or header_length > cs:
                 raise self._fail(f"qcow2 header length {header_length} is invalid")
             if refcount_order > MAX_REFCOUNT_ORDER:
-                raise self._fail(f"Reference count entry width too large; may not exceed 64 bits")
+                raise self._fail("Reference count entry width too large; may not exceed 64 bits")
         names = self._read_extensions(header_length)
         unknown = incompatible & ~SUPPORTED_INCOMPATIBLE
         if unknown:
