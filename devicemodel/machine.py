@@ -1,10 +1,10 @@
 """The PC: RAM, port and memory address spaces, the legacy platform devices with the
-8259 PIC pair driving the CPU's INTR line, serial ports, ``-device`` devices, a
-Multiboot kernel, one vCPU.
+8259 PIC pair driving the CPU's INTR line, serial ports, ``-drive`` disk images,
+``-device`` devices (virtio ones on virtio-mmio transports), a kernel, one vCPU.
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
-user's input (memory size, kernel file, chardevs, devices, log file) before any VM
-exists; ``power_on()`` then creates the VM through the ``kvm`` API, registers RAM as
+user's input (memory size, chardevs, disk images, devices, kernel file, log file) before
+any VM exists -- the kernel last, because its command line announces the devices; ``power_on()`` then creates the VM through the ``kvm`` API, registers RAM as
 memslot 0 at guest-physical 0 and puts the vCPU at the kernel's entry point; ``run()``
 runs the vCPU thread until the VM stops and returns the process exit status.
 
