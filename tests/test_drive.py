@@ -209,3 +209,12 @@ def test_chardev_spec_and_config_errors():
     assert parse_chardev("null,id=n").spec == "null"
     with pytest.raises(ConfigError, match="Invalid parameter 'mux'"):
         parse_chardev("stdio,id=s,mux=on")
+
+
+def test_device_help_lists_the_virtio_devices(capsys):
+    assert main(["-device", "help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("virtio-blk-device", "virtio-rng-device", "virtio-serial-device", "virtconsole", "virtserialport"):
+        assert f'name "{name}"' in out
+    assert main(["-device", "virtio-blk-device,help"]) == 0
+    assert "drive=<str>" in capsys.readouterr().out

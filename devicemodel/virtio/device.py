@@ -3,9 +3,9 @@ status, feature negotiation, virtqueues and configuration space, and the error s
 
 A transport (virtio-mmio, virtio-pci) owns the registers and the interrupt lines; it sets
 ``transport`` to an object with ``queue_interrupt(index)`` and ``config_interrupt()``,
-calls ``set_status``, ``set_driver_features``, ``enable_queue`` and ``notify`` as the
-driver writes its registers, and ``read_config``/``write_config`` for the device-specific
-configuration space. A device subclass supplies its ID, its feature bits, its
+calls ``set_status`` (with the feature bits the driver wrote), ``enable_queue`` and
+``notify`` as the driver writes its registers, and ``read_config``/``write_config`` for
+the device-specific configuration space. A device subclass supplies its ID, its feature bits, its
 configuration bytes and ``handle_queue``.
 
 Every device offers VIRTIO_F_VERSION_1 (these are modern devices only),
@@ -161,9 +161,3 @@ class VirtioDevice:
     def write_config(self, offset: int, size: int, value: int) -> None:
         if 0 <= offset and offset + size <= len(self.config_bytes()):
             self.config_written(offset, value.to_bytes(size, "little"))
-
-    def config_changed(self) -> None:
-        """The device changed its configuration: new generation, and tell the driver."""
-        self.config_generation = (self.config_generation + 1) & 0xFFFFFFFF
-        if self.status & STATUS_DRIVER_OK:
-            self.transport.config_interrupt()

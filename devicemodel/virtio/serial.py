@@ -31,7 +31,6 @@ from devicemodel.virtio.device import VirtioDevice
 from devicemodel.virtio.spec import ID_CONSOLE, QEMU_QUEUE_MAX_SIZE, STATUS_DRIVER_OK, bit
 from devicemodel.virtio.virtqueue import Chain, gather, scatter
 
-F_SIZE = 0
 F_MULTIPORT = 1
 F_EMERG_WRITE = 2
 
