@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Optional, Union
 
 import devicemodel
+from devicemodel.block.drive import parse_drive
 from devicemodel.chardev import check_chardev_spec, parse_chardev_option
 from devicemodel.cpu_models import parse_cpu
 from devicemodel.devices.mc146818 import rtc_start_time
@@ -54,7 +55,14 @@ Standard options:
 -no-reboot         exit with status 0 when the guest resets (triple fault, keyboard
                    controller, port 0x92, 0xcf9) instead of resetting the machine
 -no-shutdown       pause the VM when the guest shuts down, instead of exiting
--nodefaults        no default devices (no serial port unless -serial gives one)
+
+Block device options:
+-drive file=file[,if=virtio|none][,format=raw|qcow2][,id=name][,index=i]
+       [,media=disk][,readonly=on|off][,snapshot=on|off]
+       [,cache=writeback|none|writethrough|directsync|unsafe]
+                   use 'file' as a disk image; if=virtio adds a virtio-blk-device
+                   for it, if=none leaves it to -device virtio-blk-device,drive=name
+-snapshot          write to temporary files instead of disk image files
 
 Boot options:
 -kernel file       boot 'file': a Multiboot kernel, a Linux bzImage, or an ELF
@@ -114,20 +122,20 @@ if it wrote one, else 0; errors exit with 1.""" % MAX_CPUS
 
 # Options and whether they take an argument.
 OPTIONS = {
-    "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
+    "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False, "snapshot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
     "smp": True, "S": False,
     "M": True, "machine": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
     "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
     # the monitors and character devices
-    "chardev": True, "monitor": True, "qmp": True,
+    "chardev": True, "drive": True, "monitor": True, "qmp": True,
 }
 
 # QEMU's options that pyhv does not have (and whether they take an argument): refused
 # as such, never taken for typos nor silently accepted.
 UNSUPPORTED_OPTIONS = {
     "accel": True, "acpitable": True, "add-fd": True, "audiodev": True, "bios": True, "blockdev": True,
-    "boot": True, "cdrom": True, "chroot": True, "compat": True, "daemonize": False, "drive": True,
+    "boot": True, "cdrom": True, "chroot": True, "compat": True, "daemonize": False,
     "dtb": True, "echr": True, "enable-kvm": False, "fda": True, "fdb": True, "fsdev": True,
     "full-screen": False, "fw_cfg": True, "g": True, "global": True, "hda": True, "hdb": True,
     "hdc": True, "hdd": True, "icount": True, "incoming": True, "iscsi": True, "k": True,
@@ -136,7 +144,7 @@ UNSUPPORTED_OPTIONS = {
     "option-rom": True, "overcommit": True, "parallel": True, "pflash": True, "plugin": True,
     "preconfig": False, "readconfig": True, "runas": True, "run-with": True, "sandbox": True,
     "sd": True, "semihosting": False, "semihosting-config": True, "set": True, "smbios": True,
-    "snapshot": False, "spice": True, "tpmdev": True, "trace": True, "usb": False, "usbdevice": True,
+    "spice": True, "tpmdev": True, "trace": True, "usb": False, "usbdevice": True,
     "uuid": True, "vga": True, "virtfs": True, "vnc": True, "watchdog-action": True,
     "xen-domid": True,
 }
@@ -190,7 +198,6 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
     ``MachineConfig.kernel`` is empty when no -kernel was given (the bundled guest).
     """
     config = MachineConfig(kernel="", ram_size=DEFAULT_RAM_SIZE, serials=[])
-    nodefaults = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -203,9 +210,6 @@ def parse_command_line(argv: list[str]) -> Union[MachineConfig, str]:
         if name not in OPTIONS:
             raise ConfigError(f"{arg}: invalid option")
         value = ""
-        if name == "nodefaults":
-            nodefaults = True
-            continue
         if OPTIONS[name]:
             if i == len(argv):
                 raise ConfigError(f"{arg}: requires an argument")
@@ -267,6 +271,13 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if isinstance(device, HelpRequest):
             return device.text
         config.devices.append(device)
+    elif name == "drive":
+        drive = parse_drive(value, config.drives)
+        config.drives.append(drive)
+        if drive.interface == "virtio":
+            config.devices.append(parse_device(f"virtio-blk-device,drive={drive.id}"))
+    elif name == "snapshot":
+        config.snapshot = True
     elif name == "d":
         if value == "help":
             return log_items_help()

@@ -22,3 +22,8 @@ class AddressSpaceError(PyhvError):
 def error_report(message: str) -> None:
     """Print ``pyhv: message`` on stderr (QEMU's error_report)."""
     print(f"pyhv: {message}", file=sys.stderr, flush=True)
+
+
+def warn_report(message: str) -> None:
+    """Print ``pyhv: warning: message`` on stderr (QEMU's warn_report)."""
+    print(f"pyhv: warning: {message}", file=sys.stderr, flush=True)

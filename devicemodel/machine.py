@@ -1,15 +1,17 @@
 """The PC: RAM, port and memory address spaces, the legacy platform devices with the
-8259 PIC pair driving the CPU's INTR line, serial ports, ``-device`` devices, a
-kernel booted by its protocol, and ``-smp`` vCPUs (vCPU 0 boots; the others wait for
-INIT/SIPI as application processors do). The machine type (``-machine``) decides the
-rest: QEMU's ``pc`` adds the PCI chipset (i440FX, PIIX3, PIIX4 power management), the
-HPET and the ACPI tables; ``microvm`` has none of them. Both have fw_cfg.
+8259 PIC pair driving the CPU's INTR line, serial ports, ``-drive`` disk images,
+``-device`` devices (virtio ones on virtio-mmio transports), a kernel booted by its
+protocol, and ``-smp`` vCPUs (vCPU 0 boots; the others wait for INIT/SIPI as application
+processors do). The machine type (``-machine``) decides the rest: QEMU's ``pc`` adds the
+PCI chipset (i440FX, PIIX3, PIIX4 power management), the HPET and the ACPI tables;
+``microvm`` has none of them. Both have fw_cfg.
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
-user's input (memory size, kernel file, chardevs, devices, log file) before any VM
-exists; ``power_on()`` then creates the VM through the ``kvm`` API, registers RAM as
-memslot 0 at guest-physical 0 and puts vCPU 0 at the kernel's entry point; ``run()``
-runs one thread per vCPU until the VM stops and returns the process exit status.
+user's input (memory size, chardevs, disk images, devices, kernel file, log file) before
+any VM exists -- the kernel last, because its command line announces the devices;
+``power_on()`` then creates the VM through the ``kvm`` API, registers RAM as memslot 0
+at guest-physical 0 and puts vCPU 0 at the kernel's entry point; ``run()`` runs one
+thread per vCPU until the VM stops and returns the process exit status.
 ``pause()``/``resume()`` park and release the vCPUs (the monitor's stop and cont).
 
 Stopping: the guest (isa-debug-exit, a halt with interrupts off, a triple fault with
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from devicemodel.address_space import AddressSpace
+from devicemodel.block.drive import Drive, DriveSpec, open_drive
 from devicemodel.chardev import ChardevDefinition, open_chardev
 from devicemodel.chardev_mux import MuxChardev
 from devicemodel.clock import HostClock
@@ -65,6 +68,7 @@ from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
 from devicemodel.runstate import PAUSED, PRELAUNCH, SHUTDOWN, RunState
 from devicemodel.system_reset import (clear_ram, devices_of, finish_pending_io, reset_devices,
                                       reset_vcpu)
+from devicemodel.virtio.mmio_bus import VirtioMmioBus
 
 MiB = 1 << 20
 DEFAULT_RAM_SIZE = 128 * MiB
@@ -85,6 +89,8 @@ class MachineConfig:
     start_paused: bool = False       # -S
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
+    drives: list[DriveSpec] = field(default_factory=list)
+    snapshot: bool = False           # -snapshot: drives write to temporary overlays
     no_reboot: bool = False
     no_shutdown: bool = False        # -no-shutdown: a guest shutdown pauses the VM
     log_items: frozenset[str] = frozenset()
@@ -136,7 +142,6 @@ class Machine:
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
         self.serial_specs = serials
-        self._load_ram()
         self.line = InterruptLine(self.bql)
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
@@ -147,7 +152,7 @@ class Machine:
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
                                      com_ports=COM_PORTS[:len(serials)])
-        self.guest_memory = GuestMemory(self.ram, self.layout, written=self._dma_written)
+        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
         self.fw_cfg = pc_fw_cfg(self.guest_memory.read, self.guest_memory.write, config.ram_size, cpus,
                                 kernel=read_kernel_file(config.kernel),
                                 initrd=read_initrd(config.initrd) if config.initrd else None,
@@ -156,8 +161,11 @@ class Machine:
             self.pio.add_region(region)
         self.cpuid_spec = config.cpu
         self.chardevs = []
+        self.inputs = []          # (chardev, receive(data)) of device front ends besides COM1
         self.serials: list[Uart16550] = []
         self.devices = []
+        self.drives: dict[str, Drive] = {}
+        self._virtio_mmio = None
         self.log = None
         self.vm = None
         self.vcpus = []
@@ -177,12 +185,15 @@ class Machine:
             for definition in config.chardevs:
                 self._define_chardev(definition)
             self._add_serials(serials)
+            for drive_spec in config.drives:
+                self.drives[drive_spec.id] = open_drive(drive_spec, config.snapshot)
             for spec in config.devices:
                 self._add_device(spec)
             if config.debugcon is not None:
                 self._add_debugcon(config.debugcon)
             if self.chipset is not None:
                 self.chipset.init_firmware(self.layout.low_top)
+            self._load_ram()
             if config.log_file is not None:
                 self.log = _open_log(config.log_file)
             for spec in config.monitors:
@@ -198,7 +209,9 @@ class Machine:
         config, options = self.config, self.config.machine
         self.tables = install_pc_firmware_tables(self.ram, cpus=config.cpus, hpet=options.hpet, acpi=options.acpi,
                                                  com_ports=COM_PORTS[:len(self.serial_specs)])
-        self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
+        extra = self._virtio_mmio.kernel_cmdline() if self._virtio_mmio is not None else ""
+        self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr,
+                                linux_cmdline_extra=extra)
 
     # -- character devices ---------------------------------------------------------------
 
@@ -294,11 +307,11 @@ class Machine:
         self.pio.add_region(self.devices[-1].region, overlap=True)
 
     def _add_device(self, spec: DeviceSpec) -> None:
-        device = DEVICE_TYPES[spec.driver].create(self, spec.props)
-        if isinstance(device, PciDevice):
-            self._plug_pci(device, spec)
-            return
         try:
+            device = DEVICE_TYPES[spec.driver].create(self, spec.props)
+            if isinstance(device, PciDevice):
+                self._plug_pci(device, spec)
+                return
             for region in device.regions:
                 self.pio.add_region(region)
             if hasattr(device, "mmio_region"):
@@ -307,18 +320,46 @@ class Machine:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)
 
+    # --- what devices get from the machine ------------------------------------------
+
+    def claim_drive(self, drive_id: str, driver: str) -> Drive:
+        """The ``-drive`` with that id, for one device only."""
+        drive = self.drives.get(drive_id)
+        if drive is None:
+            raise ConfigError(f"Property '{driver}.drive' can't find value '{drive_id}'")
+        if drive.user is not None:
+            raise ConfigError(f"Property '{driver}.drive' can't take value '{drive_id}', it's in use")
+        drive.user = driver
+        return drive
+
+    def chardev_by_id(self, chardev_id: str, driver: str):
+        """The -chardev with that id for a device's ``chardev=`` property."""
+        if chardev_id not in self._defined_chardevs:
+            raise ConfigError(f"Property '{driver}.chardev' can't find value '{chardev_id}'")
+        return self.frontend_chardev(f"chardev:{chardev_id}", driver)
+
+    def add_input(self, chardev, receive) -> None:
+        """Bytes the character device receives go to ``receive`` (called with the big lock)."""
+        self.inputs.append((chardev, receive))
+
+    def virtio_mmio_bus(self) -> VirtioMmioBus:
+        """The virtio-mmio transports, created with the first device that needs one."""
+        if self._virtio_mmio is None:
+            self._virtio_mmio = VirtioMmioBus(self.mmio, self.line.irq_setter)
+        return self._virtio_mmio
+
+    def _guest_memory_written(self, gpa: int, size: int) -> None:
+        """A device wrote guest RAM: the processors forget code decoded from it."""
+        if self.vm is not None:
+            self.vm.guest_memory_written(gpa, size)
+
     def request_exit(self, status: int) -> None:
         """End the VM; the process exits with ``status`` (the first request wins)."""
         self.runstate.request_exit(status)
 
     def flush_guest_page(self, gpa: int) -> None:
         """pc-testdev's page flush: forget what the processors decoded from that page."""
-        if self.vm is not None:
-            self.vm.guest_memory_written(gpa & ~0xFFF, 0x1000)
-
-    def _dma_written(self, gpa: int, size: int) -> None:
-        if self.vm is not None:
-            self.vm.guest_memory_written(gpa, size)
+        self._guest_memory_written(gpa & ~0xFFF, 0x1000)
 
     def _guest_suspend(self) -> None:
         error_report("guest asked for ACPI S3 (suspend to RAM), which pyhv does not support; ignored")
@@ -490,7 +531,7 @@ class Machine:
         with _signals_stop(self):
             self.clock.start()
             self._start_monitors()
-            self._start_serial_input()
+            self._start_inputs()
             self.vcpu_threads = threads = [loop.start() for loop in loops]
             stopped = self._wait(threads)
             self.clock.stop()
@@ -500,15 +541,20 @@ class Machine:
         status = self.runstate.exit_status
         return 0 if status is None else status & 0xFF
 
-    def _start_serial_input(self) -> None:
-        """Bytes arriving on a serial port's backend reach its UART."""
-        for uart in self.serials:
-            def deliver(data: bytes, uart=uart) -> None:
-                with self.bql:
-                    uart.receive(data)
-            start = getattr(uart.chardev, "start_input", None)
+    def _start_inputs(self) -> None:
+        """Bytes arriving on a serial port's backend reach its UART; bytes for the other
+        front ends that read (virtio console ports) reach them."""
+        inputs = [(uart.chardev, uart.receive) for uart in self.serials] + list(self.inputs)
+        for chardev, receive in inputs:
+            start = getattr(chardev, "start_input", None)
             if start is not None:
-                start(deliver, quit=lambda: self.request_exit(0))
+                start(self._locked(receive), quit=lambda: self.request_exit(0))
+
+    def _locked(self, receive):
+        def deliver(data: bytes) -> None:
+            with self.bql:
+                receive(data)
+        return deliver
 
     def _start_monitors(self) -> None:
         from devicemodel.monitor.frontend import start_monitor  # needs the kvm package
@@ -586,6 +632,9 @@ class Machine:
         for chardev in self.chardevs:
             chardev.close()
         self.chardevs = []
+        for drive in self.drives.values():
+            drive.close()
+        self.drives = {}
         if self.log is not None:
             self.log.close()
             self.log = None

@@ -13,18 +13,29 @@ from typing import Callable, Union
 from devicemodel.devices.debug_exit import DebugExit
 from devicemodel.devices.pc_testdev import PcTestdev
 from devicemodel.errors import ConfigError
-from devicemodel.qemu_opts import parse_opts, parse_uint
+from devicemodel.qemu_opts import parse_bool, parse_opts, parse_uint
+from devicemodel.virtio.machine_devices import (AUTO_PORT_NR, create_virtconsole, create_virtio_blk,
+                                                create_virtio_rng, create_virtio_serial,
+                                                create_virtserialport)
 
 
 @dataclass(frozen=True)
 class Property:
-    name: str
-    default: Union[int, str]
-    kind: str = "uint32"     # or "str" (a chardev id, ...)
+    """A property: ``kind`` is "uint32", "str" (default None: not set) or "bool" (on/off)."""
 
-    def parse(self, driver: str, text: str) -> Union[int, str]:
+    name: str
+    default: Union[int, str, bool, None]
+    kind: str = "uint32"
+
+    def parse(self, driver: str, text: str):
         if self.kind == "str":
             return text
+        if self.kind == "bool":
+            try:
+                return parse_bool(self.name, text)
+            except ConfigError:
+                raise ConfigError(f"Property '{driver}.{self.name}' doesn't take value '{text}' "
+                                  f"(expects on or off)") from None
         try:
             value = parse_uint(text)
         except ValueError:
@@ -33,6 +44,14 @@ class Property:
             raise ConfigError(f"Property '{driver}.{self.name}' doesn't take value '{text}' "
                               f"(expects {self.kind})")
         return value
+
+    def describe_default(self) -> str:
+        """As QEMU's -device NAME,help shows it: decimal numbers, true/false, quoted strings."""
+        if self.kind == "bool":
+            return "true" if self.default else "false"
+        if self.kind == "str":
+            return "" if self.default is None else f'"{self.default}"'
+        return str(self.default)
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,15 @@ class DeviceType:
     properties: tuple[Property, ...]
     create: Callable  # (machine, props: dict) -> device with .regions (and maybe .mmio_region)
     category: str = "Misc devices"   # the heading -device help lists it under, as QEMU's
+
+
+def _virtio_port(name: str, description: str, create: Callable) -> "DeviceType":
+    return DeviceType(
+        name=name, bus="virtio-serial-bus", description=description,
+        properties=(Property("chardev", None, "str"), Property("name", None, "str"),
+                    Property("nr", AUTO_PORT_NR)),
+        create=create,
+    )
 
 
 DEVICE_TYPES = {
@@ -64,6 +92,28 @@ DEVICE_TYPES = {
         properties=(),
         create=lambda machine, p: PcTestdev(set_irq=machine.line.set_irq, flush_page=machine.flush_guest_page),
     ),
+    "virtio-blk-device": DeviceType(
+        name="virtio-blk-device", bus="virtio-bus",
+        description="Virtio block device (on a virtio-mmio transport)",
+        properties=(Property("drive", None, "str"), Property("serial", "", "str"), Property("queue-size", 256)),
+        create=create_virtio_blk,
+    ),
+    "virtio-rng-device": DeviceType(
+        name="virtio-rng-device", bus="virtio-bus",
+        description="Virtio entropy source, from the host's getrandom (on a virtio-mmio transport)",
+        properties=(),
+        create=create_virtio_rng,
+    ),
+    "virtio-serial-device": DeviceType(
+        name="virtio-serial-device", bus="virtio-bus",
+        description="Virtio serial bus for virtconsole/virtserialport ports (on a virtio-mmio transport)",
+        properties=(Property("max_ports", 31), Property("emergency-write", True, "bool")),
+        create=create_virtio_serial,
+    ),
+    "virtconsole": _virtio_port("virtconsole", "Virtio console port (hvc) on a character device",
+                                create_virtconsole),
+    "virtserialport": _virtio_port("virtserialport", "Virtio serial port on a character device",
+                                   create_virtserialport),
 }
 
 
@@ -127,5 +177,6 @@ def properties_help(dtype: DeviceType) -> str:
         return f"There are no options for {dtype.name}."
     lines = [f"{dtype.name} options:"]
     for p in dtype.properties:
-        lines.append(f"  {p.name}=<{p.kind}>".ljust(25) + f"-  (default: {p.default})")
+        default = p.describe_default()
+        lines.append(f"  {p.name}=<{p.kind}>".ljust(25) + "-" + (f"  (default: {default})" if default else ""))
     return "\n".join(lines)

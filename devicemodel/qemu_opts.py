@@ -56,3 +56,12 @@ def parse_uint(text: str) -> int:
     if re.fullmatch(r"[1-9][0-9]*", text):
         return int(text)
     raise ValueError(f"not an unsigned integer: {text!r}")
+
+
+def parse_bool(name: str, text: str) -> bool:
+    """A boolean option value as QEMU accepts one (on/off, yes/no, true/false, y/n)."""
+    if text in ("on", "yes", "true", "y"):
+        return True
+    if text in ("off", "no", "false", "n"):
+        return False
+    raise ConfigError(f"Parameter '{name}' expects 'on' or 'off'")

@@ -110,15 +110,19 @@ class VM:
         offset = gpa - slot.guest_phys_addr
         slot.buffer[offset:offset + len(data)] = data
         self.guest_memory_written(gpa, len(data))
-        if slot.logs_dirty_pages and data:
-            slot.written_by_hypervisor.update(range(offset >> 12, ((offset + len(data) - 1) >> 12) + 1))
         return True
 
     def guest_memory_written(self, gpa: int, size: int):
-        """Userspace (a loader, a DMA engine) wrote guest RAM behind the processors' backs."""
+        """Userspace (a loader, a DMA engine) wrote guest RAM behind the processors' backs:
+        they forget code decoded from it, and a slot that logs dirty pages logs them."""
         slot = self.memslots.find(gpa)
-        if slot is not None:
-            self.hostmem.invalidate_code(slot.hpa_of(gpa), size)
+        if slot is None:
+            return
+        size = min(size, slot.end - gpa)
+        self.hostmem.invalidate_code(slot.hpa_of(gpa), size)
+        if slot.logs_dirty_pages and size > 0:
+            offset = gpa - slot.guest_phys_addr
+            slot.written_by_hypervisor.update(range(offset >> 12, ((offset + size - 1) >> 12) + 1))
 
     def exit_stats(self):
         total = ExitStats()

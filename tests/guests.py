@@ -11,6 +11,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -75,6 +76,19 @@ def guest_path(name: str, firmware_dir=None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no guest kernel {name!r}: {path} does not exist")
     return path
+
+
+# --------------------------------------------------------------------------
+# pyhv
+
+PYHV = [sys.executable, "-m", "devicemodel"]
+
+
+def run_pyhv(*args, timeout=120):
+    """Run the pyhv command line; (exit status, stdout without carriage returns, stderr)."""
+    r = subprocess.run(PYHV + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout)
+    return r.returncode, r.stdout.replace("\r", ""), r.stderr
 
 
 # --------------------------------------------------------------------------

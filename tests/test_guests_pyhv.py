@@ -1,20 +1,10 @@
 """The firmware kernels and the bundled default guest, booted by the pyhv command line
 through all three layers; and the same kernel under QEMU's TCG prints the same lines."""
 
-import subprocess
-import sys
-
 import pytest
 
 import guests
-
-PYHV = [sys.executable, "-m", "devicemodel"]
-
-
-def run_pyhv(*args, timeout=120):
-    r = subprocess.run(PYHV + list(args), stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=timeout)
-    return r.returncode, r.stdout.replace("\r", ""), r.stderr
+from guests import run_pyhv
 
 
 def test_hello_kernel_output_and_exit_status(firmware_dir):

@@ -22,8 +22,8 @@ selector at 0x510, an 8-bit read of data at 0x511; other accesses to 0x510-0x511
 all-ones and are ignored.
 
 Guest memory is reached through the two injected callables ``read_memory(addr, size) ->
-bytes`` and ``write_memory(addr, data)``, which raise ``DmaError`` for addresses that
-are not RAM.
+bytes`` and ``write_memory(addr, data)`` (a ``GuestMemory``'s ``read`` and ``write``),
+which raise ``DmaError`` for addresses that are not RAM.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Callable
 from construct import Int16ub, Int32ub, Int32ul, Int64ub, Int64ul, Int16ul, PaddedString, Struct
 
 from devicemodel.address_space import Region
-from devicemodel.guest_memory import GuestMemoryError as DmaError
 from devicemodel.firmware_tables.e820 import E820_RAM, FOUR_GIB, MemoryRegion, PcMemoryLayout, build_e820_table
+from devicemodel.guest_memory import DmaError
 
 FW_CFG_IOBASE = 0x510
 FW_CFG_DMA_IOBASE = 0x514

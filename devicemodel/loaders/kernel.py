@@ -33,13 +33,16 @@ def kernel_protocol(path: str, image: bytes) -> str:
     return "multiboot"
 
 
-def load_kernel(path: str, ram, cmdline: str, initrd: Optional[str], rsdp_addr: Optional[int]):
-    """Load the kernel at ``path`` by its protocol; the result's ``.entry`` is the vCPU state."""
+def load_kernel(path: str, ram, cmdline: str, initrd: Optional[str], rsdp_addr: Optional[int],
+                linux_cmdline_extra: str = ""):
+    """Load the kernel at ``path`` by its protocol; the result's ``.entry`` is the vCPU state.
+    ``linux_cmdline_extra`` (device announcements such as virtio-mmio's) is appended to the
+    command line of a Linux or PVH kernel, as QEMU's microvm does, not to a Multiboot one."""
     protocol = kernel_protocol(path, read_kernel_file(path))
     if protocol == "linux":
-        return load_bzimage(path, ram, cmdline, initrd=initrd, rsdp_addr=rsdp_addr)
+        return load_bzimage(path, ram, cmdline + linux_cmdline_extra, initrd=initrd, rsdp_addr=rsdp_addr)
     if protocol == "pvh":
-        return load_pvh(path, ram, cmdline, initrd=initrd, rsdp_addr=rsdp_addr)
+        return load_pvh(path, ram, cmdline + linux_cmdline_extra, initrd=initrd, rsdp_addr=rsdp_addr)
     if initrd is not None:
         raise LoaderError("-initrd: Multiboot modules are not supported yet")
     return load_multiboot(path, ram, f"{path} {cmdline}")   # as QEMU: the file name first
