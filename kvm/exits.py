@@ -6,15 +6,19 @@ from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
-    KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SHUTDOWN,
+    KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+    KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN,
+    KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE,
 )
-from kvm.cpuid import LEAF1_ECX_OSXSAVE, XCR0_SUPPORTED
+from kvm.cpuid import LEAF1_ECX_OSXSAVE, LEAF1_EDX_APIC, XCR0_SUPPORTED
 from kvm.mmio import handle_ept_violation
+from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX, RBX = 0, 1, 2, 3
 EXC_UD, EXC_GP = 6, 13
+APIC_BASE_ENABLE = 1 << 11
 KVM_ENOSYS = 1000
 
 
@@ -58,8 +62,11 @@ def handle_hlt(vcpu):
 def handle_cpuid(vcpu):
     leaf, sub = vcpu.get_gpr(RAX) & 0xFFFFFFFF, vcpu.get_gpr(RCX) & 0xFFFFFFFF
     eax, ebx, ecx, edx = vcpu.cpuid.lookup(leaf, sub)
-    if leaf == 1 and vcpu.guest_cr4() & CR4_OSXSAVE:
-        ecx |= LEAF1_ECX_OSXSAVE
+    if leaf == 1:
+        if vcpu.guest_cr4() & CR4_OSXSAVE:
+            ecx |= LEAF1_ECX_OSXSAVE
+        if not vcpu.msrs.apic_base & APIC_BASE_ENABLE:
+            edx &= ~LEAF1_EDX_APIC
     vcpu.set_gprs({RAX: eax, RBX: ebx, RCX: ecx, RDX: edx})
     vcpu.advance_rip()
 
@@ -96,21 +103,52 @@ def handle_io(vcpu):
 
 def handle_rdmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
+    if not msr_allowed(vcpu.vm.msr_filter, index, KVM_MSR_FILTER_READ):
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, KVM_MSR_EXIT_REASON_FILTER, index)
     value = vcpu.msrs.read(index)
     if value is None:
-        vcpu.inject_exception(EXC_GP, 0)
-        return None
-    vcpu.set_gprs({RAX: value & 0xFFFFFFFF, RDX: value >> 32})
-    vcpu.advance_rip()
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, _refusal(vcpu, index), index)
+    _complete_rdmsr(vcpu, value)
 
 
 def handle_wrmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
     value = (vcpu.get_gpr(RAX) & 0xFFFFFFFF) | ((vcpu.get_gpr(RDX) & 0xFFFFFFFF) << 32)
+    if not msr_allowed(vcpu.vm.msr_filter, index, KVM_MSR_FILTER_WRITE):
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_FILTER, index, value)
     if not vcpu.msrs.write(index, value):
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, _refusal(vcpu, index), index, value)
+    vcpu.advance_rip()
+
+
+def _refusal(vcpu, index: int) -> int:
+    """Why KVM could not do the access itself: it does not know the MSR, or it refused."""
+    return KVM_MSR_EXIT_REASON_INVAL if vcpu.msrs.knows(index) else KVM_MSR_EXIT_REASON_UNKNOWN
+
+
+def _complete_rdmsr(vcpu, value: int):
+    vcpu.set_gprs({RAX: value & 0xFFFFFFFF, RDX: (value >> 32) & 0xFFFFFFFF})
+    vcpu.advance_rip()
+
+
+def _msr_to_userspace(vcpu, exit_reason: int, reason: int, index: int, data: int = 0):
+    """KVM_EXIT_X86_RDMSR/WRMSR when userspace asked for ``reason`` (KVM_CAP_X86_USER_SPACE_MSR),
+    else #GP. The next run() completes the instruction, or #GPs if userspace set msr.error."""
+    if not vcpu.vm.user_space_msr & reason:
         vcpu.inject_exception(EXC_GP, 0)
         return None
-    vcpu.advance_rip()
+    msr = vcpu.kvm_run.msr
+    msr.error, msr.reason, msr.index, msr.data = 0, reason, index, data
+
+    def complete():
+        if msr.error:
+            vcpu.inject_exception(EXC_GP, 0)
+        elif exit_reason == KVM_EXIT_X86_RDMSR:
+            _complete_rdmsr(vcpu, msr.data)
+        else:
+            vcpu.advance_rip()
+    vcpu.completion = complete
+    return exit_reason
 
 
 def handle_cr_access(vcpu):

@@ -168,6 +168,33 @@ class SystemEvent:
 
 
 @dataclass
+class MsrExit:
+    """kvm_run.msr (KVM_EXIT_X86_RDMSR/WRMSR): userspace fills ``data`` for a read and
+    sets ``error`` to make the guest's instruction #GP instead."""
+    error: int = 0
+    reason: int = 0     # KVM_MSR_EXIT_REASON_*
+    index: int = 0
+    data: int = 0
+
+
+@dataclass
+class MsrFilterRange:
+    """struct kvm_msr_filter_range: bit i of ``bitmap`` set lets KVM handle MSR base + i
+    for the accesses in ``flags``; clear, the access is denied."""
+    flags: int          # KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE
+    nmsrs: int
+    base: int
+    bitmap: bytes
+
+
+@dataclass
+class MsrFilter:
+    """struct kvm_msr_filter (KVM_X86_SET_MSR_FILTER)."""
+    flags: int = 0      # KVM_MSR_FILTER_DEFAULT_ALLOW or _DENY
+    ranges: list = field(default_factory=list)
+
+
+@dataclass
 class KvmRun:
     """struct kvm_run: the record of the last exit, and the requests for the next run."""
     request_interrupt_window: int = 0
@@ -182,4 +209,5 @@ class KvmRun:
     fail_entry: FailEntry = field(default_factory=FailEntry)
     internal: InternalError = field(default_factory=InternalError)
     system_event: SystemEvent = field(default_factory=SystemEvent)
+    msr: MsrExit = field(default_factory=MsrExit)
     hardware_exit_reason: int = 0

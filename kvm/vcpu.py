@@ -16,6 +16,7 @@ from kvm.msrs import GuestMsrs
 from kvm.stats import ExitStats
 from kvm.structs import GPR_ORDER, DTable, KvmRun, Regs, Segment, Sregs
 from kvm.translate import kvm_translate
+from kvm.tsc import tsc_khz
 from kvm.vmcs_setup import setup_vmcs
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
@@ -199,6 +200,10 @@ class VCPU:
     def translate(self, gla: int):
         """KVM_TRANSLATE: the guest's own translation of a guest-linear address."""
         return kvm_translate(self, gla)
+
+    def get_tsc_khz(self) -> int:
+        """KVM_GET_TSC_KHZ: the rate of the guest's TSC (the processor's, offset)."""
+        return tsc_khz(lambda: self.rdmsr_root(0x10))
 
     def set_guest_tsc(self, value: int):
         """WRMSR IA32_TSC: KVM writes the TSC offset so that the guest reads `value` now."""

@@ -2,7 +2,9 @@
 capability MSRs, host state, bitmaps, EPT pointer and the reset guest state."""
 
 from kvm import vmx
+from kvm.constants import KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE
 from kvm.hostmem import PAGE_SIZE
+from kvm.msr_filter import msr_allowed
 
 # MSRs the guest reads and writes without exits: the processor holds their guest
 # values and nothing in root mode depends on them.
@@ -27,11 +29,14 @@ def adjust_controls(vcpu, wanted: int, msr: int) -> int:
     return (wanted | (cap & 0xFFFFFFFF)) & (cap >> 32)
 
 
-def _msr_bitmap(hostmem) -> int:
-    page = hostmem.alloc_page()
+def msr_bitmap(msr_filter) -> bytes:
+    """The MSR bitmap: the pass-through MSRs do not exit, unless the VM's MSR filter
+    denies them, for userspace to see (vmx_msr_filter_changed)."""
     bitmap = bytearray(b"\xff" * PAGE_SIZE)
 
     def allow(msr, write):
+        if not msr_allowed(msr_filter, msr, KVM_MSR_FILTER_WRITE if write else KVM_MSR_FILTER_READ):
+            return
         if msr <= 0x1FFF:
             base, bit = 0, msr
         else:
@@ -44,8 +49,7 @@ def _msr_bitmap(hostmem) -> int:
         allow(msr, True)
     for msr in PASSTHROUGH_READ_ONLY_MSRS:
         allow(msr, False)
-    hostmem.write_bytes(page, bytes(bitmap))
-    return page
+    return bytes(bitmap)
 
 
 def setup_vmcs(vcpu):
@@ -73,7 +77,9 @@ def setup_vmcs(vcpu):
     w(vmx.VM_EXIT_CONTROLS, exit_ctl)
     w(vmx.VM_ENTRY_CONTROLS, entry_ctl)
     w(vmx.EXCEPTION_BITMAP, 0)
-    w(vmx.MSR_BITMAP, _msr_bitmap(vcpu.vm.hostmem))
+    vcpu.msr_bitmap_page = vcpu.vm.hostmem.alloc_page()
+    vcpu.vm.hostmem.write_bytes(vcpu.msr_bitmap_page, msr_bitmap(vcpu.vm.msr_filter))
+    w(vmx.MSR_BITMAP, vcpu.msr_bitmap_page)
     w(vmx.EPT_POINTER, vcpu.vm.ept.eptp)
     w(vmx.VIRTUAL_PROCESSOR_ID, vcpu.vpid)
     w(vmx.VMCS_LINK_POINTER, (1 << 64) - 1)
