@@ -1,7 +1,7 @@
-"""The PC: RAM, port and memory address spaces, the legacy platform devices with the
-8259 PIC pair driving the CPU's INTR line, serial ports, ``-device`` devices, a
-kernel booted by its protocol, and ``-smp`` vCPUs (vCPU 0 boots; the others wait for
-INIT/SIPI as application processors do).
+"""The PC: RAM, port and memory address spaces, the legacy platform devices on the
+interrupt controllers (the 8259 PIC pair, the I/O APIC, a local APIC per vCPU), serial
+ports, ``-device`` devices, a kernel booted by its protocol, and ``-smp`` vCPUs (vCPU 0
+boots; the others wait for INIT/SIPI as application processors do).
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
 user's input (memory size, kernel file, chardevs, devices, log file) before any VM
@@ -29,7 +29,7 @@ from devicemodel.chardev import open_chardev
 from devicemodel.clock import HostClock
 from devicemodel.devices.debugcon import Debugcon
 from devicemodel.devices.uart16550 import Uart16550
-from devicemodel.interrupt_line import InterruptLine
+from devicemodel.irqchip import PcIrqchip
 from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.firmware_tables.e820 import PcMemoryLayout
@@ -95,7 +95,8 @@ class Machine:
         self.layout = PcMemoryLayout(config.ram_size)
         self.tables = install_pc_firmware_tables(self.ram, cpus=config.cpus, com_ports=COM_PORTS[:len(config.serials)])
         self.boot = load_kernel(config.kernel, self.ram, config.cmdline, config.initrd, self.tables.rsdp_addr)
-        self.line = InterruptLine(self.bql)
+        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus)
+        self.line = self.irqchip.line
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line,
                                    ram_size=config.ram_size, request_reset=self.request_reset)
         self.chardevs = []
@@ -182,7 +183,7 @@ class Machine:
             self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
                                            userspace_addr=ram[low:], flags=0)
         self.vcpus = [self.vm.create_vcpu(index) for index in range(self.config.cpus)]
-        self.line.vcpu = self.vcpus[0]   # the PIC's INTR reaches the boot processor
+        self.irqchip.attach(self.vm, self.vcpus, kvm.get_supported_cpuid())
         apply_entry_state(self.vcpus[0], self.boot.entry)
         for ap in self.vcpus[1:]:
             ap.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
@@ -193,8 +194,9 @@ class Machine:
             self.power_on()
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
-        loops = [VcpuLoop(vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
-                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None)
+        loops = [VcpuLoop(vcpu, self.pio, self.irqchip.memory(index), self.runstate,
+                          no_reboot=self.config.no_reboot, index=index, bql=self.bql,
+                          interrupts=self.irqchip.cpus[index], msrs=self.irqchip.msrs(index))
                  for index, vcpu in enumerate(self.vcpus)]
         started = time.monotonic()
         with _signals_stop(self):
