@@ -145,7 +145,7 @@ static void tsc_deadline(void)
     lapic_write(LAPIC_LVT_TIMER, APIC_TIMER_TSC_DEADLINE | VEC_DEADLINE);
     lapic_write(LAPIC_TIMER_ICR, 12345);
     printf("initial count in tsc-deadline mode: %u\n", lapic_read(LAPIC_TIMER_ICR));
-    uint64_t deadline = rdtsc() + 3000000;
+    uint64_t deadline = rdtsc() + 100000000;           /* some 30 ms */
     wrmsr(MSR_IA32_TSC_DEADLINE, deadline);
     printf("deadline armed: %s\n", rdmsr(MSR_IA32_TSC_DEADLINE) == deadline ? "yes" : "no");
     while (count[VEC_DEADLINE] < 1)
@@ -155,7 +155,7 @@ static void tsc_deadline(void)
     wrmsr(MSR_IA32_TSC_DEADLINE, 1);                        /* in the past: at once */
     int ok = wait_count(VEC_DEADLINE, 2);
     printf("deadline in the past: %s\n", ok ? "fires" : "does not fire");
-    wrmsr(MSR_IA32_TSC_DEADLINE, rdtsc() + 2000000);
+    wrmsr(MSR_IA32_TSC_DEADLINE, rdtsc() + 1000000000);
     wrmsr(MSR_IA32_TSC_DEADLINE, 0);                        /* disarmed */
     pit_delay_us(5000);
     printf("disarmed: %u ticks\n", count[VEC_DEADLINE]);
