@@ -24,6 +24,9 @@ injects before the next run (``before_run``), on its own thread:
 * a maskable interrupt is acknowledged and injected with KVM_INTERRUPT when KVM says the
   vCPU is ready for one, else an interrupt window is requested.
 
+CR8 and the APIC's TPR are one register: kvm_run.cr8 carries TPR[7:4] into KVM_RUN and the
+guest's CR8 back out (``after_run``), as QEMU's kvm_arch_pre_run/post_run do.
+
 A halted vCPU (HLT) sleeps in ``wait_for_interrupt`` until something would wake the
 processor: INIT, a SIPI, an NMI, or with RFLAGS.IF set a maskable interrupt.
 """
@@ -38,7 +41,7 @@ from kvm.constants import (KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KV
 from kvm.structs import VcpuEvents
 
 from devicemodel.current_cpu import current_cpu
-from devicemodel.devices.apic import BASE_BSP
+from devicemodel.devices.apic import BASE_BSP, TPR
 
 HALT_POLL_SECONDS = 0.05
 
@@ -117,8 +120,16 @@ class CpuInterrupts:
 
     # ---- the vCPU thread ------------------------------------------------------------------------------
 
+    def after_run(self, run) -> None:
+        """After KVM_RUN (big lock held): the guest may have moved CR8, which is the TPR's
+        priority class (KVM reports it in kvm_run.cr8; KVM_EXIT_SET_TPR when lowered)."""
+        if run.cr8 != self.lapic.read32(TPR) >> 4:
+            self.lapic.write_register(TPR, run.cr8 << 4)
+
     def before_run(self, run, vcpu) -> None:
-        """Before KVM_RUN (big lock held): INIT, SIPI, NMI, then a maskable interrupt."""
+        """Before KVM_RUN (big lock held): INIT, SIPI, NMI, then a maskable interrupt; the
+        TPR goes to KVM as CR8."""
+        run.cr8 = self.lapic.read32(TPR) >> 4
         ready = run.ready_for_interrupt_injection
         if self.init_pending:
             self.init_pending = False

@@ -23,7 +23,7 @@ before entering the guest.
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
-  injects it.
+  injects it. SET_TPR: the guest lowered CR8 (the TPR), which may do the same.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
-                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
+                           KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
+                           KVM_EXIT_X86_WRMSR,
                            KVM_MP_STATE_HALTED, exit_reason_name)
 
 RFLAGS_IF = 1 << 9
@@ -71,6 +72,7 @@ class VcpuLoop:
             KVM_EXIT_INTERNAL_ERROR: self._internal_error,
             KVM_EXIT_INTR: self._intr,
             KVM_EXIT_IRQ_WINDOW_OPEN: self._intr,   # the next run injects the interrupt
+            KVM_EXIT_SET_TPR: self._intr,           # CR8 lowered: the next run may inject
             KVM_EXIT_X86_RDMSR: self._rdmsr,
             KVM_EXIT_X86_WRMSR: self._wrmsr,
         }
@@ -93,6 +95,8 @@ class VcpuLoop:
                         self.interrupts.before_run(self.vcpu.kvm_run, self.vcpu)
                 run = self.vcpu.run()
                 with self.bql:
+                    if self.interrupts is not None:
+                        self.interrupts.after_run(run)
                     self._handlers.get(run.exit_reason, self._unknown)(run)
         except Exception as e:  # a bug in pyhv, not in the guest: report it, never hang
             error_report(f"vCPU {self.index}: internal error: {type(e).__name__}: {e}")

@@ -6,7 +6,8 @@ from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
-    KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
+    KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
+    KVM_EXIT_X86_WRMSR,
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
     KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN,
     KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE,
@@ -152,15 +153,28 @@ def _msr_to_userspace(vcpu, exit_reason: int, reason: int, index: int, data: int
 
 
 def handle_cr_access(vcpu):
-    """MOV to CR0/CR4 touching a host-owned bit: keep the guest's value in the shadow."""
+    """MOV to CR0/CR4 touching a host-owned bit: keep the guest's value in the shadow.
+    CR8 is the userspace local APIC's TPR (bits 7:4): KVM keeps it for the guest, passes
+    it in kvm_run.cr8, and exits with KVM_EXIT_SET_TPR when the guest lowers it, since an
+    interrupt may now be deliverable."""
     qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
     cr, access, gpr = qual & 15, (qual >> 4) & 3, (qual >> 8) & 15
-    if access == 0 and cr in (0, 4):
+    if access == 0 and cr in (0, 4, 8):
         value = vcpu.vmread(vmx.GUEST_RSP) if gpr == 4 else vcpu.get_gpr(gpr)
+        lowered = cr == 8 and value < vcpu.cr8
         if cr == 0:
             vcpu.set_guest_cr0(value & 0xFFFFFFFF)
-        else:
+        elif cr == 4:
             vcpu.set_guest_cr4(value)
+        else:
+            vcpu.cr8 = value
+        vcpu.advance_rip()
+        return KVM_EXIT_SET_TPR if lowered else None
+    if access == 1 and cr == 8:
+        if gpr == 4:
+            vcpu.vmwrite(vmx.GUEST_RSP, vcpu.cr8)
+        else:
+            vcpu.set_gpr(gpr, vcpu.cr8)
         vcpu.advance_rip()
         return None
     if access == 2:   # CLTS

@@ -47,6 +47,7 @@ class VCPU:
         self.msrs = GuestMsrs(self)
         self.cpuid = CpuidTable(supported_cpuid(), vcpu_id)
         self.completion = None        # finishes an IN or MMIO read on the next run()
+        self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
         self.events = Events(self)
         self.mp_state = MpState(self)
         self._launched = False
@@ -160,6 +161,7 @@ class VCPU:
         s.cr3 = self.vmread(vmx.GUEST_CR3)
         s.cr4 = self.guest_cr4()
         s.efer = self.vmread(vmx.GUEST_IA32_EFER)
+        s.cr8 = self.cr8
         s.apic_base = self.msrs.apic_base
         return s
 
@@ -177,6 +179,7 @@ class VCPU:
         self.vmwrite(vmx.GUEST_IA32_EFER, s.efer)
         entry = self.vmread(vmx.VM_ENTRY_CONTROLS) & ~vmx.VM_ENTRY_IA32E_MODE
         self.vmwrite(vmx.VM_ENTRY_CONTROLS, entry | (vmx.VM_ENTRY_IA32E_MODE if s.efer & EFER_LMA else 0))
+        self.cr8 = s.cr8 & 0xF
         self.msrs.apic_base = s.apic_base
 
     def reset(self):
@@ -286,11 +289,14 @@ class VCPU:
         run.if_flag = (self.vmread(vmx.GUEST_RFLAGS) >> 9) & 1
         run.ready_for_interrupt_injection = int(self.events.interrupt_injectable_now())
         run.apic_base = self.msrs.apic_base
+        run.cr8 = self.cr8
 
     def run(self):
-        """KVM_RUN: enter the guest until an exit that userspace must handle."""
+        """KVM_RUN: enter the guest until an exit that userspace must handle. kvm_run.cr8
+        goes in as the guest's CR8 and comes back out with it."""
         run = self.kvm_run
         result = None
+        self.cr8 = run.cr8 & 0xF      # userspace's TPR, as KVM takes it without an in-kernel APIC
         if self.completion is not None:
             complete, self.completion = self.completion, None
             result = complete()

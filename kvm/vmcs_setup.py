@@ -60,6 +60,7 @@ def setup_vmcs(vcpu):
                            vmx.CPU_BASED_USE_MSR_BITMAPS | vmx.CPU_BASED_MWAIT_EXITING |
                            vmx.CPU_BASED_MONITOR_EXITING | vmx.CPU_BASED_RDPMC_EXITING |
                            vmx.CPU_BASED_USE_TSC_OFFSETTING |
+                           vmx.CPU_BASED_CR8_LOAD_EXITING | vmx.CPU_BASED_CR8_STORE_EXITING |
                            vmx.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
                            vmx.MSR_IA32_VMX_TRUE_PROCBASED_CTLS)
     proc2 = adjust_controls(vcpu, vmx.SECONDARY_EXEC_ENABLE_EPT | vmx.SECONDARY_EXEC_ENABLE_VPID |

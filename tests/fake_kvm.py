@@ -121,6 +121,7 @@ class KvmRun:
         self.fail_entry = types.SimpleNamespace(hardware_entry_failure_reason=0)
         self.internal = types.SimpleNamespace(suberror=0)
         self.msr = MsrExit()
+        self.cr8 = 0
         self.request_interrupt_window = 0
         self.ready_for_interrupt_injection = 1
 

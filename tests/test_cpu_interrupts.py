@@ -168,3 +168,17 @@ def test_halted_vcpu_wakes_when_an_interrupt_arrives_from_another_thread():
         m.apics[0].accept_interrupt(0x40, False)
     assert woke.wait(2)
     thread.join()
+
+
+def test_cr8_and_the_tpr_are_one_register():
+    m = Machine()
+    m.apics[0].write_register(0x80, 0x35)
+    run = KvmRun()
+    m.cpus[0].before_run(run, m.vcpus[0])
+    assert run.cr8 == 3
+    m.cpus[0].after_run(run)
+    assert m.apics[0].read32(0x80) == 0x35           # same class: the low bits stay
+    m.apics[0].accept_interrupt(0x45, False)
+    run.cr8 = 5                                      # the guest raised CR8
+    m.cpus[0].after_run(run)
+    assert m.apics[0].read32(0x80) == 0x50 and not m.cpus[0].interrupt_pending()

@@ -1,5 +1,6 @@
-"""KVM's user-space MSR exits (KVM_CAP_X86_USER_SPACE_MSR, KVM_X86_SET_MSR_FILTER),
-KVM_GET_TSC_KHZ and the CPUID bits of the local APIC, with small guests."""
+"""What KVM offers a local APIC in userspace, with small guests: user-space MSR exits
+(KVM_CAP_X86_USER_SPACE_MSR, KVM_X86_SET_MSR_FILTER), CR8 through kvm_run.cr8 with
+KVM_EXIT_SET_TPR, KVM_GET_TSC_KHZ, and the CPUID bits of the local APIC."""
 
 import time
 
@@ -7,7 +8,7 @@ import pytest
 
 from kvm import KvmError
 from kvm.capabilities import KVM_CAP_X86_MSR_FILTER, KVM_CAP_X86_USER_SPACE_MSR
-from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_FILTER,
+from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_SET_TPR, KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_FILTER,
                            KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN,
                            KVM_MSR_FILTER_DEFAULT_DENY, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE)
 from kvm.structs import MsrFilter, MsrFilterRange
@@ -158,3 +159,22 @@ def test_tsc_khz_is_the_rate_guests_see():
     time.sleep(0.05)
     t1, n1 = g.vcpu.get_msrs([0x10])[0x10], time.perf_counter_ns()
     assert abs((t1 - t0) * 1e6 / (n1 - n0) - khz) < khz * 0.02
+
+
+def test_cr8_comes_from_kvm_run_and_lowering_it_exits_with_set_tpr():
+    g = KvmGuest("""
+        mov rbx, cr8
+        mov rax, 9
+        mov cr8, rax
+        mov rsi, cr8
+        mov rax, 2
+        mov cr8, rax
+        mov rcx, cr8
+        hlt""", mode="long64")
+    g.vcpu.kvm_run.cr8 = 7
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_SET_TPR and run.cr8 == 2
+    assert (g.reg("rbx"), g.reg("rsi")) == (7, 9)
+    assert g.vcpu.get_sregs().cr8 == 2
+    run.cr8 = 4                                     # userspace's TPR wins on the next run
+    assert g.run().exit_reason == KVM_EXIT_HLT and g.reg("rcx") == 4
