@@ -173,3 +173,15 @@ class CpuInterrupts:
         """Wake the vCPU if it halts, to notice a pause or stop request."""
         with self._wake:
             self._wake.notify_all()
+
+    # ---- snapshots ---------------------------------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        return {"nmi_pending": self.nmi_pending, "init_pending": self.init_pending, "sipi_vector": self.sipi_vector,
+                "extint_pending": self.extint_pending, "wait_for_sipi": self.wait_for_sipi}
+
+    def load_state(self, state: dict) -> None:
+        self.nmi_pending, self.init_pending = state["nmi_pending"], state["init_pending"]
+        self.sipi_vector, self.extint_pending = state["sipi_vector"], state["extint_pending"]
+        self.wait_for_sipi = state["wait_for_sipi"]
+        self.poke()

@@ -51,3 +51,16 @@ class PcIrqchip:
 
     def msrs(self, index: int) -> CpuMsrs:
         return CpuMsrs(self.lapics[index], self.vcpus[index] if self.vcpus else None)
+
+    def save_state(self) -> dict:
+        """The I/O APIC, the local APICs and what each vCPU has pending (the 8259s are
+        the platform's)."""
+        return {"ioapic": self.ioapic.save_state(), "lapics": [lapic.save_state() for lapic in self.lapics],
+                "cpus": [cpu.save_state() for cpu in self.cpus]}
+
+    def load_state(self, state: dict) -> None:
+        self.ioapic.load_state(state["ioapic"])
+        for lapic, saved in zip(self.lapics, state["lapics"]):
+            lapic.load_state(saved)
+        for cpu, saved in zip(self.cpus, state["cpus"]):
+            cpu.load_state(saved)

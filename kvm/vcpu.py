@@ -183,8 +183,9 @@ class VCPU:
         self.msrs.apic_base = s.apic_base
 
     def reset(self):
-        """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1)."""
-        regs = Regs(rdx=0x600, rip=0xFFF0, rflags=2)
+        """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1); EDX holds the
+        processor's signature (CPUID.1:EAX), as KVM puts it there."""
+        regs = Regs(rdx=self.cpuid.lookup(1, 0)[0] or 0x600, rip=0xFFF0, rflags=2)
         s = Sregs()
         for name in ("ds", "es", "fs", "gs", "ss"):
             setattr(s, name, Segment(base=0, limit=0xFFFF, selector=0, type=3, s=1, present=1))

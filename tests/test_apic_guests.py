@@ -78,6 +78,7 @@ def test_smp_kernel_on_4_cpus(firmware_dir):
     assert lines(out, "smp test") == [
         "smp test", "processors in the mp table: 4, the bootstrap processor is apic id 0 (apic id register 0)",
         "cpu 1 (apic id 1): started", "cpu 2 (apic id 2): started", "cpu 3 (apic id 3): started",
+        *(f"cpu {i} started with cs 0x0800, cr0 0x60000010, edx the processor signature: yes" for i in (1, 2, 3)),
         "ring ipis received: 50 50 50 50", "lock inc total: 400000 (4 cpus x 100000)",
         "nmi ipis received: 1 1 1", "ipis to all but self received: 1 1 1", "logical ipis received: 1 1 1",
         "lowest-priority ipis received: 1 0 0", "cpu 1 started again by init-sipi: yes", "esr: 0x00",

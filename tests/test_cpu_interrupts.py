@@ -182,3 +182,21 @@ def test_cr8_and_the_tpr_are_one_register():
     run.cr8 = 5                                      # the guest raised CR8
     m.cpus[0].after_run(run)
     assert m.apics[0].read32(0x80) == 0x50 and not m.cpus[0].interrupt_pending()
+
+
+def test_irqchip_state_round_trip():
+    from devicemodel.address_space import AddressSpace
+    from devicemodel.irqchip import PcIrqchip
+
+    def chip():
+        return PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
+    a = chip()
+    a.line.set_irq(0, 1)
+    a.lapics[1].write_register(0xF0, 0x1FF)
+    a.bus.send_ipi(a.lapics[0], vector=0x0A, delivery_mode=6, dest=1)
+    a.bus.send_ipi(a.lapics[0], vector=0, delivery_mode=4, dest=1)
+    state = a.save_state()
+    b = chip()
+    b.load_state(state)
+    assert b.save_state() == state
+    assert b.cpus[1].sipi_vector == 0x0A and not b.cpus[1].wait_for_sipi

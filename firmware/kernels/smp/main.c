@@ -38,7 +38,12 @@
 
 enum { PHASE_NONE, PHASE_RING, PHASE_COUNT };
 
-extern char ap_trampoline[], ap_trampoline_end[], ap_gdtr[];
+extern char ap_trampoline[], ap_trampoline_end[], ap_gdtr[], ap_start_state[];
+struct start_state {
+    uint32_t edx, cr0;
+    uint16_t cs;
+} __attribute__((packed));
+static struct start_state start_states[MAX_CPUS];
 uint32_t ap_stack_top;
 static uint8_t ap_stacks[MAX_CPUS][STACK_SIZE] __attribute__((aligned(16)));
 
@@ -195,6 +200,8 @@ void ap_main(void)
 {
     idt_install(sizeof(idt) - 1);
     int me = my_index();
+    memcpy(&start_states[me], (void *)((AP_VECTOR << 12) + (ap_start_state - ap_trampoline)),
+           sizeof(struct start_state));
     lapic_setup(me);
     uint32_t seen = phase;
     atomic_inc(&started[me]);
@@ -252,6 +259,9 @@ void kmain(void)
     memcpy((void *)((AP_VECTOR << 12) + (ap_gdtr - ap_trampoline)), &gdtr, sizeof(gdtr));
     for (int i = 1; i < ncpus; i++)
         printf("cpu %d (apic id %u): %s\n", i, apic_ids[i], start_ap(i) ? "started" : "did not start");
+    for (int i = 1; i < ncpus; i++)
+        printf("cpu %d started with cs 0x%04x, cr0 0x%08x, edx the processor signature: %s\n", i,
+               start_states[i].cs, start_states[i].cr0, start_states[i].edx == cpuid(1, 0).eax ? "yes" : "no");
 
     int ok = run_phase(PHASE_RING);
     print_counts(ok ? "ring ipis received" : "ring ipis (timeout)", ring, 0);

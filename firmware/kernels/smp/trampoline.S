@@ -11,12 +11,16 @@
 #define OFF(x) ((x) - ap_trampoline)
 
         .section .text
-        .globl ap_trampoline, ap_trampoline_end, ap_gdtr
+        .globl ap_trampoline, ap_trampoline_end, ap_gdtr, ap_start_state
         .code16
 ap_trampoline:
         cli
         movw    %cs, %ax
         movw    %ax, %ds
+        movl    %edx, OFF(ap_start_state)       /* the state INIT and the SIPI left */
+        movl    %cr0, %eax
+        movl    %eax, OFF(ap_start_state) + 4
+        movw    %cs, OFF(ap_start_state) + 8
         lgdtl   OFF(ap_gdtr)
         movl    %cr0, %eax
         orl     $1, %eax
@@ -26,6 +30,10 @@ ap_trampoline:
 ap_gdtr:
         .word   0
         .long   0
+        .balign 4
+ap_start_state:                                 /* EDX, CR0, CS */
+        .long   0, 0
+        .word   0
 ap_trampoline_end:
 
         .code32
