@@ -96,7 +96,7 @@ TIMER_MODE_SHIFT = 17
 TIMER_TSC_DEADLINE_BIT = 2 << TIMER_MODE_SHIFT
 SVR_WRITABLE = 0x3FF                   # vector, APIC software enable, focus processor checking
 
-# Registers that exist, as (readable, writable) in each mode
+# The registers of each mode and the accesses they take ("r", "w", "rw")
 _COMMON = {ID: "r", VERSION_REG: "r", TPR: "rw", PPR: "r", EOI: "w", LDR: "r", SVR: "rw", ESR: "rw",
            ICR_LOW: "rw", **{lvt: "rw" for lvt in LVTS}, TIMER_INITIAL: "rw", TIMER_CURRENT: "r",
            TIMER_DIVIDE: "rw", **{base + 0x10 * i: "r" for base in (ISR, TMR, IRR) for i in range(8)}}
@@ -170,13 +170,13 @@ class LocalApic:
 
     def reset(self) -> None:
         """The power-up state of the registers (SDM "Local APIC State After Power-Up or Reset")."""
-        x2apic_id = self.apic_base & BASE_EXTD
+        x2apic_mode = self.apic_base & BASE_EXTD
         self.page[:PAGE_SIZE] = bytes(PAGE_SIZE)
-        self.write32(ID, self.initial_id if x2apic_id else self.initial_id << 24)
+        self.write32(ID, self.initial_id if x2apic_mode else self.initial_id << 24)
         self.write32(VERSION_REG, VERSION)
         self.write32(DFR, 0xFFFFFFFF)
         self.write32(SVR, 0xFF)
-        if x2apic_id:
+        if x2apic_mode:
             self.write32(LDR, self._x2apic_ldr())
         for lvt in LVTS:
             self.write32(lvt, LVT_MASKED)
@@ -299,10 +299,9 @@ class LocalApic:
             value &= 0xB
         elif reg == TIMER_INITIAL and self.timer.mode == TSC_DEADLINE:
             return                                      # ignored in TSC-deadline mode
-        old = self.read32(reg)
         if reg not in (EOI, SELF_IPI):
             self.write32(reg, value)
-        self.register_written(reg, old, value)
+        self.register_written(reg, value)
 
     def _lvt_value(self, reg: int, value: int) -> int:
         value = (value & LVT_WRITABLE[reg]) | (self.read32(reg) & LVT_READ_ONLY)
@@ -312,11 +311,11 @@ class LocalApic:
             value |= LVT_MASKED
         return value
 
-    def register_written(self, reg: int, old: int, value: int) -> None:
-        """What a write to ``reg`` does once ``value`` is in the page (EOI and SELF IPI
-        are not stored)."""
+    def register_written(self, reg: int, value: int) -> None:
+        """What a write of ``value`` to ``reg`` does once it is in the page (EOI and SELF IPI
+        are not stored): all that an APIC-write VM exit leaves to do."""
         if reg in (TPR, SVR, LVT_LINT0):
-            if reg == SVR and old & SVR_ENABLE and not value & SVR_ENABLE:
+            if reg == SVR and not value & SVR_ENABLE:     # software-disabled: every LVT masked
                 for lvt in LVTS:
                     self.write32(lvt, self.read32(lvt) | LVT_MASKED)
                 self._timer_lvt_changed()
@@ -571,5 +570,3 @@ class LocalApic:
         self.timer.load_state(state["timer"])
         self._poke()
 
-
-__all__ = ["LocalApic", "ONE_SHOT", "PERIODIC", "TSC_DEADLINE"]
