@@ -4,7 +4,7 @@ guest can use either controller (the MP table and the MADT say so); lines 16..23
 only the I/O APIC. The 8259 pair's INTR output drives LINT0 of every local APIC; what a
 processor does with it is its APIC's business (devicemodel.cpu_interrupts).
 
-Each vCPU's interrupt delivery is a ``CpuInterrupts`` in ``cpus``, for the vCPU loops."""
+``cpus`` holds each vCPU's interrupt delivery (``CpuInterrupts``) once the VM exists."""
 
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ PIT_IOAPIC_PIN = 2
 
 
 class InterruptLine:
-    def __init__(self, bql: threading.RLock, ioapic=None):
+    def __init__(self, bql: threading.RLock, ioapic=None, lapics=()):
         self.bql = bql
         self.ioapic = ioapic
+        self.lapics = list(lapics)
         self.cpus = []
         self.pic = PicPair(int_output=self._intr)
 
     def _intr(self, level: int) -> None:
         """The 8259's INT output, on every LINT0."""
-        for cpu in self.cpus:
-            cpu.lapic.set_lint(0, level)
+        for lapic in self.lapics:
+            lapic.set_lint(0, level)
 
     def set_irq(self, line: int, level: int) -> None:
         if line < ISA_IRQS:

@@ -44,6 +44,17 @@ class Vcpu:
     def set_mp_state(self, state):
         self.calls.append(("mp_state", state))
 
+    def set_cpuid2(self, entries):
+        pass
+
+
+class FakeVm:
+    def enable_cap(self, cap, *args):
+        pass
+
+    def set_msr_filter(self, msr_filter):
+        pass
+
 
 class Machine:
     def __init__(self, cpus=2):
@@ -189,7 +200,9 @@ def test_irqchip_state_round_trip():
     from devicemodel.irqchip import PcIrqchip
 
     def chip():
-        return PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
+        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
+        irqchip.attach(FakeVm(), [Vcpu(), Vcpu()], [])
+        return irqchip
     a = chip()
     a.line.set_irq(0, 1)
     a.lapics[1].write_register(0xF0, 0x1FF)
