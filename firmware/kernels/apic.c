@@ -24,7 +24,7 @@
 #define VEC_ONESHOT  0x41
 #define VEC_DEADLINE 0x42
 #define VEC_SPURIOUS 0xff
-#define WAIT_SPINS   50000000u
+#define WAIT_CYCLES  30000000000ull     /* TSC cycles to wait for an interrupt: seconds */
 
 static volatile uint32_t count[256];
 static volatile uint32_t order[8], norder;
@@ -59,7 +59,7 @@ static void on_interrupt(struct trap_frame *f)
 /* Wait (interrupts on) until count[VECTOR] reaches N; 0 on a timeout. */
 static int wait_count(int vector, uint32_t n)
 {
-    for (uint32_t spins = 0; spins < WAIT_SPINS; spins++)
+    for (uint64_t start = rdtsc(); rdtsc() - start < WAIT_CYCLES; cpu_relax())
         if (count[vector] >= n)
             return 1;
     return 0;
@@ -145,9 +145,11 @@ static void tsc_deadline(void)
     lapic_write(LAPIC_LVT_TIMER, APIC_TIMER_TSC_DEADLINE | VEC_DEADLINE);
     lapic_write(LAPIC_TIMER_ICR, 12345);
     printf("initial count in tsc-deadline mode: %u\n", lapic_read(LAPIC_TIMER_ICR));
-    uint64_t deadline = rdtsc() + 100000000;           /* some 30 ms */
+    uint64_t far = rdtsc() + 10000000000ull;                /* seconds away: still armed when read */
+    wrmsr(MSR_IA32_TSC_DEADLINE, far);
+    printf("deadline armed: %s\n", rdmsr(MSR_IA32_TSC_DEADLINE) == far ? "yes" : "no");
+    uint64_t deadline = rdtsc() + 10000000;                 /* a new deadline replaces it */
     wrmsr(MSR_IA32_TSC_DEADLINE, deadline);
-    printf("deadline armed: %s\n", rdmsr(MSR_IA32_TSC_DEADLINE) == deadline ? "yes" : "no");
     while (count[VEC_DEADLINE] < 1)
         __asm__ volatile("hlt");
     printf("tsc-deadline: %u tick, tsc past the deadline: %s, msr now 0x%x\n", count[VEC_DEADLINE],
@@ -155,7 +157,7 @@ static void tsc_deadline(void)
     wrmsr(MSR_IA32_TSC_DEADLINE, 1);                        /* in the past: at once */
     int ok = wait_count(VEC_DEADLINE, 2);
     printf("deadline in the past: %s\n", ok ? "fires" : "does not fire");
-    wrmsr(MSR_IA32_TSC_DEADLINE, rdtsc() + 1000000000);
+    wrmsr(MSR_IA32_TSC_DEADLINE, rdtsc() + 10000000000ull);
     wrmsr(MSR_IA32_TSC_DEADLINE, 0);                        /* disarmed */
     pit_delay_us(5000);
     printf("disarmed: %u ticks\n", count[VEC_DEADLINE]);

@@ -34,7 +34,7 @@
 #define VEC_LOWEST    0x44
 #define RING_IPIS     50
 #define INCREMENTS    100000
-#define WAIT_SPINS    100000000u
+#define WAIT_CYCLES   30000000000ull  /* TSC cycles a processor waits for another: seconds */
 
 enum { PHASE_NONE, PHASE_RING, PHASE_COUNT };
 
@@ -61,11 +61,9 @@ static void atomic_inc(volatile uint32_t *p)
 
 static int wait_until(volatile uint32_t *p, uint32_t n)
 {
-    for (uint32_t spins = 0; spins < WAIT_SPINS; spins++) {
+    for (uint64_t start = rdtsc(); rdtsc() - start < WAIT_CYCLES; cpu_relax())
         if (*p >= n)
             return 1;
-        cpu_relax();
-    }
     return 0;
 }
 
@@ -283,7 +281,7 @@ void kmain(void)
             wait_until(&broadcasts[i], 1);
             wait_until(&logicals[i], 1);
         }
-        for (uint32_t spins = 0; spins < WAIT_SPINS; spins++) {
+        for (uint64_t start = rdtsc(); rdtsc() - start < WAIT_CYCLES; cpu_relax()) {
             uint32_t sum = 0;
             for (int i = 1; i < ncpus; i++)
                 sum += lowests[i];
