@@ -292,7 +292,9 @@ def test_tsc_deadline_timer():
     apic = s.apics[0]
     s.enable(0)
     assert apic.msr_write(MSR_TSC_DEADLINE, 5000) and apic.msr_read(MSR_TSC_DEADLINE) == 0   # not the mode
+    s.write(0, TMICT, 100)
     s.write(0, LVTT, 0x40040)
+    assert s.read(0, TMICT) == 0                        # entering the mode disarms the count
     s.write(0, TMICT, 100)                              # ignored in TSC-deadline mode
     assert s.read(0, TMICT) == 0 and s.read(0, TMCCT) == 0
     assert apic.msr_write(MSR_TSC_DEADLINE, 20_001)     # the TSC runs at 2 per ns

@@ -340,8 +340,10 @@ class LocalApic:
     def _timer_lvt_changed(self) -> None:
         lvt = self.read32(LVT_TIMER)
         mode = (lvt >> TIMER_MODE_SHIFT) & 3
-        self.timer.set_lvt(TSC_DEADLINE if mode == 2 else PERIODIC if mode == 1 else ONE_SHOT,
-                           bool(lvt & LVT_MASKED))
+        mode = TSC_DEADLINE if mode == 2 else PERIODIC if mode == 1 else ONE_SHOT
+        if (mode == TSC_DEADLINE) != (self.timer.mode == TSC_DEADLINE):
+            self.write32(TIMER_INITIAL, 0)      # a change to or from TSC-deadline mode disarms
+        self.timer.set_lvt(mode, bool(lvt & LVT_MASKED))
 
     # ---- MSRs ------------------------------------------------------------------------------------------------
 
