@@ -1,8 +1,10 @@
-"""The processor's INTR pin, driven by the 8259 PIC pair, with injection through the
-KVM API as QEMU does it with a userspace interrupt controller (kernel-irqchip=off):
-before each KVM_RUN, a pending interrupt is acknowledged from the PIC and injected with
-KVM_INTERRUPT when the vCPU is ready for it, or an interrupt window is requested; an
-interrupt raised while the vCPU runs kicks it out so that it can be injected."""
+"""The PC's interrupt lines (QEMU's gsi_handler): ISA IRQ n drives input n of the 8259
+pair and pin n of the I/O APIC, except that IRQ 0 (the PIT) is I/O APIC pin 2, so that a
+guest can use either controller (the MP table and the MADT say so); lines 16..23 reach
+only the I/O APIC. The 8259 pair's INTR output drives LINT0 of every local APIC; what a
+processor does with it is its APIC's business (devicemodel.cpu_interrupts).
+
+``cpus`` holds each vCPU's interrupt delivery (``CpuInterrupts``) once the VM exists."""
 
 from __future__ import annotations
 
@@ -10,49 +12,36 @@ import threading
 
 from devicemodel.devices.i8259 import PicPair
 
+ISA_IRQS = 16
+PIT_IOAPIC_PIN = 2
+
 
 class InterruptLine:
-    def __init__(self, bql: threading.RLock):
+    def __init__(self, bql: threading.RLock, ioapic=None, lapics=()):
         self.bql = bql
-        self._raised = threading.Condition(bql)
-        self.vcpu = None
+        self.ioapic = ioapic
+        self.lapics = list(lapics)
+        self.cpus = []
         self.pic = PicPair(int_output=self._intr)
 
     def _intr(self, level: int) -> None:
-        """The PIC's INT output."""
-        if level:
-            with self._raised:   # reentrant: devices usually call with the big lock held
-                self._raised.notify_all()
-            if self.vcpu is not None:
-                self.vcpu.kick()
+        """The 8259's INT output, on every LINT0."""
+        for lapic in self.lapics:
+            lapic.set_lint(0, level)
 
     def set_irq(self, line: int, level: int) -> None:
-        self.pic.set_irq(line, level)
+        if line < ISA_IRQS:
+            self.pic.set_irq(line, level)
+        if self.ioapic is not None:
+            self.ioapic.set_irq(PIT_IOAPIC_PIN if line == 0 else line, level)
+        elif line >= ISA_IRQS:
+            raise ValueError(f"interrupt line {line} needs an I/O APIC")
 
     def irq_setter(self, line: int):
-        """An ``irq(level)`` callable for a device wired to ISA IRQ ``line``."""
-        return lambda level: self.pic.set_irq(line, level)
+        """An ``irq(level)`` callable for a device wired to interrupt line ``line``."""
+        return lambda level: self.set_irq(line, level)
 
     def wake_all(self) -> None:
         """Wake halted vCPUs so that they notice a pause or stop request (big lock held)."""
-        self._raised.notify_all()
-
-    def pending(self) -> bool:
-        return self.pic.has_interrupt()
-
-    def before_run(self, run, vcpu) -> None:
-        """Inject or ask for a window (big lock held)."""
-        if not self.pending():
-            run.request_interrupt_window = 0
-            return
-        if run.ready_for_interrupt_injection:
-            vcpu.interrupt(self.pic.acknowledge())
-            run.request_interrupt_window = int(self.pic.has_interrupt())
-        else:
-            run.request_interrupt_window = 1
-
-    def wait_for_interrupt(self, runstate, timeout: float = 0.05) -> None:
-        """A halted vCPU with interrupts enabled sleeps until the PIC raises INTR or the VM
-        is paused or stops (big lock held; released while waiting)."""
-        while not (self.pending() or runstate.stop_requested or runstate.pause_requested):
-            self._raised.wait(timeout)
+        for cpu in self.cpus:
+            cpu.wake()

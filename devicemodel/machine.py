@@ -1,10 +1,10 @@
-"""The PC: RAM, port and memory address spaces, the legacy platform devices with the
-8259 PIC pair driving the CPU's INTR line, serial ports, ``-drive`` disk images,
-``-device`` devices (virtio ones on virtio-mmio transports), a kernel booted by its
-protocol, and ``-smp`` vCPUs (vCPU 0 boots; the others wait for INIT/SIPI as application
-processors do). The machine type (``-machine``) decides the rest: QEMU's ``pc`` adds the
-PCI chipset (i440FX, PIIX3, PIIX4 power management), the HPET and the ACPI tables;
-``microvm`` has none of them. Both have fw_cfg.
+"""The PC: RAM, port and memory address spaces, the legacy platform devices on the
+interrupt controllers (the 8259 PIC pair, the I/O APIC, a local APIC per vCPU), serial
+ports, ``-drive`` disk images, ``-device`` devices (virtio ones on virtio-mmio
+transports), a kernel booted by its protocol, and ``-smp`` vCPUs (vCPU 0 boots; the
+others wait for INIT/SIPI as application processors do). The machine type (``-machine``)
+decides the rest: QEMU's ``pc`` adds the PCI chipset (i440FX, PIIX3, PIIX4 power
+management), the HPET and the ACPI tables; ``microvm`` has none of them. Both have fw_cfg.
 
 Building a ``Machine`` checks and prepares everything that can fail because of the
 user's input (memory size, chardevs, disk images, devices, kernel file, log file) before
@@ -48,7 +48,7 @@ from devicemodel.clock import HostClock
 from devicemodel.cpu_models import CpuSpec, build_cpuid
 from devicemodel.devices.debugcon import Debugcon
 from devicemodel.devices.uart16550 import Uart16550
-from devicemodel.interrupt_line import InterruptLine
+from devicemodel.irqchip import PcIrqchip
 from devicemodel.pc import PcPlatform
 from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel import events as ev
@@ -142,13 +142,16 @@ class Machine:
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
         self.serial_specs = serials
-        self.line = InterruptLine(self.bql)
+        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus)
+        self.line = self.irqchip.line
+        self.ioapic, self.lapics = self.irqchip.ioapic, self.irqchip.lapics   # for the monitor
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
                                    hpet=options.hpet, minimal=options.type == "microvm", rtc=options.rtc)
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
+                                     set_gsi=self.line.set_irq,
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
                                      com_ports=COM_PORTS[:len(serials)])
@@ -408,6 +411,7 @@ class Machine:
             for vcpu in self.vcpus:
                 finish_pending_io(vcpu)
             reset_devices(devices_of(self.pio, self.mmio))
+            self.irqchip.system_reset()
             clear_ram(self.ram)
             try:
                 self._load_ram()
@@ -471,12 +475,11 @@ class Machine:
 
     def interrupt_controllers(self) -> list:
         """What ``info pic`` shows: objects with ``monitor_info() -> str``."""
-        return [self.line.pic] + [c for c in (getattr(self, "ioapic", None),) if c is not None]
+        return [self.line.pic, self.ioapic]
 
     def local_apic(self, index: int):
         """vCPU ``index``'s local APIC for ``info lapic`` (``monitor_info()``), or None."""
-        lapics = getattr(self, "lapics", None)
-        return lapics[index] if lapics and index < len(lapics) else None
+        return self.lapics[index] if index < len(self.lapics) else None
 
     @contextlib.contextmanager
     def vcpus_held(self):
@@ -506,10 +509,8 @@ class Machine:
             self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
                                            userspace_addr=ram[low:], flags=0)
         self.vcpus = [self.vm.create_vcpu(index) for index in range(self.config.cpus)]
-        for vcpu in self.vcpus:
-            if cpuid is not None:
-                vcpu.set_cpuid2(cpuid)
-        self.line.vcpu = self.vcpus[0]   # the PIC's INTR reaches the boot processor
+        cpuid = kvm.get_supported_cpuid() if cpuid is None else cpuid
+        self.irqchip.attach(self.vm, self.vcpus, cpuid)
         if "exits" in self.config.log_items:
             self.set_exit_trace(True)
         apply_entry_state(self.vcpus[0], self.boot.entry)
@@ -522,8 +523,9 @@ class Machine:
             self.power_on()
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
-        loops = [VcpuLoop(vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
-                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None,
+        loops = [VcpuLoop(vcpu, self.pio, self.irqchip.memory(index), self.runstate,
+                          no_reboot=self.config.no_reboot, index=index, bql=self.bql,
+                          interrupts=self.irqchip.cpus[index], msrs=self.irqchip.msrs(index),
                           request_reset=self.request_reset)
                  for index, vcpu in enumerate(self.vcpus)]
         self.loops = loops

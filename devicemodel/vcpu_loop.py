@@ -4,22 +4,26 @@ Exits, as QEMU's kvm_cpu_exec() treats them:
 
 * IO: port I/O on the PIO address space; string I/O (count > 1) walks the data buffer;
   IN fills ``run.io.data``.
-* MMIO: on the MMIO address space, little-endian; a read fills ``run.mmio.data``.
-* HLT: on the boot vCPU with interrupts disabled (RFLAGS.IF clear) nothing can ever wake
-  the guest, so the VM ends (status 0). With interrupts enabled the vCPU sleeps until the
-  interrupt controller raises INTR (or the VM is paused or stopped).
+* MMIO: on the vCPU's view of the physical address space (its local APIC's page, else
+  the MMIO space), little-endian; a read fills ``run.mmio.data``.
+* X86_RDMSR / X86_WRMSR: the MSRs the device model serves (the local APIC's); an MSR it
+  refuses makes the guest's instruction #GP (``run.msr.error``).
+* HLT: on the boot vCPU with interrupts disabled (RFLAGS.IF clear) the VM ends (status 0):
+  a test kernel's way to stop. Otherwise the vCPU sleeps until something would wake the
+  processor (an interrupt it can take, an NMI, INIT or SIPI), or the VM is paused or
+  stopped; an application processor halted with interrupts disabled waits for NMI or INIT.
 
 Exits are served with the big lock held (QEMU's BQL), which device timers take too;
-before each run the interrupt line injects a pending interrupt or asks for a window.
-While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks before
-entering the guest.
+before each run the vCPU's interrupt delivery injects what is pending or asks for a
+window. While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks
+before entering the guest.
 * SHUTDOWN (triple fault): the machine resets (``request_reset``), as QEMU does; with
   -no-reboot the VM ends with status 0.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
-  injects it.
+  injects it. SET_TPR: the guest lowered CR8 (the TPR), which may do the same.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import sys
 import threading
 import traceback
 
+from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
-                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_MP_STATE_HALTED,
-                           exit_reason_name)
+                           KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
+                           KVM_EXIT_X86_WRMSR,
+                           KVM_MP_STATE_HALTED, exit_reason_name)
 
 RFLAGS_IF = 1 << 9
 
@@ -47,7 +53,7 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None, request_reset=None):
+                 bql=None, interrupts=None, request_reset=None, msrs=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -57,6 +63,7 @@ class VcpuLoop:
         self.bql = bql if bql is not None else contextlib.nullcontext()
         self.interrupts = interrupts
         self.request_reset = request_reset
+        self.msrs = msrs
         self._handlers = {
             KVM_EXIT_IO: self._io,
             KVM_EXIT_MMIO: self._mmio,
@@ -66,6 +73,9 @@ class VcpuLoop:
             KVM_EXIT_INTERNAL_ERROR: self._internal_error,
             KVM_EXIT_INTR: self._intr,
             KVM_EXIT_IRQ_WINDOW_OPEN: self._intr,   # the next run injects the interrupt
+            KVM_EXIT_SET_TPR: self._intr,           # CR8 lowered: the next run may inject
+            KVM_EXIT_X86_RDMSR: self._rdmsr,
+            KVM_EXIT_X86_WRMSR: self._wrmsr,
         }
 
     def start(self) -> threading.Thread:
@@ -75,6 +85,7 @@ class VcpuLoop:
 
     def run(self) -> None:
         """Run until the VM is asked to stop. A bug in a handler ends the VM with status 1."""
+        set_current_cpu(self.index)
         try:
             while not self.runstate.stop_requested:
                 self.runstate.park_while_paused()
@@ -85,6 +96,8 @@ class VcpuLoop:
                         self.interrupts.before_run(self.vcpu.kvm_run, self.vcpu)
                 run = self.vcpu.run()
                 with self.bql:
+                    if self.interrupts is not None:
+                        self.interrupts.after_run(run)
                     self._handlers.get(run.exit_reason, self._unknown)(run)
         except Exception as e:  # a bug in pyhv, not in the guest: report it, never hang
             error_report(f"vCPU {self.index}: internal error: {type(e).__name__}: {e}")
@@ -114,15 +127,27 @@ class VcpuLoop:
         else:
             mmio.data[:length] = self.mmio.read(mmio.phys_addr, length).to_bytes(length, "little")
 
+    def _rdmsr(self, run) -> None:
+        value = self.msrs.read(run.msr.index) if self.msrs is not None else None
+        run.msr.error = int(value is None)
+        run.msr.data = value or 0
+
+    def _wrmsr(self, run) -> None:
+        run.msr.error = int(self.msrs is None or not self.msrs.write(run.msr.index, run.msr.data))
+
     def _hlt(self, run) -> None:
-        if self.index == 0 and not self.vcpu.get_regs().rflags & RFLAGS_IF:
+        if_flag = self.vcpu.get_regs().rflags & RFLAGS_IF
+        if self.index == 0 and not if_flag:
             self._end(0, "guest halted with interrupts disabled")
-        elif self.interrupts is not None:
-            self.interrupts.wait_for_interrupt(self.runstate)
+            return
+        if self.interrupts is not None:
+            self.interrupts.wait_for_interrupt(self.runstate, if_flag)
+            woken = self.interrupts.wakes(if_flag)
         else:  # no interrupt controller: sleep until the VM is paused or stops
             while not (self.runstate.stop_requested or self.runstate.pause_requested):
                 self.runstate.wait(0.05)
-        if self.runstate.pause_requested and not (self.interrupts and self.interrupts.pending()):
+            woken = False
+        if self.runstate.pause_requested and not woken:
             # woken by a pause, not an interrupt: after it, the vCPU halts on in the guest
             self.vcpu.set_mp_state(KVM_MP_STATE_HALTED)
 

@@ -22,9 +22,8 @@ leaves to software reaches userspace as exits:
 from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import (
-    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_EXIT_X86_RDMSR,
-    KVM_EXIT_X86_WRMSR, KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_INTERNAL_ERROR_EMULATION,
-    KVM_MSR_EXIT_REASON_UNKNOWN,
+    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_DELIVERY_EV,
+    KVM_INTERNAL_ERROR_EMULATION,
 )
 from kvm.errors import KvmError
 from kvm.mmio import emulate_mmio
@@ -39,8 +38,6 @@ APIC_IRR = 0x200
 X2APIC_MSRS = range(0x800, 0x900)
 X2APIC_TPR, X2APIC_EOI, X2APIC_TMCCT, X2APIC_SELF_IPI = 0x808, 0x80B, 0x839, 0x83F
 RFLAGS_IF = 1 << 9
-EXC_GP = 13
-RAX, RDX = 0, 2
 APIC_ACCESS_DURING_EVENT_DELIVERY = (3, 10)
 
 APICV_CONTROLS = (vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES | vmx.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE |
@@ -84,14 +81,15 @@ class ApicVirtualization:
         v.vmwrite(vmx.SECONDARY_VM_EXEC_CONTROL, proc2)
         v.vmwrite(vmx.VIRTUAL_APIC_PAGE_ADDR, self.page_hpa)
         v.vmwrite(vmx.TPR_THRESHOLD, 0)
-        self._set_x2apic_intercepts(x2apic)
+        self.set_x2apic_intercepts()
         self.enabled = True
         self.set_eoi_exit_bitmap(self.eoi_exit_bitmap)
 
-    def _set_x2apic_intercepts(self, x2apic: bool):
+    def set_x2apic_intercepts(self):
         """In x2APIC mode the guest reads the x2APIC MSRs from the page (all but the
         timer's current count, which only userspace knows) and writes TPR, EOI and
         SELF IPI without exits; otherwise every x2APIC MSR access exits (#GP)."""
+        x2apic = self.x2apic
         for msr in X2APIC_MSRS:
             set_msr_intercept(self.vcpu, msr, False, not x2apic or msr == X2APIC_TMCCT)
             set_msr_intercept(self.vcpu, msr, True,
@@ -191,27 +189,6 @@ def handle_eoi_induced(vcpu):
 
 def handle_tpr_below_threshold(vcpu):
     return None   # only without virtual-interrupt delivery; the TPR threshold stays 0
-
-
-def x2apic_msr_exit(vcpu, index: int, write: bool, value: int = 0):
-    """An x2APIC MSR access the processor did not virtualize goes to userspace; on the
-    next run the instruction completes, or #GP if userspace set kvm_run.msr.error."""
-    run = vcpu.kvm_run
-    run.msr.error = 0
-    run.msr.reason = KVM_MSR_EXIT_REASON_UNKNOWN
-    run.msr.index = index
-    run.msr.data = value
-
-    def complete():
-        if run.msr.error:
-            vcpu.inject_exception(EXC_GP, 0)
-            return None
-        if not write:
-            vcpu.set_gprs({RAX: run.msr.data & 0xFFFFFFFF, RDX: (run.msr.data >> 32) & 0xFFFFFFFF})
-        vcpu.advance_rip()
-        return None
-    vcpu.completion = complete
-    return KVM_EXIT_X86_WRMSR if write else KVM_EXIT_X86_RDMSR
 
 
 def is_x2apic_msr_exit(vcpu, index: int) -> bool:

@@ -49,6 +49,19 @@ KVM_VCPUEVENT_VALID_SHADOW = 0x4
 KVM_X86_SHADOW_INT_MOV_SS = 0x1
 KVM_X86_SHADOW_INT_STI = 0x2
 
+# kvm_run.msr.reason, and what KVM_CAP_X86_USER_SPACE_MSR enables
+KVM_MSR_EXIT_REASON_INVAL = 1 << 0      # KVM knows the MSR but refused the access
+KVM_MSR_EXIT_REASON_UNKNOWN = 1 << 1    # KVM does not know the MSR
+KVM_MSR_EXIT_REASON_FILTER = 1 << 2     # the MSR filter denied the access
+KVM_MSR_EXIT_REASON_VALID_MASK = 0x7
+
+# KVM_X86_SET_MSR_FILTER
+KVM_MSR_FILTER_READ = 1 << 0
+KVM_MSR_FILTER_WRITE = 1 << 1
+KVM_MSR_FILTER_DEFAULT_ALLOW = 0
+KVM_MSR_FILTER_DEFAULT_DENY = 1
+KVM_MSR_FILTER_MAX_RANGES = 16
+
 _EXIT_NAMES = {
     value: name[len("KVM_EXIT_"):]
     for name, value in globals().items()

@@ -34,13 +34,17 @@ def _brand_leaves():
 
 
 # CPUID.1:EDX / ECX, 7:EBX and 80000001h feature bits the core implements
+LEAF1_EDX_APIC = 1 << 9            # reflects IA32_APIC_BASE's global enable bit
 LEAF1_EDX = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | \
-    (1 << 11) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 19) | \
-    (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
-# FPU DE PSE TSC MSR PAE CX8 SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2
-LEAF1_ECX = (1 << 0) | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | (1 << 22) | (1 << 23) | \
-    (1 << 26) | (1 << 31)
-# SSE3 SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT XSAVE HYPERVISOR
+    LEAF1_EDX_APIC | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | \
+    (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
+# FPU DE PSE TSC MSR PAE CX8 APIC SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2
+# (the local APIC is userspace's: its MSRs reach it through KVM_CAP_X86_USER_SPACE_MSR)
+LEAF1_ECX_X2APIC = 1 << 21
+LEAF1_ECX_TSC_DEADLINE = 1 << 24
+LEAF1_ECX = (1 << 0) | (1 << 9) | (1 << 13) | (1 << 19) | (1 << 20) | LEAF1_ECX_X2APIC | \
+    (1 << 22) | (1 << 23) | LEAF1_ECX_TSC_DEADLINE | (1 << 26) | (1 << 31)
+# SSE3 SSSE3 CX16 SSE4.1 SSE4.2 x2APIC MOVBE POPCNT TSC-deadline XSAVE HYPERVISOR
 LEAF1_ECX_OSXSAVE = 1 << 27        # reflects CR4.OSXSAVE
 XCR0_SUPPORTED = 0x3               # XSAVE state components: x87, SSE
 XSAVE_AREA_SIZE = 576              # legacy region and XSAVE header

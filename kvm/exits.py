@@ -6,16 +6,21 @@ from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
-    KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SHUTDOWN,
+    KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
+    KVM_EXIT_X86_WRMSR,
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+    KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN,
+    KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE,
 )
-from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit, x2apic_msr_exit
-from kvm.cpuid import LEAF1_ECX_OSXSAVE, XCR0_SUPPORTED
+from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit
+from kvm.cpuid import LEAF1_ECX_OSXSAVE, LEAF1_EDX_APIC, XCR0_SUPPORTED
 from kvm.mmio import handle_ept_violation
+from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX, RBX = 0, 1, 2, 3
 EXC_UD, EXC_GP = 6, 13
+APIC_BASE_ENABLE = 1 << 11
 KVM_ENOSYS = 1000
 
 
@@ -61,8 +66,11 @@ def handle_hlt(vcpu):
 def handle_cpuid(vcpu):
     leaf, sub = vcpu.get_gpr(RAX) & 0xFFFFFFFF, vcpu.get_gpr(RCX) & 0xFFFFFFFF
     eax, ebx, ecx, edx = vcpu.cpuid.lookup(leaf, sub)
-    if leaf == 1 and vcpu.guest_cr4() & CR4_OSXSAVE:
-        ecx |= LEAF1_ECX_OSXSAVE
+    if leaf == 1:
+        if vcpu.guest_cr4() & CR4_OSXSAVE:
+            ecx |= LEAF1_ECX_OSXSAVE
+        if not vcpu.msrs.apic_base & APIC_BASE_ENABLE:
+            edx &= ~LEAF1_EDX_APIC
     vcpu.set_gprs({RAX: eax, RBX: ebx, RCX: ecx, RDX: edx})
     vcpu.advance_rip()
 
@@ -100,36 +108,81 @@ def handle_io(vcpu):
 def handle_rdmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
     if is_x2apic_msr_exit(vcpu, index):
-        return x2apic_msr_exit(vcpu, index, write=False)
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, KVM_MSR_EXIT_REASON_UNKNOWN, index, forced=True)
+    if not msr_allowed(vcpu.vm.msr_filter, index, KVM_MSR_FILTER_READ):
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, KVM_MSR_EXIT_REASON_FILTER, index)
     value = vcpu.msrs.read(index)
     if value is None:
-        vcpu.inject_exception(EXC_GP, 0)
-        return None
-    vcpu.set_gprs({RAX: value & 0xFFFFFFFF, RDX: value >> 32})
-    vcpu.advance_rip()
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, _refusal(vcpu, index), index)
+    _complete_rdmsr(vcpu, value)
 
 
 def handle_wrmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
     value = (vcpu.get_gpr(RAX) & 0xFFFFFFFF) | ((vcpu.get_gpr(RDX) & 0xFFFFFFFF) << 32)
     if is_x2apic_msr_exit(vcpu, index):
-        return x2apic_msr_exit(vcpu, index, write=True, value=value)
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_UNKNOWN, index, value, forced=True)
+    if not msr_allowed(vcpu.vm.msr_filter, index, KVM_MSR_FILTER_WRITE):
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_FILTER, index, value)
     if not vcpu.msrs.write(index, value):
-        vcpu.inject_exception(EXC_GP, 0)
-        return None
+        return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, _refusal(vcpu, index), index, value)
     vcpu.advance_rip()
 
 
+def _refusal(vcpu, index: int) -> int:
+    """Why KVM could not do the access itself: it does not know the MSR, or it refused."""
+    return KVM_MSR_EXIT_REASON_INVAL if vcpu.msrs.knows(index) else KVM_MSR_EXIT_REASON_UNKNOWN
+
+
+def _complete_rdmsr(vcpu, value: int):
+    vcpu.set_gprs({RAX: value & 0xFFFFFFFF, RDX: (value >> 32) & 0xFFFFFFFF})
+    vcpu.advance_rip()
+
+
+def _msr_to_userspace(vcpu, exit_reason: int, reason: int, index: int, data: int = 0, forced: bool = False):
+    """KVM_EXIT_X86_RDMSR/WRMSR when userspace asked for ``reason`` (KVM_CAP_X86_USER_SPACE_MSR)
+    or, ``forced``, serves the MSR (its local APIC under x2APIC virtualization); else #GP.
+    The next run() completes the instruction, or #GPs if userspace set msr.error."""
+    if not forced and not vcpu.vm.user_space_msr & reason:
+        vcpu.inject_exception(EXC_GP, 0)
+        return None
+    msr = vcpu.kvm_run.msr
+    msr.error, msr.reason, msr.index, msr.data = 0, reason, index, data
+
+    def complete():
+        if msr.error:
+            vcpu.inject_exception(EXC_GP, 0)
+        elif exit_reason == KVM_EXIT_X86_RDMSR:
+            _complete_rdmsr(vcpu, msr.data)
+        else:
+            vcpu.advance_rip()
+    vcpu.completion = complete
+    return exit_reason
+
+
 def handle_cr_access(vcpu):
-    """MOV to CR0/CR4 touching a host-owned bit: keep the guest's value in the shadow."""
+    """MOV to CR0/CR4 touching a host-owned bit: keep the guest's value in the shadow.
+    CR8 is the userspace local APIC's TPR (bits 7:4): KVM keeps it for the guest, passes
+    it in kvm_run.cr8, and exits with KVM_EXIT_SET_TPR when the guest lowers it, since an
+    interrupt may now be deliverable."""
     qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
     cr, access, gpr = qual & 15, (qual >> 4) & 3, (qual >> 8) & 15
-    if access == 0 and cr in (0, 4):
+    if access == 0 and cr in (0, 4, 8):
         value = vcpu.vmread(vmx.GUEST_RSP) if gpr == 4 else vcpu.get_gpr(gpr)
+        lowered = cr == 8 and value < vcpu.cr8
         if cr == 0:
             vcpu.set_guest_cr0(value & 0xFFFFFFFF)
-        else:
+        elif cr == 4:
             vcpu.set_guest_cr4(value)
+        else:
+            vcpu.cr8 = value
+        vcpu.advance_rip()
+        return KVM_EXIT_SET_TPR if lowered else None
+    if access == 1 and cr == 8:
+        if gpr == 4:
+            vcpu.vmwrite(vmx.GUEST_RSP, vcpu.cr8)
+        else:
+            vcpu.set_gpr(gpr, vcpu.cr8)
         vcpu.advance_rip()
         return None
     if access == 2:   # CLTS

@@ -37,6 +37,7 @@ EMULATED_MSRS = [MSR_IA32_APIC_BASE, MSR_IA32_FEATURE_CONTROL, MSR_IA32_UCODE_RE
                  MSR_IA32_ARCH_CAPABILITIES, MSR_PLATFORM_INFO]
 # KVM_GET_MSR_INDEX_LIST
 MSR_INDEX_LIST = sorted([MSR_IA32_TSC, *VMCS_MSRS, *PROCESSOR_MSRS, *EMULATED_MSRS])
+_KNOWN = frozenset(MSR_INDEX_LIST)
 
 
 class GuestMsrs:
@@ -55,6 +56,9 @@ class GuestMsrs:
     def apic_base(self, value: int):
         old, self._apic_base = self._apic_base, value
         self.vcpu.apicv.apic_base_changed(old, value)
+    def knows(self, index: int) -> bool:
+        """Whether KVM handles this MSR at all (a refused access is then an invalid one)."""
+        return index in _KNOWN
 
     def read(self, index: int):
         if index in VMCS_MSRS:

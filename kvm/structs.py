@@ -194,8 +194,8 @@ class SystemEvent:
 
 @dataclass
 class MsrExit:
-    """kvm_run.msr (KVM_EXIT_X86_RDMSR/WRMSR): userspace sets error (the guest gets a
-    #GP) or, for RDMSR, data before the next KVM_RUN."""
+    """kvm_run.msr (KVM_EXIT_X86_RDMSR/WRMSR): userspace fills ``data`` for a read and
+    sets ``error`` to make the guest's instruction #GP instead."""
     error: int = 0
     reason: int = 0     # KVM_MSR_EXIT_REASON_*
     index: int = 0
@@ -206,6 +206,23 @@ class MsrExit:
 class IoapicEoi:
     """kvm_run.eoi (KVM_EXIT_IOAPIC_EOI)."""
     vector: int = 0
+
+
+@dataclass
+class MsrFilterRange:
+    """struct kvm_msr_filter_range: bit i of ``bitmap`` set lets KVM handle MSR base + i
+    for the accesses in ``flags``; clear, the access is denied."""
+    flags: int          # KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE
+    nmsrs: int
+    base: int
+    bitmap: bytes
+
+
+@dataclass
+class MsrFilter:
+    """struct kvm_msr_filter (KVM_X86_SET_MSR_FILTER)."""
+    flags: int = 0      # KVM_MSR_FILTER_DEFAULT_ALLOW or _DENY
+    ranges: list = field(default_factory=list)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from kvm.msrs import GuestMsrs
 from kvm.stats import ExitStats
 from kvm.structs import GPR_ORDER, DebugRegs, DTable, Fpu, KvmRun, Regs, Segment, Sregs
 from kvm.translate import kvm_translate
+from kvm.tsc import tsc_khz
 from kvm.vmcs_setup import setup_vmcs
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
@@ -47,6 +48,7 @@ class VCPU:
         self.msrs = GuestMsrs(self)
         self.cpuid = CpuidTable(supported_cpuid(), vcpu_id)
         self.completion = None        # finishes an IN or MMIO read on the next run()
+        self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
         self.events = Events(self)
         self.mp_state = MpState(self)
         self._launched = False
@@ -162,6 +164,7 @@ class VCPU:
         s.cr3 = self.vmread(vmx.GUEST_CR3)
         s.cr4 = self.guest_cr4()
         s.efer = self.vmread(vmx.GUEST_IA32_EFER)
+        s.cr8 = self.cr8
         s.apic_base = self.msrs.apic_base
         return s
 
@@ -179,6 +182,7 @@ class VCPU:
         self.vmwrite(vmx.GUEST_IA32_EFER, s.efer)
         entry = self.vmread(vmx.VM_ENTRY_CONTROLS) & ~vmx.VM_ENTRY_IA32E_MODE
         self.vmwrite(vmx.VM_ENTRY_CONTROLS, entry | (vmx.VM_ENTRY_IA32E_MODE if s.efer & EFER_LMA else 0))
+        self.cr8 = s.cr8 & 0xF
         self.msrs.apic_base = s.apic_base
 
     def get_fpu(self) -> Fpu:
@@ -217,8 +221,9 @@ class VCPU:
         self.vmwrite(vmx.GUEST_DR7, regs.dr7)
 
     def reset(self):
-        """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1)."""
-        regs = Regs(rdx=0x600, rip=0xFFF0, rflags=2)
+        """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1); EDX holds the
+        processor's signature (CPUID.1:EAX), as KVM puts it there."""
+        regs = Regs(rdx=self.cpuid.lookup(1, 0)[0] or 0x600, rip=0xFFF0, rflags=2)
         s = Sregs()
         for name in ("ds", "es", "fs", "gs", "ss"):
             setattr(s, name, Segment(base=0, limit=0xFFFF, selector=0, type=3, s=1, present=1))
@@ -238,6 +243,10 @@ class VCPU:
     def translate(self, gla: int):
         """KVM_TRANSLATE: the guest's own translation of a guest-linear address."""
         return kvm_translate(self, gla)
+
+    def get_tsc_khz(self) -> int:
+        """KVM_GET_TSC_KHZ: the rate of the guest's TSC (the processor's, offset)."""
+        return tsc_khz(lambda: self.rdmsr_root(0x10))
 
     def set_guest_tsc(self, value: int):
         """WRMSR IA32_TSC: KVM writes the TSC offset so that the guest reads `value` now."""
@@ -344,11 +353,14 @@ class VCPU:
         run.if_flag = (self.vmread(vmx.GUEST_RFLAGS) >> 9) & 1
         run.ready_for_interrupt_injection = int(self.events.interrupt_injectable_now())
         run.apic_base = self.msrs.apic_base
+        run.cr8 = self.cr8
 
     def run(self):
-        """KVM_RUN: enter the guest until an exit that userspace must handle."""
+        """KVM_RUN: enter the guest until an exit that userspace must handle. kvm_run.cr8
+        goes in as the guest's CR8 and comes back out with it."""
         run = self.kvm_run
         result = None
+        self.cr8 = run.cr8 & 0xF      # userspace's TPR, as KVM takes it without an in-kernel APIC
         if self.completion is not None:
             complete, self.completion = self.completion, None
             result = complete()

@@ -1,15 +1,17 @@
 """A virtual machine: memslots, the EPT the hypervisor builds for them, and its vCPUs."""
 
 from kvm._silicon import lib
-from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
-from kvm.capabilities import check_extension
+from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MSR_EXIT_REASON_VALID_MASK
+from kvm.capabilities import KVM_CAP_X86_USER_SPACE_MSR, check_extension
 from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
 from kvm.errors import KvmError
 from kvm.hostmem import MAX_MEMSLOTS
 from kvm.memslots import MemSlot, MemSlots
+from kvm.msr_filter import check_msr_filter
 from kvm.stats import ExitStats
 from kvm.vcpu import VCPU
+from kvm.vmcs_setup import msr_bitmap
 
 PAGE_SIZE = 4096
 
@@ -22,6 +24,29 @@ class VM:
         self.ept = Ept(self.hostmem)
         self.vcpus = []
         self._apic_access_page = None
+        self.user_space_msr = 0    # the KVM_MSR_EXIT_REASON_* that exit to userspace
+        self.msr_filter = None     # KVM_X86_SET_MSR_FILTER's filter, or None: all allowed
+
+    def enable_cap(self, cap: int, *args: int):
+        """KVM_ENABLE_CAP on the VM: KVM_CAP_X86_USER_SPACE_MSR with the exit reasons
+        (KVM_MSR_EXIT_REASON_*) whose RDMSR/WRMSR go to userspace instead of #GP."""
+        if cap != KVM_CAP_X86_USER_SPACE_MSR:
+            raise KvmError(f"capability {cap} cannot be enabled on a VM")
+        reasons = args[0] if args else 0
+        if reasons & ~KVM_MSR_EXIT_REASON_VALID_MASK:
+            raise KvmError(f"invalid MSR exit reasons {reasons:#x}")
+        self.user_space_msr = reasons
+
+    def set_msr_filter(self, msr_filter):
+        """KVM_X86_SET_MSR_FILTER: a kvm.structs.MsrFilter, or None to remove the filter."""
+        if msr_filter is not None:
+            check_msr_filter(msr_filter)
+        self.msr_filter = msr_filter
+        bitmap = msr_bitmap(msr_filter)
+        for vcpu in self.vcpus:
+            self.hostmem.write_bytes(vcpu.msr_bitmap_page, bitmap)
+            if vcpu.apicv.enabled:
+                vcpu.apicv.set_x2apic_intercepts()   # what APIC virtualization lets through
 
     def set_user_memory_region(self, slot: int, guest_phys_addr: int, memory_size: int,
                                userspace_addr=None, flags: int = 0):

@@ -2,7 +2,9 @@
 capability MSRs, host state, bitmaps, EPT pointer and the reset guest state."""
 
 from kvm import vmx
+from kvm.constants import KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE
 from kvm.hostmem import PAGE_SIZE
+from kvm.msr_filter import msr_allowed
 
 # MSRs the guest reads and writes without exits: the processor holds their guest
 # values and nothing in root mode depends on them.
@@ -46,11 +48,14 @@ def set_msr_intercept(vcpu, msr: int, write: bool, intercept: bool):
     bitmap[byte] = (bitmap[byte] | (1 << bit)) if intercept else (bitmap[byte] & ~(1 << bit))
 
 
-def _msr_bitmap(hostmem) -> int:
-    page = hostmem.alloc_page()
+def msr_bitmap(msr_filter) -> bytes:
+    """The MSR bitmap: the pass-through MSRs do not exit, unless the VM's MSR filter
+    denies them, for userspace to see (vmx_msr_filter_changed)."""
     bitmap = bytearray(b"\xff" * PAGE_SIZE)
 
     def allow(msr, write):
+        if not msr_allowed(msr_filter, msr, KVM_MSR_FILTER_WRITE if write else KVM_MSR_FILTER_READ):
+            return
         byte, bit = msr_bitmap_position(msr, write)
         bitmap[byte] &= ~(1 << bit) & 0xFF
 
@@ -59,8 +64,7 @@ def _msr_bitmap(hostmem) -> int:
         allow(msr, True)
     for msr in PASSTHROUGH_READ_ONLY_MSRS:
         allow(msr, False)
-    hostmem.write_bytes(page, bytes(bitmap))
-    return page
+    return bytes(bitmap)
 
 
 def setup_vmcs(vcpu):
@@ -71,6 +75,7 @@ def setup_vmcs(vcpu):
                            vmx.CPU_BASED_USE_MSR_BITMAPS | vmx.CPU_BASED_MWAIT_EXITING |
                            vmx.CPU_BASED_MONITOR_EXITING | vmx.CPU_BASED_RDPMC_EXITING |
                            vmx.CPU_BASED_USE_TSC_OFFSETTING |
+                           vmx.CPU_BASED_CR8_LOAD_EXITING | vmx.CPU_BASED_CR8_STORE_EXITING |
                            vmx.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
                            vmx.MSR_IA32_VMX_TRUE_PROCBASED_CTLS)
     proc2 = adjust_controls(vcpu, vmx.SECONDARY_EXEC_ENABLE_EPT | vmx.SECONDARY_EXEC_ENABLE_VPID |
@@ -88,7 +93,9 @@ def setup_vmcs(vcpu):
     w(vmx.VM_EXIT_CONTROLS, exit_ctl)
     w(vmx.VM_ENTRY_CONTROLS, entry_ctl)
     w(vmx.EXCEPTION_BITMAP, 0)
-    w(vmx.MSR_BITMAP, _msr_bitmap(vcpu.vm.hostmem))
+    vcpu.msr_bitmap_page = vcpu.vm.hostmem.alloc_page()
+    vcpu.vm.hostmem.write_bytes(vcpu.msr_bitmap_page, msr_bitmap(vcpu.vm.msr_filter))
+    w(vmx.MSR_BITMAP, vcpu.msr_bitmap_page)
     w(vmx.EPT_POINTER, vcpu.vm.ept.eptp)
     w(vmx.VIRTUAL_PROCESSOR_ID, vcpu.vpid)
     w(vmx.VMCS_LINK_POINTER, (1 << 64) - 1)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT,
-                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN)
+                           KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
+                           KVM_MP_STATE_RUNNABLE)
 from kvm.cpuid import supported_cpuid
-from kvm.structs import Regs, Sregs
+from kvm.structs import MsrExit, Regs, Sregs, VcpuEvents
 
 
 # --- script steps ---------------------------------------------------------------
@@ -53,6 +54,17 @@ class MmioRead:
 @dataclass
 class Hlt:
     rflags: int = 0x2
+
+
+@dataclass
+class Rdmsr:
+    index: int
+
+
+@dataclass
+class Wrmsr:
+    index: int
+    value: int
 
 
 @dataclass
@@ -108,6 +120,8 @@ class KvmRun:
         self.mmio = _Mmio()
         self.fail_entry = types.SimpleNamespace(hardware_entry_failure_reason=0)
         self.internal = types.SimpleNamespace(suberror=0)
+        self.msr = MsrExit()
+        self.cr8 = 0
         self.request_interrupt_window = 0
         self.ready_for_interrupt_injection = 1
 
@@ -122,6 +136,10 @@ class FakeVcpu:
     def __init__(self, script):
         self.script = list(script)
         self.injected: list[int] = []   # vectors given to interrupt()
+        self.msr_results: list[tuple] = []   # (error, data) userspace left for each MSR exit
+        self.cpuid = []
+        self.mp_state = KVM_MP_STATE_RUNNABLE
+        self.msrs = {}
         self.kvm_run = KvmRun()
         self.regs = Regs()
         self.sregs = Sregs()
@@ -145,6 +163,25 @@ class FakeVcpu:
 
     def kick(self):
         self._kicked.set()
+
+    def set_cpuid2(self, entries):
+        self.cpuid = list(entries)
+
+    def set_mp_state(self, state):
+        self.mp_state = state
+
+    def get_msrs(self, indices):
+        return {i: self.msrs.get(i, 0) for i in indices}
+
+    def set_msrs(self, entries):
+        self.msrs.update(entries)
+        return len(entries)
+
+    def get_vcpu_events(self):
+        return VcpuEvents()
+
+    def set_vcpu_events(self, events):
+        pass
 
     def exit_stats(self):
         return {name: dict(entry) for name, entry in self._stats.items()}
@@ -185,6 +222,10 @@ class FakeVcpu:
         elif isinstance(step, Hlt):
             run.exit_reason = KVM_EXIT_HLT
             self.regs.rflags = step.rflags
+        elif isinstance(step, (Rdmsr, Wrmsr)):
+            run.exit_reason = KVM_EXIT_X86_RDMSR if isinstance(step, Rdmsr) else KVM_EXIT_X86_WRMSR
+            run.msr.index, run.msr.error = step.index, 0
+            run.msr.data = step.value if isinstance(step, Wrmsr) else 0
         elif isinstance(step, Shutdown):
             run.exit_reason = KVM_EXIT_SHUTDOWN
         elif isinstance(step, FailEntry):
@@ -211,6 +252,9 @@ class FakeVcpu:
         io.data = memoryview(bytearray(size * count))
 
     def _complete_read(self):
+        if self.kvm_run.exit_reason in (KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR):
+            self.msr_results.append((self.kvm_run.msr.error, self.kvm_run.msr.data))
+            self.kvm_run.exit_reason = 0
         if self._pending_read is None:
             return
         kind, size, count = self._pending_read
@@ -225,6 +269,14 @@ class FakeVm:
         self.script = script
         self.memory_regions = []
         self.vcpus = []
+        self.capabilities = {}
+        self.msr_filter = None
+
+    def enable_cap(self, cap, *args):
+        self.capabilities[cap] = args
+
+    def set_msr_filter(self, msr_filter):
+        self.msr_filter = msr_filter
 
     def set_user_memory_region(self, slot, guest_phys_addr, memory_size, userspace_addr, flags=0):
         memoryview(userspace_addr)  # must be a buffer, as for the real one
@@ -242,6 +294,9 @@ class FakeKvm:
     def __init__(self, script=()):
         self.script = list(script)
         self.vms = []
+
+    def get_supported_cpuid(self):
+        return supported_cpuid()
 
     def create_vm(self):
         vm = FakeVm(self.script)

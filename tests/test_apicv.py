@@ -44,7 +44,8 @@ class ApicGuest:
         return self.vcpu.vmread(field)
 
     def controls(self, tpr_shadow=True, access=True, regs=False, vid=False, x2apic=False):
-        proc = self.read(vmx.CPU_BASED_VM_EXEC_CONTROL) & ~vmx.CPU_BASED_TPR_SHADOW
+        proc = self.read(vmx.CPU_BASED_VM_EXEC_CONTROL) & ~(
+            vmx.CPU_BASED_TPR_SHADOW | vmx.CPU_BASED_CR8_LOAD_EXITING | vmx.CPU_BASED_CR8_STORE_EXITING)
         self.write(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | (vmx.CPU_BASED_TPR_SHADOW if tpr_shadow else 0))
         proc2 = self.read(vmx.SECONDARY_VM_EXEC_CONTROL) & ~(
             vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES | vmx.SECONDARY_EXEC_APIC_REGISTER_VIRT |

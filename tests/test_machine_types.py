@@ -81,7 +81,7 @@ def test_pc_machine_has_the_chipset_hpet_fw_cfg(kernel):
             "pic-master", "pic-slave", "pic-master-elcr", "pit", "port61", "rtc", "i8042-data", "ioport80",
             "port92", "serial0", "pci-conf-idx", "pci-conf-data", "reset-control", "apm-io", "acpi-evt",
             "acpi-cnt", "acpi-tmr", "fwcfg", "fwcfg.dma"}
-        assert region_names(machine.mmio) == {"hpet"}
+        assert region_names(machine.mmio) == {"hpet", "ioapic"}
         assert machine.pio.find(0x608).name == "acpi-tmr"
         assert machine.tables.rsdp_addr is not None
         assert b"HPET" in bytes(machine.ram[machine.layout.acpi_base:machine.layout.low_top])

@@ -103,12 +103,16 @@ def test_info_mem_tlb_mtree_pic_irq_roms_qtree(hmp):
     assert "0000000000000000-0000000007ffffff (prio 0, ram): pc.ram" in mtree
     assert hmp.cmd("info mtree -f").startswith("FlatView #0\n AS \"I/O\", root: io")
     assert re.fullmatch(r"pic1: irr=.. imr=.. isr=.. hprio=\d irq_base=.. rr_sel=\d elcr=.. fnm=\d\n"
-                        r"pic0: .*\n", hmp.cmd("info pic"))
+                        r"pic0: .*\nioapic0: ver=0x20 id=0x00 sel=0x..( \(redir\[\d+\]\))?\n"
+                        r"(  pin \d+ +0x[0-9a-f]{16} dest=[0-9a-f]+ vec=\d+ +active-(hi|lo) .*\n){24}"
+                        r"  IRR +.*\n  Remote IRR .*\n", hmp.cmd("info pic"))
     assert hmp.cmd("info irq").startswith("IRQ statistics for isa-i8259:\n 0: ")
     assert 'addr=0000000000100000 size=0x' in hmp.cmd("info roms")
     qtree = hmp.cmd("info qtree")
     assert 'dev: serial0, id ""' in qtree and "iobase = 1016 (0x3f8)" in qtree
-    assert hmp.cmd("info lapic") == "local apic state not available\n"
+    lapic = hmp.cmd("info lapic")
+    assert lapic.startswith("dumping local APIC state for CPU 0 \n\nLVT0\t 0x")
+    assert "SPIV\t 0x000001ff APIC enabled" in lapic and "\nAPR 0x00 TPR 0x" in lapic
 
 
 def test_pyhv_windows_onto_vmx(hmp):

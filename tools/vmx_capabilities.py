@@ -10,10 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from kvm import Kvm, vmx
-from kvm._silicon import ffi, lib
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))   # run from a checkout as well as from an installed pyhv
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "vmx-capabilities.md"
+from kvm import Kvm, vmx  # noqa: E402
+from kvm._silicon import ffi, lib  # noqa: E402
+
+DOC = REPO / "docs" / "vmx-capabilities.md"
 
 
 def render() -> str:

@@ -11,6 +11,7 @@
 volatile struct trap_record trap;
 volatile uint32_t trap_site, trap_resume;
 void (*volatile trap_hook)(struct trap_frame *f);
+static void (*volatile handlers[256])(struct trap_frame *f);
 
 static int pushes_error_code(uint32_t v)
 {
@@ -24,6 +25,11 @@ void trap_init(void)
     idt_install(sizeof(idt) - 1);
 }
 
+void trap_set_handler(int vector, void (*handler)(struct trap_frame *f))
+{
+    handlers[vector] = handler;
+}
+
 void trap_arm(void)
 {
     trap.count = 0;
@@ -32,6 +38,10 @@ void trap_arm(void)
 
 void trap_dispatch(struct trap_frame *f)
 {
+    if (handlers[f->vector]) {
+        handlers[f->vector](f);
+        return;
+    }
     uint32_t flags, cs;
     __asm__ volatile("pushfl; popl %0; movl %%cs, %1" : "=r"(flags), "=r"(cs));
     trap.count++;

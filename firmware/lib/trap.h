@@ -52,6 +52,9 @@ extern void (*const trap_stubs[256])(void);
 
 /* IDT entries for all 256 vectors: ring-0 interrupt gates to the stubs. */
 void trap_init(void);
+/* Interrupts: a vector with a handler runs it (with the frame) and returns to the
+ * interrupted code, instead of being recorded as an exception. NULL removes it. */
+void trap_set_handler(int vector, void (*handler)(struct trap_frame *f));
 void trap_arm(void);
 /* Print "NAME: ..." for the last TRY. */
 void trap_report(const char *name);
