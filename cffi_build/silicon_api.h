@@ -45,6 +45,10 @@ uint64_t cpu_get_cr2(cpu_t *cpu);
 void cpu_set_cr2(cpu_t *cpu, uint64_t value);
 uint64_t cpu_get_xcr0(cpu_t *cpu);
 void cpu_set_xcr0(cpu_t *cpu, uint64_t value);
+/* MOV from/to DRn in root mode: DR0-DR3 and DR6 keep their values across VM entries
+ * and exits (DR7 is switched through the VMCS).  cpu_set_dr returns -1 for #GP/#UD. */
+uint64_t cpu_get_dr(cpu_t *cpu, int n);
+int cpu_set_dr(cpu_t *cpu, int n, uint64_t value);
 
 /* An interrupt to the physical processor from another thread: a running guest
  * takes an external-interrupt VM exit at its next instruction boundary. */
