@@ -167,6 +167,33 @@ class SystemEvent:
     flags: int = 0
 
 
+DR6_INIT, DR7_INIT = 0xFFFF0FF0, 0x400
+
+
+@dataclass
+class DebugRegs:
+    """struct kvm_debugregs (KVM_GET/SET_DEBUGREGS)."""
+    db: list = field(default_factory=lambda: [0, 0, 0, 0])
+    dr6: int = DR6_INIT
+    dr7: int = DR7_INIT
+    flags: int = 0
+
+
+@dataclass
+class DebugExitArch:
+    """struct kvm_debug_exit_arch: what KVM_EXIT_DEBUG reports on x86."""
+    exception: int = 0      # 1 (#DB) or 3 (#BP)
+    pad: int = 0
+    pc: int = 0             # linear address of the instruction
+    dr6: int = 0
+    dr7: int = 0
+
+
+@dataclass
+class DebugExit:
+    arch: DebugExitArch = field(default_factory=DebugExitArch)
+
+
 @dataclass
 class KvmRun:
     """struct kvm_run: the record of the last exit, and the requests for the next run."""
@@ -182,4 +209,5 @@ class KvmRun:
     fail_entry: FailEntry = field(default_factory=FailEntry)
     internal: InternalError = field(default_factory=InternalError)
     system_event: SystemEvent = field(default_factory=SystemEvent)
+    debug: DebugExit = field(default_factory=DebugExit)
     hardware_exit_reason: int = 0
