@@ -18,6 +18,7 @@ from typing import Optional, Union
 import devicemodel
 from devicemodel.chardev import check_chardev_spec
 from devicemodel.errors import ConfigError, PyhvError, error_report
+from devicemodel.gdbstub.spec import DEFAULT_SPEC, parse_gdb_spec
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
 from devicemodel.qdev import HelpRequest, parse_device
@@ -64,7 +65,10 @@ Display and serial ports:
 -debugcon dev      the debug console (isa-debugcon, port 0xe9) to character device 'dev'
 
 Debugging:
--S                 do not start the vCPUs at startup (the monitor's 'cont' starts them)
+-S                 do not start the vCPUs at startup (the monitor's 'cont' or gdb's
+                   'continue' starts them)
+-gdb dev           accept a gdb connection on 'dev': tcp:[host]:port (or none)
+-s                 shorthand for -gdb tcp::1234
 -d item1[,...]     log the given items (-d help lists them)
 -D logfile         write the -d output to 'logfile' instead of stderr
 
@@ -76,6 +80,7 @@ OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
     "smp": True, "S": False,
+    "gdb": True, "s": False,
 }
 
 
@@ -195,6 +200,9 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         config.cpus = parse_smp(value).cpus
     elif name == "S":
         config.start_paused = True
+    elif name in ("gdb", "s"):
+        config.gdb = value if name == "gdb" else DEFAULT_SPEC
+        parse_gdb_spec(config.gdb)
     # -nographic: nothing to change, the serial port defaults to stdio anyway
     return None
 

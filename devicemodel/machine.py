@@ -61,6 +61,7 @@ class MachineConfig:
     no_reboot: bool = False
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
+    gdb: Optional[str] = None        # -gdb / -s: the gdbstub's socket
 
 
 def open_kvm():
@@ -104,6 +105,7 @@ class Machine:
         self.log = None
         self.vm = None
         self.vcpus = []
+        self.gdbstub = None
         try:
             self._add_serials(config.serials)
             if config.debugcon is not None:
@@ -112,6 +114,9 @@ class Machine:
                 self._add_device(spec)
             if config.log_file is not None:
                 self.log = _open_log(config.log_file)
+            if config.gdb is not None:
+                from devicemodel.gdbstub.server import GdbServer  # needs the kvm package
+                self.gdbstub = GdbServer(self, config.gdb)
         except BaseException:
             self.close()
             raise
@@ -193,9 +198,13 @@ class Machine:
             self.power_on()
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
+        on_debug = self.gdbstub.debug_exit if self.gdbstub is not None else None
         loops = [VcpuLoop(vcpu, self.pio, self.mmio, self.runstate, no_reboot=self.config.no_reboot,
-                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None)
+                          index=index, bql=self.bql, interrupts=self.line if index == 0 else None,
+                          on_debug=on_debug)
                  for index, vcpu in enumerate(self.vcpus)]
+        if self.gdbstub is not None:
+            self.gdbstub.start()
         started = time.monotonic()
         with _signals_stop(self):
             self.clock.start()
@@ -273,6 +282,9 @@ class Machine:
         self.request_exit(0)
 
     def close(self) -> None:
+        if self.gdbstub is not None:
+            self.gdbstub.close()
+            self.gdbstub = None
         for chardev in self.chardevs:
             chardev.close()
         self.chardevs = []

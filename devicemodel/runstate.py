@@ -25,6 +25,7 @@ class RunState:
         self._status: Optional[int] = None
         self._paused_as: Optional[str] = None   # the reason while paused, else None
         self._parked = 0
+        self._held = frozenset()   # vCPU indices kept parked while the VM runs
         self.vcpus = vcpus
 
     def request_exit(self, status: int) -> None:
@@ -87,12 +88,22 @@ class RunState:
                 lambda: self._stop.is_set() or self._parked == self.vcpus or self._paused_as is None,
                 timeout)
 
-    def park_while_paused(self) -> None:
-        """Called by a vCPU loop outside KVM_RUN: sleep while the VM is paused."""
+    def hold(self, indices) -> None:
+        """Keep these vCPUs parked even while the VM runs (a debugger stepping one vCPU
+        while the others stay stopped); an empty set lets them all run."""
         with self._lock:
-            if self._paused_as is None:
+            self._held = frozenset(indices)
+            self._changed.notify_all()
+
+    def park_while_paused(self, index: Optional[int] = None) -> None:
+        """Called by a vCPU loop outside KVM_RUN: sleep while the VM is paused (or
+        this vCPU, ``index``, is held)."""
+        with self._lock:
+            def may_run():
+                return (self._paused_as is None and index not in self._held) or self._stop.is_set()
+            if may_run():
                 return
             self._parked += 1
             self._changed.notify_all()
-            self._changed.wait_for(lambda: self._paused_as is None or self._stop.is_set())
+            self._changed.wait_for(may_run)
             self._parked -= 1

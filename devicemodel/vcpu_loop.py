@@ -20,6 +20,7 @@ entering the guest.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
   injects it.
+* DEBUG: a breakpoint, watchpoint or single-step of the gdbstub, which decides.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import threading
 import traceback
 
 from devicemodel.errors import error_report
-from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
+from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
                            KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_MP_STATE_HALTED,
                            exit_reason_name)
@@ -47,7 +48,7 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None):
+                 bql=None, interrupts=None, on_debug=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -66,6 +67,8 @@ class VcpuLoop:
             KVM_EXIT_INTR: self._intr,
             KVM_EXIT_IRQ_WINDOW_OPEN: self._intr,   # the next run injects the interrupt
         }
+        if on_debug is not None:   # the gdbstub: on_debug(index, run)
+            self._handlers[KVM_EXIT_DEBUG] = lambda run: on_debug(self.index, run)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name=f"vcpu{self.index}", daemon=True)
@@ -76,7 +79,7 @@ class VcpuLoop:
         """Run until the VM is asked to stop. A bug in a handler ends the VM with status 1."""
         try:
             while not self.runstate.stop_requested:
-                self.runstate.park_while_paused()
+                self.runstate.park_while_paused(self.index)
                 if self.runstate.stop_requested:
                     break
                 if self.interrupts is not None:

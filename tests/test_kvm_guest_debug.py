@@ -14,7 +14,7 @@ from kvm.constants import KVM_EXIT_DEBUG, KVM_EXIT_HLT, KVM_EXIT_IO
 from kvm.guest_debug import (KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP,
                              KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
                              KVM_GUESTDBG_VALID_MASK)
-from kvm.structs import DebugRegs, ExceptionState, VcpuEvents
+from kvm.structs import ExceptionState, VcpuEvents
 from kvm_guest import CODE_GPA, DATA_GPA, KvmGuest
 
 SW_BP = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP
@@ -114,8 +114,8 @@ def test_write_watchpoint_stops_after_the_write():
 
 def test_guest_debug_registers_survive_the_debugger():
     # the guest sets DR0, the debugger takes over, the guest reads DR0 and writes DR1
-    g = KvmGuest(f"mov eax, 0x1234\nmov dr0, eax\nout 0x80, al\n"
-                 f"mov ebx, dr0\nmov eax, 0x5678\nmov dr1, eax\nmov ecx, dr7\nhlt")
+    g = KvmGuest("mov eax, 0x1234\nmov dr0, eax\nout 0x80, al\n"
+                 "mov ebx, dr0\nmov eax, 0x5678\nmov dr1, eax\nmov ecx, dr7\nhlt")
     assert g.run().exit_reason == KVM_EXIT_IO
     g.vcpu.set_guest_debug(HW_BP, hw(dr0=0xDEAD000, dr7=0x402))
     regs = g.vcpu.get_debugregs()
