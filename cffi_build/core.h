@@ -563,6 +563,10 @@ void tlb_take_write_path(cpu_t *cpu, tlb_entry_t *e, uint64_t lin);
 void tlb_drop_code_page_writes(silicon_t *sil, uint64_t hpa_page);
 void tlb_select_context(cpu_t *cpu);
 
+/* in boundary_controls, beside the proc-based bits: what else needs boundary_events() */
+#define BOUNDARY_PREEMPTION_TIMER 1u
+#define BOUNDARY_DEBUG 2u              /* an MTF VM exit or debug traps are pending */
+
 /* debug.c: debug registers and debug exceptions (SDM Vol. 3 Chapter 18) */
 #define DR6_B_MASK 0xfull
 #define DR6_BD (1ull << 13)
@@ -577,6 +581,20 @@ int debug_code_page(cpu_t *cpu, uint64_t lin);
 void debug_code_breakpoint(cpu_t *cpu, uint64_t lin);
 void debug_deliver_pending(cpu_t *cpu);
 __attribute__((noreturn)) void raise_debug(cpu_t *cpu, uint64_t dr6_bits);
+/* Traps for the next instruction boundary (VMCS pending-debug-exception bits), and the
+ * MTF VM exit due there: boundary_events() takes them. */
+static inline void pend_debug_traps(cpu_t *cpu, uint64_t bits)
+{
+    cpu->pending_dbg |= bits;
+    cpu->boundary_controls |= BOUNDARY_DEBUG;
+}
+
+static inline void pend_mtf_exit(cpu_t *cpu)
+{
+    cpu->mtf_pending = 1;
+    cpu->boundary_controls |= BOUNDARY_DEBUG;
+}
+
 /* REP string instructions run one iteration per step while single-stepping (TF, MTF)
  * or while data breakpoints may hit, so that the trap follows the iteration */
 static inline int debug_one_iteration(const cpu_t *cpu)
@@ -623,7 +641,6 @@ int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v);
 int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
 uint64_t host_tsc(void);
 uint64_t tsc_ticks_to_ns(uint64_t ticks);
-#define BOUNDARY_PREEMPTION_TIMER 1u   /* in boundary_controls, beside the proc-based bits */
 uint64_t guest_tsc(cpu_t *cpu);
 
 #endif

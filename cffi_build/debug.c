@@ -87,7 +87,7 @@ void debug_data_access(cpu_t *cpu, uint64_t lin, int size, int acc)
             hits |= 1ull << n;
     }
     if (hits) {
-        cpu->pending_dbg |= hits | PENDING_DBG_ENABLED_BP;
+        pend_debug_traps(cpu, hits | PENDING_DBG_ENABLED_BP);
         cpu->stop_block = 1;
     }
 }

@@ -254,9 +254,9 @@ static void step_checked(cpu_t *cpu)
     cpu->rflags &= ~(uint64_t)F_RF;   /* RF lasts for one instruction (IRET may set it again) */
     step_one(cpu);
     if (tf)
-        cpu->pending_dbg |= DR6_BS;
+        pend_debug_traps(cpu, DR6_BS);
     if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
-        cpu->mtf_pending = 1;
+        pend_mtf_exit(cpu);
 }
 
 static void inject_event(cpu_t *cpu)
@@ -277,7 +277,7 @@ static void inject_event(cpu_t *cpu)
         cpu->pending_dbg = 0;
     deliver_event(cpu, type, vector, (info & INTR_INFO_DELIVER_CODE) != 0, cpu->inject_error, ret);
     if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
-        cpu->mtf_pending = 1;   /* before the handler's first instruction */
+        pend_mtf_exit(cpu);   /* before the handler's first instruction */
 }
 
 /* An interrupt to the physical processor: with external-interrupt exiting it ends the
@@ -333,12 +333,16 @@ static void wait_while_halted(cpu_t *cpu)
  * then the rest (SDM Vol. 3 6.9 and 26.7). */
 static void boundary_events(cpu_t *cpu)
 {
-    if (cpu->mtf_pending) {
-        cpu->mtf_pending = 0;
-        vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
+    if (cpu->boundary_controls & BOUNDARY_DEBUG) {
+        if (cpu->mtf_pending) {
+            cpu->mtf_pending = 0;
+            vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
+        }
+        if (cpu->pending_dbg && !(cpu->interruptibility & 2))
+            debug_deliver_pending(cpu);
+        if (!cpu->pending_dbg)
+            cpu->boundary_controls &= ~BOUNDARY_DEBUG;
     }
-    if (cpu->pending_dbg && !(cpu->interruptibility & 2))
-        debug_deliver_pending(cpu);
     take_kick(cpu);
     while (cpu->activity == 1) {
         if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF))
@@ -364,13 +368,12 @@ void cpu_run_guest(cpu_t *cpu)
         cpu->delivering = 0;
         cpu->stop_block = 0;
         if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
-            cpu->mtf_pending = 1;
+            pend_mtf_exit(cpu);
     } else if (cpu->inject_info & INTR_INFO_VALID) {
         inject_event(cpu);
     }
     for (;;) {
-        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls |
-                     cpu->mtf_pending | (cpu->pending_dbg != 0)))
+        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls))
             boundary_events(cpu);
         if (unlikely(needs_checked_step(cpu))) {
             step_checked(cpu);

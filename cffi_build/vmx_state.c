@@ -58,7 +58,10 @@ void load_guest_state(cpu_t *cpu)
         cpu->msr_pat = vmcs_get(cpu, GUEST_IA32_PAT);
     cpu->interruptibility = (uint32_t)vmcs_get(cpu, GUEST_INTERRUPTIBILITY_INFO);
     cpu->activity = (uint32_t)vmcs_get(cpu, GUEST_ACTIVITY_STATE);
-    cpu->pending_dbg = vmcs_get(cpu, GUEST_PENDING_DBG_EXCEPTIONS);
+    cpu->pending_dbg = 0;
+    uint64_t pending_dbg = vmcs_get(cpu, GUEST_PENDING_DBG_EXCEPTIONS);
+    if (pending_dbg)
+        pend_debug_traps(cpu, pending_dbg);   /* after load_vmcs_controls() reset the checks */
     debug_registers_changed(cpu);
     if ((cpu->cr4 & CR4_PAE) && !(cpu->efer & EFER_LMA) && (cpu->cr0 & CR0_PG)) {
         if (cpu->vc.proc2 & SEC_ENABLE_EPT) {

@@ -252,3 +252,15 @@ def test_busy_port_is_a_startup_error(vm, firmware_dir, tmp_path):
     with pytest.raises(ConfigError, match=re.escape(f"-gdb tcp:127.0.0.1:{m.port}: Failed to bind socket")):
         Machine(MachineConfig(kernel=str(guest_path("gdbtest")), serials=["null"],
                               gdb=f"tcp:127.0.0.1:{m.port}"))
+
+
+def test_gdb_going_away_leaves_no_breakpoint_behind(gdbtest):
+    m, c, sym = gdbtest
+    assert c.command(f"Z0,{sym['square']:x},1") == b"OK"
+    assert c.command(f"Z2,{sym['counter']:x},4") == b"OK"
+    c.resume("c")
+    assert c.read_packet().startswith(b"T05")
+    c.close()                                           # no detach
+    assert m.wait() == GDBTEST_EXIT
+    assert "total=140 counter=8" in m.output()
+    assert m.machine.vm.read_guest(sym["square"], 1) == b"\x55"

@@ -229,7 +229,10 @@ class Debugger:
         return stop
 
     def end(self):
-        """gdb detached or went away: no breakpoints left behind, and the VM runs on."""
+        """gdb detached or went away: no breakpoints left behind, and the VM runs on.
+        (gdb may go while the VM runs: the vCPUs are parked before they are changed.)"""
+        self.machine.pause(PAUSED, timeout=0)
+        self.machine.runstate.wait_parked(PARK_TIMEOUT)
         self.remove_all()
         with self.lock:
             self.stepping.clear()
