@@ -69,6 +69,7 @@ class RunState:
             if self._paused_as is not None:
                 return False
             self._paused_as = reason
+            self._held = frozenset()    # holds last until the VM stops
             self._changed.notify_all()
             return True
 
@@ -90,7 +91,7 @@ class RunState:
 
     def hold(self, indices) -> None:
         """Keep these vCPUs parked even while the VM runs (a debugger stepping one vCPU
-        while the others stay stopped); an empty set lets them all run."""
+        while the others stay stopped), until the VM pauses again."""
         with self._lock:
             self._held = frozenset(indices)
             self._changed.notify_all()

@@ -6,8 +6,10 @@ breakpoint, writing a variable, detach; Ctrl-C while the guest runs; vCPUs as th
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,14 +56,16 @@ def gdbtest(firmware_dir, tmp_path):
     m.close()
 
 
+SESSION = ["break add_squares", "continue", "backtrace", "print counter", "print greeting",
+           "next", "next", "step", "backtrace", "finish",
+           "info registers eip", "info registers", "x/4xw &squares",
+           "watch counter", "continue", "continue",
+           "set var counter = 100", "print counter", "delete",
+           "hbreak square", "continue", "print x", "delete", "detach"]
+
+
 def test_debugging_session(gdbtest):
-    out = run_gdb(gdbtest.port, guest_path("gdbtest"), [
-        "break add_squares", "continue", "backtrace", "print counter", "print greeting",
-        "next", "next", "step", "backtrace", "finish",
-        "info registers eip", "info registers", "x/4xw &squares",
-        "watch counter", "continue", "continue",
-        "set var counter = 100", "print counter", "delete",
-        "hbreak square", "continue", "print x", "delete", "detach"])
+    out = run_gdb(gdbtest.port, guest_path("gdbtest"), SESSION)
     lines_in_order(
         out,
         r"^_start \(\) at .*entry\.S:\d+",                               # -S: stopped at the entry
@@ -132,3 +136,63 @@ def test_vcpus_are_threads(firmware_dir, tmp_path):
         assert m.wait() == exit_status(0x42)
     finally:
         m.close()
+
+
+def test_x86_64_guest(firmware_dir, tmp_path):
+    """bench64 switches to long mode itself; its image is no 32-bit ELF, so gdb gets the
+    x86-64 description (with the ELF that has its symbols)."""
+    m = GdbMachine(firmware_dir / "bench64.bin", tmp_path, cmdline="iterations=1")
+    try:
+        out = run_gdb(m.port, firmware_dir / "obj" / "bench64.elf64", [
+            "break kmain64", "continue", "print $efer", "print $cs", "stepi",
+            "info registers rip", "info registers cr0", "detach"])
+        lines_in_order(out, r"^Breakpoint 1, kmain64 \(magic=732803074, mbi_addr=\d+\)",
+                       r"^\$1 = \[ LME LMA \]", r"^\$2 = 8$",
+                       r"^rip\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <kmain64\+1>",
+                       r"^cr0\s+0x80000011\s+\[ PE ET PG \]")
+        assert m.wait() == exit_status(0)
+        assert "bench64: iterations=1" in m.output()
+    finally:
+        m.close()
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
+
+
+def after_connecting(out: str) -> list[str]:
+    """The session from its first breakpoint on; the stub's process naming aside."""
+    lines = out.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("Breakpoint 1 at"))
+    return [line.replace("(process 1)", "(Remote target)") for line in lines[start:]]
+
+
+@pytest.mark.qemu
+def test_the_session_reads_as_under_qemu(gdbtest, qemu, tmp_path):
+    """The same gdb commands against QEMU's gdbstub (qemu-system-i386, TCG) print the
+    same lines (registers aside: the machines differ)."""
+    commands = [c for c in SESSION if not c.startswith("info registers")]
+    ours = run_gdb(gdbtest.port, guest_path("gdbtest"), commands)
+    port = free_port()
+    proc = subprocess.Popen([str(Path(qemu).with_name("qemu-system-i386")), "-kernel", str(guest_path("gdbtest")),
+                             "-display", "none", "-serial", "null", "-monitor", "none",
+                             "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+                             "-S", "-gdb", f"tcp:127.0.0.1:{port}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "QEMU's gdbstub does not listen"
+                time.sleep(0.1)
+        theirs = run_gdb(port, guest_path("gdbtest"), commands)
+        assert proc.wait(60) == exit_status(0x42)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert after_connecting(ours) == after_connecting(theirs)
+    assert gdbtest.wait() == exit_status(0x42)

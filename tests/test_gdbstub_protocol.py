@@ -4,6 +4,7 @@ breakpoints, watchpoints, stepping, Ctrl-C, threads, detach and kill, and bad in
 that must get error or empty replies while the VM keeps working."""
 
 import re
+import socket
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from devicemodel.gdbstub.debugger import aligned_pieces
 from devicemodel.gdbstub.packets import (BadPacket, Interrupt, Packet, PacketReader, checksum,
                                          escape_binary, frame, unescape_binary)
 from devicemodel.gdbstub.spec import parse_gdb_spec
+from devicemodel.cli import HELP, main, parse_command_line
 from devicemodel.errors import ConfigError
 from devicemodel.runstate import PAUSED
 from gdb_remote import GdbMachine, RspClient, symbols
@@ -246,12 +248,25 @@ def test_threads_are_vcpus(vm):
     c.close()
 
 
-def test_busy_port_is_a_startup_error(vm, firmware_dir, tmp_path):
-    m = vm()
-    from devicemodel.machine import Machine, MachineConfig
-    with pytest.raises(ConfigError, match=re.escape(f"-gdb tcp:127.0.0.1:{m.port}: Failed to bind socket")):
-        Machine(MachineConfig(kernel=str(guest_path("gdbtest")), serials=["null"],
-                              gdb=f"tcp:127.0.0.1:{m.port}"))
+# ---- the command line ---------------------------------------------------------------------
+
+def test_command_line_options(firmware_dir):
+    kernel = str(guest_path("gdbtest"))
+    assert parse_command_line(["-kernel", kernel, "-s"]).gdb == "tcp::1234"
+    assert parse_command_line(["-kernel", kernel, "-gdb", "tcp:localhost:4321"]).gdb == "tcp:localhost:4321"
+    assert parse_command_line(["-kernel", kernel]).gdb is None
+    with pytest.raises(ConfigError, match=re.escape("-gdb stdio: 'stdio' is not a gdb socket")):
+        parse_command_line(["-kernel", kernel, "-gdb", "stdio"])
+    assert "-gdb dev" in HELP and "-s " in HELP
+
+
+def test_busy_port_is_a_one_line_startup_error(capsys, firmware_dir):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        status = main(["-kernel", str(guest_path("gdbtest")), "-serial", "null", "-gdb", f"tcp:127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == f"pyhv: -gdb tcp:127.0.0.1:{port}: Failed to bind socket: Address already in use\n"
 
 
 def test_gdb_going_away_leaves_no_breakpoint_behind(gdbtest):

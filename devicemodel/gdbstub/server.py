@@ -5,6 +5,7 @@ may connect."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from typing import Optional
@@ -31,7 +32,7 @@ class GdbServer:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             listener = socket.create_server((host, port), family=family)
         except OSError as e:
-            raise ConfigError(f"-gdb {spec}: Failed to bind socket: {e.strerror}") from None
+            raise ConfigError(f"-gdb {spec}: Failed to bind socket: {os.strerror(e.errno)}") from None
         self._listener = listener
 
     @property
