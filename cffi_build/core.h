@@ -247,7 +247,7 @@ struct cpu {
     uint64_t pdpte[4];
     uint32_t interruptibility; /* VMCS layout: 1 = blocking by STI, 2 = by MOV SS, 8 = NMI */
     uint32_t activity;         /* VMCS activity state */
-    uint64_t pending_dbg;
+    uint64_t pending_dbg;      /* debug traps not yet delivered (VMCS pending-debug layout) */
     uint64_t pf_addr;          /* linear address of the #PF being raised (CR2 on delivery) */
 
     /* derived mode, recomputed when CR0/EFER/RFLAGS.VM or a segment register change */
@@ -295,6 +295,11 @@ struct cpu {
     uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
+    int mtf_pending;     /* an MTF VM exit is due at the next instruction boundary */
+    /* debug.c: the breakpoints DR7 enables (bit n: DRn) and the data breakpoints
+     * (address | R/W | LEN << 2) the TLB's entries were filled under */
+    uint8_t dbg_exec, dbg_data;
+    uint64_t dbg_watch[4];
     uint32_t timer_polls;
 
     /* decoded blocks, direct-mapped by host-physical address */
@@ -566,8 +571,50 @@ int ept_walk_info(cpu_t *cpu, uint64_t eptp, uint64_t gpa, uint64_t *entries, in
 void tlb_flush_all(cpu_t *cpu, int keep_global);
 void tlb_flush_page(cpu_t *cpu, uint64_t lin);
 tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user);
+void tlb_take_write_path(cpu_t *cpu, tlb_entry_t *e, uint64_t lin);
 void tlb_drop_code_page_writes(silicon_t *sil, uint64_t hpa_page);
 void tlb_select_context(cpu_t *cpu);
+
+/* in boundary_controls, beside the proc-based bits: what else needs boundary_events() */
+#define BOUNDARY_PREEMPTION_TIMER 1u
+#define BOUNDARY_DEBUG 2u              /* an MTF VM exit or debug traps are pending */
+#define BOUNDARY_APIC_TRAP 8u          /* apicv_trap() is owed (apicv.h) */
+#define BOUNDARY_VIRTUAL_INTR 0x10u    /* a virtual interrupt is recognized (apicv.h) */
+
+/* debug.c: debug registers and debug exceptions (SDM Vol. 3 Chapter 18) */
+#define DR6_B_MASK 0xfull
+#define DR6_BD (1ull << 13)
+#define DR6_BS (1ull << 14)
+#define DR7_GD (1ull << 13)
+#define PENDING_DBG_ENABLED_BP (1ull << 12)
+uint64_t debug_register_value(int n, uint64_t v);
+void debug_registers_changed(cpu_t *cpu);
+int debug_watches_page(cpu_t *cpu, uint64_t page, int acc);
+void debug_data_access(cpu_t *cpu, uint64_t lin, int size, int acc);
+int debug_code_page(cpu_t *cpu, uint64_t lin);
+void debug_code_breakpoint(cpu_t *cpu, uint64_t lin);
+void debug_deliver_pending(cpu_t *cpu);
+__attribute__((noreturn)) void raise_debug(cpu_t *cpu, uint64_t dr6_bits);
+/* Traps for the next instruction boundary (VMCS pending-debug-exception bits), and the
+ * MTF VM exit due there: boundary_events() takes them. */
+static inline void pend_debug_traps(cpu_t *cpu, uint64_t bits)
+{
+    cpu->pending_dbg |= bits;
+    cpu->boundary_controls |= BOUNDARY_DEBUG;
+}
+
+static inline void pend_mtf_exit(cpu_t *cpu)
+{
+    cpu->mtf_pending = 1;
+    cpu->boundary_controls |= BOUNDARY_DEBUG;
+}
+
+/* REP string instructions run one iteration per step while single-stepping (TF, MTF)
+ * or while data breakpoints may hit, so that the trap follows the iteration */
+static inline int debug_one_iteration(const cpu_t *cpu)
+{
+    return (cpu->rflags & F_TF) || cpu->dbg_data || (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG);
+}
 
 /* decode.c */
 int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
@@ -608,9 +655,6 @@ int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v);
 int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
 uint64_t host_tsc(void);
 uint64_t tsc_ticks_to_ns(uint64_t ticks);
-#define BOUNDARY_PREEMPTION_TIMER 1u   /* in boundary_controls, beside the proc-based bits */
-#define BOUNDARY_APIC_TRAP 2u          /* apicv_trap() is owed (apicv.h) */
-#define BOUNDARY_VIRTUAL_INTR 0x10u    /* a virtual interrupt is recognized (apicv.h) */
 uint64_t guest_tsc(cpu_t *cpu);
 
 #endif

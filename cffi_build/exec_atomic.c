@@ -19,10 +19,9 @@ static void *atomic_target(cpu_t *cpu, const insn_t *i, uint64_t ea, int size)
         e = tlb_fill(cpu, lin, ACC_WRITE, user);
         if (!e)
             return NULL;
-        if (e->tag_write != (lin & PAGE_MASK)) {
-            code_page_written(cpu, e->hpa);   /* decoded code lives there */
-            e->tag_write = lin & PAGE_MASK;
-        }
+        if (unlikely(cpu->dbg_data))
+            debug_data_access(cpu, lin, size, ACC_WRITE);
+        tlb_take_write_path(cpu, e, lin);
     }
     return (void *)(uintptr_t)(lin + e->addend);
 }

@@ -257,26 +257,27 @@ void op_int(cpu_t *cpu, const insn_t *i)
     deliver_event_and_unwind(cpu, EV_SW_INT, (int)(i->imm & 0xff), 0, 0, cpu->next_rip);
 }
 
-/* INT3 and INTO are software exceptions: the exception bitmap applies to them. */
-static void software_exception(cpu_t *cpu, int vector)
+/* INT3 and INTO are software exceptions, INT1 (ICEBP) a privileged software exception:
+ * the exception bitmap applies to them, and the exit reports the instruction's length. */
+static void software_exception(cpu_t *cpu, int type, int vector)
 {
     if ((cpu->vc.exception_bitmap >> vector) & 1) {
         exit_info_t ei = {0};
         ei.reason = EXIT_REASON_EXCEPTION_NMI;
-        ei.intr_info = INTR_INFO_VALID | ((uint32_t)EV_SW_EXC << 8) | (uint32_t)vector;
+        ei.intr_info = INTR_INFO_VALID | ((uint32_t)type << 8) | (uint32_t)vector;
         ei.has_insn_len = 1;
         vm_exit(cpu, &ei);
     }
-    deliver_event_and_unwind(cpu, EV_SW_EXC, vector, 0, 0, cpu->next_rip);
+    deliver_event_and_unwind(cpu, type, vector, 0, 0, cpu->next_rip);
 }
 
-void op_int3(cpu_t *cpu, const insn_t *i) { (void)i; software_exception(cpu, EXC_BP); }
+void op_int3(cpu_t *cpu, const insn_t *i) { (void)i; software_exception(cpu, EV_SW_EXC, EXC_BP); }
 
 void op_into(cpu_t *cpu, const insn_t *i)
 {
     (void)i;
     if (cpu_get_rflags(cpu) & F_OF)
-        software_exception(cpu, EXC_OF);
+        software_exception(cpu, EV_SW_EXC, EXC_OF);
 }
 
 /* BOUND r, m: #BR (a fault) unless lower <= index <= upper, all signed. */
@@ -292,11 +293,8 @@ void op_bound(cpu_t *cpu, const insn_t *i)
         FAULT(cpu, EXC_BR);
 }
 
-void op_int1(cpu_t *cpu, const insn_t *i)
-{
-    (void)i;
-    deliver_event_and_unwind(cpu, EV_PRIV_SW_EXC, EXC_DB, 0, 0, cpu->next_rip);
-}
+/* INT1 raises #DB without setting any DR6 bit. */
+void op_int1(cpu_t *cpu, const insn_t *i) { (void)i; software_exception(cpu, EV_PRIV_SW_EXC, EXC_DB); }
 
 /* LOOPNE (op 0), LOOPE (op 1), LOOP (op 2): the counter is CX/ECX/RCX by address size. */
 void op_loop(cpu_t *cpu, const insn_t *i)

@@ -26,7 +26,13 @@ static inline int rep_done(cpu_t *cpu, const insn_t *i, uint64_t *budget)
     if ((cpu->gpr[R_CX] & amask(i)) == 0)
         return 1;
     if (*budget == 0 || cpu->apic_write_offset >= 0) {
-        cpu->next_rip = cpu->rip;   /* resume the remaining iterations later */
+        /* resume the remaining iterations later (the block ends here); an event taken
+         * in between pushes RF = 1, so that an instruction breakpoint does not hit the
+         * restart (SDM Vol. 3 18.3.1.1) */
+        cpu->next_rip = cpu->rip;
+        cpu->stop_block = 1;
+        if (!cpu->emul)
+            cpu->rflags |= F_RF;
         return 1;
     }
     return 0;
@@ -40,7 +46,7 @@ static inline void rep_count(cpu_t *cpu, const insn_t *i)
 
 static uint64_t initial_budget(cpu_t *cpu, const insn_t *i)
 {
-    if (!i->rep || cpu->emul)
+    if (!i->rep || cpu->emul || debug_one_iteration(cpu))
         return 1;
     return 1ull << 20;   /* bound one pass so kicks and timers are noticed */
 }

@@ -427,6 +427,8 @@ void op_mov_r_dr(cpu_t *cpu, const insn_t *i)
         FAULT(cpu, EXC_UD);
     if (cpu->vc.proc & CPU_MOV_DR_EXITING)
         vm_exit_insn(cpu, EXIT_REASON_DR_ACCESS, (uint64_t)dr | 16u | ((uint64_t)i->rm << 8));
+    if (cpu->dr[7] & DR7_GD)
+        raise_debug(cpu, DR6_BD);   /* general detect: after the VM exit in priority */
     uint64_t v = cpu->dr[dr == 4 ? 6 : dr == 5 ? 7 : dr];
     reg_write(cpu, i->rm, cpu->mode == MODE_LONG64 ? 8 : 4, v);
 }
@@ -439,14 +441,16 @@ void op_mov_dr_r(cpu_t *cpu, const insn_t *i)
         FAULT(cpu, EXC_UD);
     if (cpu->vc.proc & CPU_MOV_DR_EXITING)
         vm_exit_insn(cpu, EXIT_REASON_DR_ACCESS, (uint64_t)dr | ((uint64_t)i->rm << 8));
+    if (cpu->dr[7] & DR7_GD)
+        raise_debug(cpu, DR6_BD);
     uint64_t v = reg_read(cpu, i->rm, cpu->mode == MODE_LONG64 ? 8 : 4);
     if (dr == 4) dr = 6;
     if (dr == 5) dr = 7;
     if (dr >= 6 && (v >> 32))
         FAULT_ERR(cpu, EXC_GP, 0);
-    if (dr == 6) v = (v & 0x1e00full) | 0xffff0ff0ull;
-    if (dr == 7) v = (v & 0xffff2bffull) | 0x400;
-    cpu->dr[dr] = v;
+    cpu->dr[dr] = debug_register_value(dr, v);
+    if (dr != 6)
+        debug_registers_changed(cpu);
 }
 
 /* ---- TLB and cache control ---- */

@@ -64,6 +64,8 @@ void cpu_set_rflags(cpu_t *cpu, uint64_t v)
 {
     cpu->lf_op = LF_NONE;
     cpu->rflags = (v & 0x3f7fd5ull) | 2;
+    if (v & (F_TF | F_RF))
+        cpu->stop_block = 1;   /* the next instruction needs the single-step path */
 }
 
 void set_arith_flags(cpu_t *cpu, uint64_t arith)

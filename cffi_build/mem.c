@@ -42,6 +42,8 @@ static uint64_t read_slow(cpu_t *cpu, uint64_t lin, int size, int user)
             return cpu->emul ? emul_mmio_read(cpu, size) : apic_access_read(cpu, lin, size);
         return size_mask(size);
     }
+    if (unlikely(cpu->dbg_data))
+        debug_data_access(cpu, lin, size, ACC_READ);
     return load_host((uint8_t *)(uintptr_t)(lin + e->addend), size);
 }
 
@@ -75,11 +77,9 @@ static void write_slow(cpu_t *cpu, uint64_t lin, int size, uint64_t v, int user)
             apic_access_write(cpu, lin, size, v);
         return;
     }
-    if (e->tag_write != (lin & PAGE_MASK)) {
-        /* the page holds decoded instructions */
-        code_page_written(cpu, e->hpa);
-        e->tag_write = lin & PAGE_MASK;
-    }
+    if (unlikely(cpu->dbg_data))
+        debug_data_access(cpu, lin, size, ACC_WRITE);
+    tlb_take_write_path(cpu, e, lin);
     store_host((uint8_t *)(uintptr_t)(lin + e->addend), size, v);
 }
 

@@ -76,8 +76,6 @@ uint64_t cpu_get_cr2(cpu_t *cpu) { return cpu->cr2; }
 void cpu_set_cr2(cpu_t *cpu, uint64_t value) { cpu->cr2 = value; }
 uint64_t cpu_get_xcr0(cpu_t *cpu) { return cpu->xcr0; }
 void cpu_set_xcr0(cpu_t *cpu, uint64_t value) { cpu->xcr0 = value; }
-uint64_t cpu_get_dr(cpu_t *cpu, int index) { return cpu->dr[index & 7]; }
-void cpu_set_dr(cpu_t *cpu, int index, uint64_t value) { cpu->dr[index & 7] = value; }
 
 #define HOST_KICK_VECTOR 0xf2
 
@@ -235,7 +233,7 @@ static void execute_one(cpu_t *cpu, const insn_t *in)
     cpu->retired++;
 }
 
-/* Execute exactly one instruction (interrupt shadows, MTF, page-crossing code). */
+/* Execute exactly one instruction (page-crossing code, and step_checked below). */
 static void step_one(cpu_t *cpu)
 {
     block_t *b = lookup_block(cpu, cpu->rip);
@@ -245,6 +243,31 @@ static void step_one(cpu_t *cpu)
     }
     decode_insn(cpu, cpu->rip, &cpu->scratch_insn);
     execute_one(cpu, &cpu->scratch_insn);
+}
+
+/* Does the next instruction need step_checked rather than the block loop? */
+static inline int needs_checked_step(cpu_t *cpu)
+{
+    return (cpu->interruptibility & 3) || (cpu->rflags & (F_RF | F_TF)) ||
+           (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG) ||
+           (cpu->dbg_exec && debug_code_page(cpu, code_linear(cpu, cpu->rip)));
+}
+
+/* One instruction with the checks the block loop leaves out: an instruction breakpoint
+ * (unless RF), the end of an interrupt shadow and of RF, the single-step trap when TF
+ * was set as the instruction began (SDM Vol. 3 18.3.1.4), and the MTF VM exit after it. */
+static void step_checked(cpu_t *cpu)
+{
+    if (cpu->dbg_exec && !(cpu->rflags & F_RF))
+        debug_code_breakpoint(cpu, code_linear(cpu, cpu->rip));
+    uint64_t tf = cpu->rflags & F_TF;
+    cpu->interruptibility &= ~3u;
+    cpu->rflags &= ~(uint64_t)F_RF;   /* RF lasts for one instruction (IRET may set it again) */
+    step_one(cpu);
+    if (tf)
+        pend_debug_traps(cpu, DR6_BS);
+    if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+        pend_mtf_exit(cpu);
 }
 
 static void inject_event(cpu_t *cpu)
@@ -259,7 +282,13 @@ static void inject_event(cpu_t *cpu)
     cpu->activity = 0;
     if (type == EV_NMI)
         cpu->interruptibility |= 8;
+    /* pending debug exceptions do not survive the injection of anything but a software
+     * interrupt or exception (SDM Vol. 3 27.7.3) */
+    if (type != EV_SW_INT && type != EV_SW_EXC)
+        cpu->pending_dbg = 0;
     deliver_event(cpu, type, vector, (info & INTR_INFO_DELIVER_CODE) != 0, cpu->inject_error, ret);
+    if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+        pend_mtf_exit(cpu);   /* before the handler's first instruction */
 }
 
 /* Clear the request for `vector`; was it requested? */
@@ -344,11 +373,23 @@ static void wait_while_halted(cpu_t *cpu)
     pthread_mutex_unlock(&cpu->wait_lock);
 }
 
-/* Checks made at every block boundary, in the SDM's priority order. */
+/* Checks made at every block boundary, in the SDM's priority order: MTF VM exits, then
+ * the debug traps of the previous instruction (held over one instruction by MOV SS),
+ * then the rest (SDM Vol. 3 6.9 and 26.7). */
 static void boundary_events(cpu_t *cpu)
 {
     if (cpu->boundary_controls & BOUNDARY_APIC_TRAP)
         apicv_trap(cpu);
+    if (cpu->boundary_controls & BOUNDARY_DEBUG) {
+        if (cpu->mtf_pending) {
+            cpu->mtf_pending = 0;
+            vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
+        }
+        if (cpu->pending_dbg && !(cpu->interruptibility & 2))
+            debug_deliver_pending(cpu);
+        if (!cpu->pending_dbg)
+            cpu->boundary_controls &= ~BOUNDARY_DEBUG;
+    }
     take_kick(cpu);
     while (cpu->activity == 1) {
         if ((cpu->vc.proc & CPU_INTR_WINDOW_EXITING) && (cpu->rflags & F_IF))
@@ -373,25 +414,20 @@ static void boundary_events(cpu_t *cpu)
 void cpu_run_guest(cpu_t *cpu)
 {
     if (setjmp(cpu->fault_jmp)) {
-        /* a fault was delivered through the guest IDT: carry on at the handler */
+        /* an exception or interrupt was delivered through the guest IDT: carry on at the
+         * handler (with MTF, after an exit before its first instruction) */
         cpu->delivering = 0;
         cpu->stop_block = 0;
+        if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+            pend_mtf_exit(cpu);
     } else if (cpu->inject_info & INTR_INFO_VALID) {
         inject_event(cpu);
     }
     for (;;) {
         if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls))
             boundary_events(cpu);
-        if (unlikely((cpu->interruptibility & 3) || (cpu->rflags & F_RF) ||
-                     (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG))) {
-            cpu->interruptibility &= ~3u;
-            cpu->rflags &= ~(uint64_t)F_RF;   /* RF lasts for one instruction (IRET may set it again) */
-            step_one(cpu);
-            if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG) {
-                if (cpu->boundary_controls & BOUNDARY_APIC_TRAP)
-                    apicv_trap(cpu);   /* APIC-write emulation comes before the MTF exit */
-                vm_exit_simple(cpu, EXIT_REASON_MONITOR_TRAP_FLAG, 0);
-            }
+        if (unlikely(needs_checked_step(cpu))) {
+            step_checked(cpu);
             continue;
         }
         block_t *b = lookup_block(cpu, cpu->rip);
@@ -431,6 +467,7 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *m)
     tlb_select_context(cpu);
     cpu->emul = m;
     cpu->delivering = 0;
+    cpu->rflags &= ~(uint64_t)F_RF;   /* as at the start of any instruction */
     if (setjmp(cpu->exit_jmp) == 0) {
         insn_t in;
         decode_insn(cpu, cpu->rip, &in);

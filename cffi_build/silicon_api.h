@@ -49,13 +49,15 @@ uint64_t cpu_get_cr2(cpu_t *cpu);
 void cpu_set_cr2(cpu_t *cpu, uint64_t value);
 uint64_t cpu_get_xcr0(cpu_t *cpu);
 void cpu_set_xcr0(cpu_t *cpu, uint64_t value);
+/* MOV from/to DRn in root mode: DR0-DR3 and DR6 keep their values across VM entries
+ * and exits (DR7 is switched through the VMCS).  cpu_set_dr returns -1 for #GP/#UD. */
+uint64_t cpu_get_dr(cpu_t *cpu, int n);
+int cpu_set_dr(cpu_t *cpu, int n, uint64_t value);
 
-/* The x87/MMX/SSE registers as a 512-byte FXSAVE image (64-bit layout), and DR0-DR3 and
- * DR6 (DR7 is in the VMCS): what KVM_GET/SET_FPU and KVM_GET/SET_DEBUGREGS carry. */
+/* The x87/MMX/SSE registers as a 512-byte FXSAVE image (64-bit layout): what
+ * KVM_GET/SET_FPU carries. */
 void cpu_get_fxsave(cpu_t *cpu, uint8_t *image);
 void cpu_set_fxsave(cpu_t *cpu, const uint8_t *image);
-uint64_t cpu_get_dr(cpu_t *cpu, int index);
-void cpu_set_dr(cpu_t *cpu, int index, uint64_t value);
 
 /* An interrupt to the physical processor from another thread: a running guest
  * takes an external-interrupt VM exit at its next instruction boundary. */

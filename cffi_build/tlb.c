@@ -81,6 +81,9 @@ tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user)
         e->code_word = &r->page_code[(hpa_page - r->hpa) / PAGE_SIZE];
     }
     e->global = (uint8_t)global;
+    /* no fast path where a data breakpoint must see the access */
+    if (unlikely(cpu->dbg_data) && acc != ACC_EXEC && debug_watches_page(cpu, page, acc))
+        return e;
     switch (acc) {
     case ACC_READ: e->tag_read = page; break;
     case ACC_EXEC: e->tag_exec = page; break;
@@ -90,6 +93,19 @@ tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user)
         break;
     }
     return e;
+}
+
+/* A write through `e` that the fast path did not take: the page may hold decoded
+ * instructions (retire them; later writes go fast) or a data breakpoint (stay slow). */
+void tlb_take_write_path(cpu_t *cpu, tlb_entry_t *e, uint64_t lin)
+{
+    uint64_t page = lin & PAGE_MASK;
+    if (e->tag_write == page)
+        return;
+    if (__atomic_load_n(e->code_word, __ATOMIC_ACQUIRE) & 1)
+        code_page_written(cpu, e->hpa);
+    if (!(unlikely(cpu->dbg_data) && debug_watches_page(cpu, page, ACC_WRITE)))
+        e->tag_write = page;
 }
 
 /* Entries are tagged by (VPID, EPTP): switching context flushes the other one's, and

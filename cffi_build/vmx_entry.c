@@ -221,6 +221,18 @@ static int guest_state_valid(cpu_t *cpu)
     uint32_t intr = (uint32_t)vmcs_get(cpu, GUEST_INTERRUPTIBILITY_INFO);
     if ((intr & ~0x1fu) || (intr & 3) == 3 || ((intr & 1) && !(rflags & F_IF)))
         return 0;
+    /* pending debug exceptions: only B3-B0, enabled breakpoint, BS and RTM; in a shadow or
+     * HLT, BS says whether the single-step trap of the previous instruction is pending */
+    uint64_t pending = vmcs_get(cpu, GUEST_PENDING_DBG_EXCEPTIONS);
+    if (pending & ~(DR6_B_MASK | PENDING_DBG_ENABLED_BP | DR6_BS | (1ull << 16)))
+        return 0;
+    if ((intr & 3) || activity == 1) {
+        uint64_t debugctl = (vc->entry_ctl & ENTRY_LOAD_DEBUG_CONTROLS) ?
+                            vmcs_get(cpu, GUEST_IA32_DEBUGCTL) : cpu->msr_debugctl;
+        int single_step = (rflags & F_TF) && !(debugctl & 2);   /* TF without BTF */
+        if (!!(pending & DR6_BS) != single_step)
+            return 0;
+    }
     if (vmcs_get(cpu, VMCS_LINK_POINTER) != ~0ull)
         return 0;
     return 1;
@@ -304,6 +316,7 @@ static int vm_enter(cpu_t *cpu, int launch)
     cpu->in_guest = 1;
     cpu->delivering = 0;
     cpu->emul = NULL;
+    cpu->mtf_pending = 0;
     if (setjmp(cpu->exit_jmp))
         return VMX_EXITED;
     cpu_run_guest(cpu);

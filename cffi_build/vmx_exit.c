@@ -4,6 +4,25 @@
 #include "vmx_caps.h"
 #include "vmx_state.h"
 
+/* RF and the pending debug exceptions as a VM exit saves them (SDM Vol. 3 28.3.3,
+ * 28.3.4).  RF: as an exception's delivery would push it (1 for faults other than #DB),
+ * 1 after EPT violations and misconfigurations outside event delivery, else as it is
+ * (instructions that exit clear it when they start).  Pending debug exceptions survive
+ * MTF VM exits and exits in MOV-SS blocking; the traps of an instruction that did not
+ * complete are dropped. */
+static void saved_debug_state(cpu_t *cpu, const exit_info_t *ei, int during_delivery)
+{
+    int vector = (int)(ei->intr_info & 0xff), type = (int)((ei->intr_info >> 8) & 7);
+    if (ei->reason == EXIT_REASON_EXCEPTION_NMI && type == EV_HW_EXC && vector != EXC_DB &&
+        vector != EXC_MC && vector != EXC_DF)
+        cpu->rflags |= F_RF;
+    if ((ei->reason == EXIT_REASON_EPT_VIOLATION || ei->reason == EXIT_REASON_EPT_MISCONFIG) &&
+        !during_delivery)
+        cpu->rflags |= F_RF;
+    if (ei->reason != EXIT_REASON_MONITOR_TRAP_FLAG && !(cpu->interruptibility & 2))
+        cpu->pending_dbg = 0;
+}
+
 __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
 {
     if (cpu->emul) {
@@ -14,6 +33,7 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
         cpu->emul->access_gpa = ei->gpa;
         longjmp(cpu->exit_jmp, 1);
     }
+    int during_delivery = cpu->delivering;
     cpu->exit_reason = ei->reason;
     vmcs_set(cpu, VM_EXIT_REASON, ei->reason);
     vmcs_set(cpu, EXIT_QUALIFICATION, ei->qual);
@@ -39,6 +59,7 @@ __attribute__((noreturn)) void vm_exit(cpu_t *cpu, exit_info_t *ei)
         vmcs_set(cpu, IDT_VECTORING_INFO_FIELD, 0);
     }
     vmcs_set(cpu, VM_EXIT_INSTRUCTION_LEN, insn_len);
+    saved_debug_state(cpu, ei, during_delivery);
     if ((cpu->vc.pin & PIN_PREEMPTION_TIMER) && (cpu->vc.exit_ctl & EXIT_SAVE_PREEMPTION_TIMER)) {
         uint64_t now = host_tsc();
         uint64_t left = now >= cpu->vc.preemption_deadline ? 0 :

@@ -31,7 +31,10 @@ void load_guest_state(cpu_t *cpu)
     cpu->cr0 = vmcs_get(cpu, GUEST_CR0);
     cpu->cr3 = vmcs_get(cpu, GUEST_CR3);
     cpu->cr4 = vmcs_get(cpu, GUEST_CR4);
-    cpu->dr[7] = (cpu->vc.entry_ctl & ENTRY_LOAD_DEBUG_CONTROLS) ? vmcs_get(cpu, GUEST_DR7) : cpu->dr[7];
+    if (cpu->vc.entry_ctl & ENTRY_LOAD_DEBUG_CONTROLS) {
+        cpu->dr[7] = vmcs_get(cpu, GUEST_DR7);
+        cpu->msr_debugctl = vmcs_get(cpu, GUEST_IA32_DEBUGCTL);
+    }
     cpu->gdtr.base = vmcs_get(cpu, GUEST_GDTR_BASE);
     cpu->gdtr.limit = (uint32_t)vmcs_get(cpu, GUEST_GDTR_LIMIT);
     cpu->idtr.base = vmcs_get(cpu, GUEST_IDTR_BASE);
@@ -55,7 +58,11 @@ void load_guest_state(cpu_t *cpu)
         cpu->msr_pat = vmcs_get(cpu, GUEST_IA32_PAT);
     cpu->interruptibility = (uint32_t)vmcs_get(cpu, GUEST_INTERRUPTIBILITY_INFO);
     cpu->activity = (uint32_t)vmcs_get(cpu, GUEST_ACTIVITY_STATE);
-    cpu->pending_dbg = vmcs_get(cpu, GUEST_PENDING_DBG_EXCEPTIONS);
+    cpu->pending_dbg = 0;
+    uint64_t pending_dbg = vmcs_get(cpu, GUEST_PENDING_DBG_EXCEPTIONS);
+    if (pending_dbg)
+        pend_debug_traps(cpu, pending_dbg);   /* after load_vmcs_controls() reset the checks */
+    debug_registers_changed(cpu);
     if ((cpu->cr4 & CR4_PAE) && !(cpu->efer & EFER_LMA) && (cpu->cr0 & CR0_PG)) {
         if (cpu->vc.proc2 & SEC_ENABLE_EPT) {
             cpu->pdpte[0] = vmcs_get(cpu, GUEST_PDPTR0);
@@ -79,8 +86,10 @@ void save_guest_state(cpu_t *cpu)
     vmcs_set(cpu, GUEST_CR0, cpu->cr0);
     vmcs_set(cpu, GUEST_CR3, cpu->cr3);
     vmcs_set(cpu, GUEST_CR4, cpu->cr4);
-    if (cpu->vc.exit_ctl & EXIT_SAVE_DEBUG_CONTROLS)
+    if (cpu->vc.exit_ctl & EXIT_SAVE_DEBUG_CONTROLS) {
         vmcs_set(cpu, GUEST_DR7, cpu->dr[7]);
+        vmcs_set(cpu, GUEST_IA32_DEBUGCTL, cpu->msr_debugctl);
+    }
     vmcs_set(cpu, GUEST_GDTR_BASE, cpu->gdtr.base);
     vmcs_set(cpu, GUEST_GDTR_LIMIT, cpu->gdtr.limit);
     vmcs_set(cpu, GUEST_IDTR_BASE, cpu->idtr.base);
@@ -142,6 +151,7 @@ void load_host_state(cpu_t *cpu)
     cpu->cr3 = vmcs_get(cpu, HOST_CR3);
     cpu->cr4 = vmcs_get(cpu, HOST_CR4);
     cpu->dr[7] = 0x400;
+    cpu->msr_debugctl = 0;
     cpu->gpr[R_SP] = vmcs_get(cpu, HOST_RSP);
     cpu->rip = vmcs_get(cpu, HOST_RIP);
     cpu_set_rflags(cpu, 2);

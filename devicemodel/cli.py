@@ -22,6 +22,7 @@ from devicemodel.chardev import check_chardev_spec, parse_chardev_option
 from devicemodel.cpu_models import parse_cpu
 from devicemodel.devices.mc146818 import rtc_start_time
 from devicemodel.errors import ConfigError, PyhvError, error_report
+from devicemodel.gdbstub.spec import DEFAULT_SPEC, parse_gdb_spec
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
 from devicemodel.machine_types import parse_machine
@@ -112,7 +113,10 @@ Monitors:
                    e.g. unix:PATH,server,nowait or tcp:127.0.0.1:4444,server,nowait
 
 Debugging:
--S                 do not start the vCPUs at startup (the monitor's 'cont' starts them)
+-S                 do not start the vCPUs at startup (the monitor's 'cont' or gdb's
+                   'continue' starts them)
+-gdb dev           accept a gdb connection on 'dev': tcp:[host]:port (or none)
+-s                 shorthand for -gdb tcp::1234
 -d item1[,...]     log the given items (-d help lists them; -d exits traces every
                    VM exit, -d exits-summary prints a table of them at the end)
 -D logfile         write the -d output to 'logfile' instead of stderr
@@ -129,6 +133,7 @@ OPTIONS = {
     "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
     # the monitors and character devices
     "chardev": True, "drive": True, "monitor": True, "qmp": True,
+    "gdb": True, "s": False,
 }
 
 # QEMU's options that pyhv does not have (and whether they take an argument): refused
@@ -326,6 +331,9 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if value != "none":
             check_chardev_spec(value)
             (config.monitors if name == "monitor" else config.qmp).append(value)
+    elif name in ("gdb", "s"):
+        config.gdb = value if name == "gdb" else DEFAULT_SPEC
+        parse_gdb_spec(config.gdb)
     return None
 
 

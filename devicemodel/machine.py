@@ -106,6 +106,7 @@ class MachineConfig:
     chardevs: list[ChardevDefinition] = field(default_factory=list)   # -chardev
     monitors: list[str] = field(default_factory=list)   # -monitor chardev specs
     qmp: list[str] = field(default_factory=list)        # -qmp chardev specs
+    gdb: Optional[str] = None        # -gdb / -s: the gdbstub's socket
 
 
 def open_kvm():
@@ -184,6 +185,7 @@ class Machine:
         self._reset_cause: Optional[str] = None
         self._resets_done = 0
         self._reset_done = threading.Condition()
+        self.gdbstub = None
         try:
             for definition in config.chardevs:
                 self._define_chardev(definition)
@@ -203,6 +205,9 @@ class Machine:
                 self._add_monitor(spec, "readline")
             for spec in config.qmp:
                 self._add_monitor(spec, "control")
+            if config.gdb is not None:
+                from devicemodel.gdbstub.server import GdbServer  # needs the kvm package
+                self.gdbstub = GdbServer(self, config.gdb)
         except BaseException:
             self.close()
             raise
@@ -523,12 +528,15 @@ class Machine:
             self.power_on()
         from devicemodel.vcpu_loop import VcpuLoop  # needs the kvm package
 
+        on_debug = self.gdbstub.debug_exit if self.gdbstub is not None else None
         loops = [VcpuLoop(vcpu, self.pio, self.irqchip.memory(index), self.runstate,
                           no_reboot=self.config.no_reboot, index=index, bql=self.bql,
                           interrupts=self.irqchip.cpus[index], msrs=self.irqchip.msrs(index),
-                          request_reset=self.request_reset)
+                          request_reset=self.request_reset, on_debug=on_debug)
                  for index, vcpu in enumerate(self.vcpus)]
         self.loops = loops
+        if self.gdbstub is not None:
+            self.gdbstub.start()
         self.started = started = time.monotonic()
         with _signals_stop(self):
             self.clock.start()
@@ -631,6 +639,9 @@ class Machine:
         self.exit_tracer = None
         for vcpu in self.vcpus:
             vcpu.exit_hook = None
+        if self.gdbstub is not None:
+            self.gdbstub.close()
+            self.gdbstub = None
         for chardev in self.chardevs:
             chardev.close()
         self.chardevs = []

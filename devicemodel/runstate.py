@@ -30,6 +30,7 @@ class RunState:
         self._paused_as: Optional[str] = None   # the reason while paused, else None
         self._parked = 0
         self._holds = 0
+        self._kept = frozenset()   # vCPU indices kept parked while the VM runs (a debugger's step)
         self.vcpus = vcpus
 
     def request_exit(self, status: int) -> None:
@@ -67,8 +68,9 @@ class RunState:
         """Whether the vCPUs should park (the VM is paused or held)."""
         return self._paused_as is not None or self._holds > 0
 
-    def _must_park(self) -> bool:
-        return (self._paused_as is not None or self._holds > 0) and not self._stop.is_set()
+    def _must_park(self, index: Optional[int] = None) -> bool:
+        return ((self._paused_as is not None or self._holds > 0 or index in self._kept)
+                and not self._stop.is_set())
 
     def hold(self) -> None:
         """Park the vCPUs without changing the run state (nested holds count)."""
@@ -88,6 +90,7 @@ class RunState:
             if self._paused_as is not None:
                 return False
             self._paused_as = reason
+            self._kept = frozenset()    # kept parked only until the VM pauses again
             self._changed.notify_all()
             return True
 
@@ -107,12 +110,20 @@ class RunState:
                 lambda: self._stop.is_set() or self._parked == self.vcpus or not self._must_park(),
                 timeout)
 
-    def park_while_paused(self) -> None:
-        """Called by a vCPU loop outside KVM_RUN: sleep while the VM is paused."""
+    def keep_parked(self, indices) -> None:
+        """Keep these vCPUs parked even while the VM runs (a debugger stepping one vCPU
+        while the others stay stopped), until the VM pauses again."""
         with self._lock:
-            if not self._must_park():
+            self._kept = frozenset(indices)
+            self._changed.notify_all()
+
+    def park_while_paused(self, index: Optional[int] = None) -> None:
+        """Called by a vCPU loop outside KVM_RUN: sleep while the VM is paused or held
+        (or this vCPU, ``index``, is kept parked)."""
+        with self._lock:
+            if not self._must_park(index):
                 return
             self._parked += 1
             self._changed.notify_all()
-            self._changed.wait_for(lambda: not self._must_park())
+            self._changed.wait_for(lambda: not self._must_park(index))
             self._parked -= 1

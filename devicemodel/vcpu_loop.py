@@ -24,6 +24,7 @@ before entering the guest.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
   injects it. SET_TPR: the guest lowered CR8 (the TPR), which may do the same.
+* DEBUG: a breakpoint, watchpoint or single-step of the gdbstub, which decides.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import traceback
 
 from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
-from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
+from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
                            KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
                            KVM_EXIT_X86_WRMSR,
@@ -53,7 +54,7 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None, request_reset=None, msrs=None):
+                 bql=None, interrupts=None, request_reset=None, msrs=None, on_debug=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -77,6 +78,8 @@ class VcpuLoop:
             KVM_EXIT_X86_RDMSR: self._rdmsr,
             KVM_EXIT_X86_WRMSR: self._wrmsr,
         }
+        if on_debug is not None:   # the gdbstub: on_debug(index, run)
+            self._handlers[KVM_EXIT_DEBUG] = lambda run: on_debug(self.index, run)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name=f"vcpu{self.index}", daemon=True)
@@ -88,7 +91,7 @@ class VcpuLoop:
         set_current_cpu(self.index)
         try:
             while not self.runstate.stop_requested:
-                self.runstate.park_while_paused()
+                self.runstate.park_while_paused(self.index)
                 if self.runstate.stop_requested:
                     break
                 if self.interrupts is not None:

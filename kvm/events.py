@@ -7,7 +7,8 @@ their injection through the VM-entry interruption-information field:
 * NMIs (KVM_NMI): injected when neither NMI, STI nor MOV-SS blocking is in effect,
   otherwise NMI-window exiting brings the vCPU back when the guest unblocks them (IRET);
 * the external interrupt of KVM_INTERRUPT: injected when RFLAGS.IF is set and there is no
-  STI/MOV-SS shadow, otherwise interrupt-window exiting waits for the guest to allow it.
+  STI/MOV-SS shadow, otherwise interrupt-window exiting waits for the guest to allow it;
+  a debugger's KVM_GUESTDBG_BLOCKIRQ holds it back altogether.
 
 One event is injected per VM entry; the window exits bring the vCPU back for the next."""
 
@@ -19,6 +20,7 @@ from kvm.constants import (KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_
 from kvm.structs import ExceptionState, NmiState, VcpuEvents
 
 BLOCKING_STI, BLOCKING_MOV_SS, BLOCKING_NMI = 1, 2, 8
+EXC_BP, EXC_OF = 3, 4
 RFLAGS_IF = 1 << 9
 MAX_PENDING_NMIS = 2     # one being handled and one latched, as KVM keeps them
 
@@ -43,11 +45,18 @@ class Events:
         self.reinject = None       # Event: an interrupt or NMI whose delivery was cut short
         self.interrupt = None      # vector from KVM_INTERRUPT, waiting for IF
         self.nmi_pending = 0
+        self.soft_exception_len = 1   # of the last INT3/INTO that exited, for its reinjection
 
     # ---- requests ------------------------------------------------------------------------
 
+    def _exception(self, vector: int, error_code=None) -> Event:
+        """#BP and #OF are software exceptions, delivered past their instruction."""
+        if vector in (EXC_BP, EXC_OF):
+            return Event(vmx.INTR_TYPE_SOFT_EXCEPTION, vector, instruction_len=self.soft_exception_len)
+        return Event(vmx.INTR_TYPE_HARD_EXCEPTION, vector, error_code)
+
     def queue_exception(self, vector: int, error_code=None):
-        self.exception = Event(vmx.INTR_TYPE_HARD_EXCEPTION, vector, error_code)
+        self.exception = self._exception(vector, error_code)
 
     def queue_interrupt(self, vector: int) -> bool:
         """False when an interrupt is already on its way."""
@@ -64,7 +73,7 @@ class Events:
     def _blocking(self) -> int:
         return self.vcpu.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO)
 
-    def interrupt_allowed(self) -> bool:
+    def guest_allows_interrupt(self) -> bool:
         return bool(self.vcpu.vmread(vmx.GUEST_RFLAGS) & RFLAGS_IF) and \
             not self._blocking() & (BLOCKING_STI | BLOCKING_MOV_SS)
 
@@ -74,6 +83,10 @@ class Events:
     def set_nmi_masked(self, masked: bool):
         blocking = self._blocking() & ~BLOCKING_NMI
         self.vcpu.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, blocking | (BLOCKING_NMI if masked else 0))
+
+    def interrupt_allowed(self) -> bool:
+        """RFLAGS.IF, no interrupt shadow, and no debugger asking for none (BLOCKIRQ)."""
+        return self.guest_allows_interrupt() and not self.vcpu.guest_debug.blocks_interrupts
 
     def interrupt_injectable_now(self) -> bool:
         """kvm_run.ready_for_interrupt_injection: KVM_INTERRUPT would be taken at once."""
@@ -110,7 +123,8 @@ class Events:
                 self.vcpu.vmwrite(vmx.VM_ENTRY_INSTRUCTION_LEN, event.instruction_len)
         proc = self.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
         wanted = proc & ~(vmx.CPU_BASED_INTR_WINDOW_EXITING | vmx.CPU_BASED_NMI_WINDOW_EXITING)
-        if want_interrupt_window or self.interrupt is not None:
+        if (want_interrupt_window or self.interrupt is not None) and \
+                not self.vcpu.guest_debug.blocks_interrupts:
             wanted |= vmx.CPU_BASED_INTR_WINDOW_EXITING
         if self.nmi_pending:
             wanted |= vmx.CPU_BASED_NMI_WINDOW_EXITING
@@ -154,7 +168,7 @@ class Events:
 
     def set_state(self, ev: VcpuEvents):
         e = ev.exception
-        self.exception = Event(vmx.INTR_TYPE_HARD_EXCEPTION, e.nr, e.error_code if e.has_error_code else None) \
+        self.exception = self._exception(e.nr, e.error_code if e.has_error_code else None) \
             if e.injected or e.pending else None
         self.reinject = None
         self.interrupt = None

@@ -19,7 +19,7 @@ from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX, RBX = 0, 1, 2, 3
-EXC_UD, EXC_GP = 6, 13
+EXC_DB, EXC_BP, EXC_UD, EXC_GP = 1, 3, 6, 13
 APIC_BASE_ENABLE = 1 << 11
 KVM_ENOSYS = 1000
 
@@ -38,6 +38,30 @@ def handle_unexpected_exit(vcpu):
 def handle_external_interrupt(vcpu):
     # a kick from another thread (KVM: a signal is pending), otherwise a host interrupt
     return KVM_EXIT_INTR if vcpu.take_kick() else None
+
+
+def handle_exception_nmi(vcpu):
+    """The exception bitmap intercepts #DB and #BP only for a debugger (guest_debug.py).
+    INT1 (ICEBP) is always the guest's: it is skipped and #DB delivered, as KVM does."""
+    info = vcpu.vmread(vmx.VM_EXIT_INTR_INFO)
+    vector, kind = info & 0xFF, info & vmx.INTR_INFO_INTR_TYPE_MASK
+    if vector == EXC_DB and kind == vmx.INTR_TYPE_PRIV_SW_EXCEPTION:
+        vcpu.skip_instruction()
+        vcpu.inject_exception(EXC_DB)
+        return None
+    if vector == EXC_DB:
+        return vcpu.guest_debug.handle_db(vcpu.vmread(vmx.EXIT_QUALIFICATION))
+    if vector == EXC_BP:
+        return vcpu.guest_debug.handle_bp()
+    return handle_unexpected_exit(vcpu)
+
+
+def handle_dr_access(vcpu):
+    return vcpu.guest_debug.handle_dr_access(vcpu.vmread(vmx.EXIT_QUALIFICATION))
+
+
+def handle_monitor_trap_flag(vcpu):
+    return vcpu.guest_debug.handle_mtf()
 
 
 def handle_triple_fault(vcpu):
@@ -227,6 +251,7 @@ def handle_rdpmc(vcpu):
 
 
 EXIT_HANDLERS = {
+    vmx.EXIT_REASON_EXCEPTION_NMI: handle_exception_nmi,
     vmx.EXIT_REASON_EXTERNAL_INTERRUPT: handle_external_interrupt,
     vmx.EXIT_REASON_TRIPLE_FAULT: handle_triple_fault,
     vmx.EXIT_REASON_INTERRUPT_WINDOW: handle_interrupt_window,
@@ -237,6 +262,8 @@ EXIT_HANDLERS = {
     vmx.EXIT_REASON_RDPMC: handle_rdpmc,
     vmx.EXIT_REASON_VMCALL: handle_vmcall,
     vmx.EXIT_REASON_CR_ACCESS: handle_cr_access,
+    vmx.EXIT_REASON_DR_ACCESS: handle_dr_access,
+    vmx.EXIT_REASON_MONITOR_TRAP_FLAG: handle_monitor_trap_flag,
     vmx.EXIT_REASON_IO_INSTRUCTION: handle_io,
     vmx.EXIT_REASON_MSR_READ: handle_rdmsr,
     vmx.EXIT_REASON_MSR_WRITE: handle_wrmsr,

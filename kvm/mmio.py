@@ -28,6 +28,7 @@ def emulate_mmio(vcpu):
         lib.cpu_emulate_mmio(vcpu.cpu, m)
         result = m.result
         if result == EMUL_DONE:
+            vcpu.guest_debug.instruction_emulated()
             return None
         if result == EMUL_EPT_FAULT:
             if not vcpu.vm.map_guest_page(m.access_gpa):

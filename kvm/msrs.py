@@ -3,11 +3,11 @@ for the RDMSR/WRMSR exits that the MSR bitmap intercepts and for KVM_GET/SET_MSR
 
 * emulated here (the bitmap intercepts them): APIC base, feature control, ...;
 * in the VMCS guest-state area (VM entry loads them, VM exit saves them): EFER, PAT,
-  SYSENTER_*, FS/GS base;
+  SYSENTER_*, FS/GS base, DEBUGCTL;
 * the TSC: the processor's, plus the VMCS TSC offset;
 * held by the processor itself for the guest (the bitmap passes them through and root
-  mode never uses them): STAR/LSTAR/..., KERNEL_GS_BASE, TSC_AUX, MTRRs, MISC_ENABLE,
-  DEBUGCTL.  Root mode and guest share the one physical processor's registers, so these
+  mode never uses them): STAR/LSTAR/..., KERNEL_GS_BASE, TSC_AUX, MTRRs, MISC_ENABLE.
+  Root mode and guest share the one physical processor's registers, so these
   are read and written with the processor's RDMSR/WRMSR."""
 
 from kvm import vmx
@@ -26,11 +26,11 @@ EFER_LMA = 0x400
 
 VMCS_MSRS = {
     0x174: vmx.GUEST_SYSENTER_CS, 0x175: vmx.GUEST_SYSENTER_ESP, 0x176: vmx.GUEST_SYSENTER_EIP,
-    0x277: vmx.GUEST_IA32_PAT, MSR_EFER: vmx.GUEST_IA32_EFER,
+    0x1D9: vmx.GUEST_IA32_DEBUGCTL, 0x277: vmx.GUEST_IA32_PAT, MSR_EFER: vmx.GUEST_IA32_EFER,
     0xC0000100: vmx.GUEST_FS_BASE, 0xC0000101: vmx.GUEST_GS_BASE,
 }
 PROCESSOR_MSRS = (
-    [0xFE, 0x1A0, 0x1D9, 0x250, 0x258, 0x259, 0x2FF] + list(range(0x200, 0x210)) + list(range(0x268, 0x270))
+    [0xFE, 0x1A0, 0x250, 0x258, 0x259, 0x2FF] + list(range(0x200, 0x210)) + list(range(0x268, 0x270))
     + [0xC0000081, 0xC0000082, 0xC0000083, 0xC0000084, 0xC0000102, 0xC0000103]
 )
 EMULATED_MSRS = [MSR_IA32_APIC_BASE, MSR_IA32_FEATURE_CONTROL, MSR_IA32_UCODE_REV,

@@ -149,15 +149,6 @@ class Fpu:
 
 
 @dataclass
-class DebugRegs:
-    """struct kvm_debugregs (KVM_GET/SET_DEBUGREGS); the defaults are the RESET values."""
-    db: list = field(default_factory=lambda: [0, 0, 0, 0])
-    dr6: int = 0xFFFF0FF0
-    dr7: int = 0x400
-    flags: int = 0
-
-
-@dataclass
 class IoExit:
     direction: int = 0
     size: int = 0
@@ -190,6 +181,33 @@ class InternalError:
 class SystemEvent:
     type: int = 0
     flags: int = 0
+
+
+DR6_INIT, DR7_INIT = 0xFFFF0FF0, 0x400
+
+
+@dataclass
+class DebugRegs:
+    """struct kvm_debugregs (KVM_GET/SET_DEBUGREGS)."""
+    db: list = field(default_factory=lambda: [0, 0, 0, 0])
+    dr6: int = DR6_INIT
+    dr7: int = DR7_INIT
+    flags: int = 0
+
+
+@dataclass
+class DebugExitArch:
+    """struct kvm_debug_exit_arch: what KVM_EXIT_DEBUG reports on x86."""
+    exception: int = 0      # 1 (#DB) or 3 (#BP)
+    pad: int = 0
+    pc: int = 0             # linear address of the instruction
+    dr6: int = 0
+    dr7: int = 0
+
+
+@dataclass
+class DebugExit:
+    arch: DebugExitArch = field(default_factory=DebugExitArch)
 
 
 @dataclass
@@ -242,4 +260,5 @@ class KvmRun:
     system_event: SystemEvent = field(default_factory=SystemEvent)
     msr: MsrExit = field(default_factory=MsrExit)
     eoi: IoapicEoi = field(default_factory=IoapicEoi)
+    debug: DebugExit = field(default_factory=DebugExit)
     hardware_exit_reason: int = 0

@@ -12,10 +12,11 @@ from kvm.cpuid import CpuidTable, supported_cpuid
 from kvm.errors import KvmError
 from kvm.events import Events
 from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
+from kvm.guest_debug import GuestDebug
 from kvm.mp_state import MpState
 from kvm.msrs import GuestMsrs
 from kvm.stats import ExitStats
-from kvm.structs import GPR_ORDER, DebugRegs, DTable, Fpu, KvmRun, Regs, Segment, Sregs
+from kvm.structs import GPR_ORDER, DTable, Fpu, KvmRun, Regs, Segment, Sregs
 from kvm.translate import kvm_translate
 from kvm.tsc import tsc_khz
 from kvm.vmcs_setup import setup_vmcs
@@ -51,6 +52,7 @@ class VCPU:
         self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
         self.events = Events(self)
         self.mp_state = MpState(self)
+        self.guest_debug = GuestDebug(self)
         self._launched = False
         self._kicked = threading.Event()
         self.exit_hook = None         # called as exit_hook(vcpu, reason) right after each VM exit
@@ -209,17 +211,6 @@ class VCPU:
             fx[160 + 16 * i:176 + 16 * i] = bytes(reg)[:16].ljust(16, b"\0")
         lib.cpu_set_fxsave(self.cpu, ffi.from_buffer(fx))
 
-    def get_debugregs(self) -> DebugRegs:
-        """KVM_GET_DEBUGREGS: DR0-DR3 and DR6 from the processor, DR7 from the VMCS."""
-        return DebugRegs(db=[lib.cpu_get_dr(self.cpu, i) for i in range(4)],
-                         dr6=lib.cpu_get_dr(self.cpu, 6), dr7=self.vmread(vmx.GUEST_DR7))
-
-    def set_debugregs(self, regs: DebugRegs):
-        for i, value in enumerate(regs.db):
-            lib.cpu_set_dr(self.cpu, i, value)
-        lib.cpu_set_dr(self.cpu, 6, regs.dr6)
-        self.vmwrite(vmx.GUEST_DR7, regs.dr7)
-
     def reset(self):
         """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1); EDX holds the
         processor's signature (CPUID.1:EAX), as KVM puts it there."""
@@ -312,6 +303,12 @@ class VCPU:
     # ---- KVM_RUN --------------------------------------------------------------------------
 
     def advance_rip(self):
+        """kvm_skip_emulated_instruction: the instruction that exited is complete; then
+        come the single-step trap or debugger step it owes."""
+        self.skip_instruction()
+        self.guest_debug.instruction_emulated()
+
+    def skip_instruction(self):
         """Skip the instruction that exited, ending any STI/MOV SS interrupt shadow."""
         rip = self.vmread(vmx.GUEST_RIP) + self.vmread(vmx.VM_EXIT_INSTRUCTION_LEN)
         if rip >> 32:   # past 4 GiB: only 64-bit code keeps the high half
@@ -336,6 +333,18 @@ class VCPU:
     def nmi(self):
         """KVM_NMI: an NMI, delivered once the guest does not block NMIs."""
         self.events.queue_nmi()
+
+    def set_guest_debug(self, control: int, debugreg=None):
+        """KVM_SET_GUEST_DEBUG: KVM_GUESTDBG_* controls and, with USE_HW_BP, the
+        debugger's DR0-DR3 and DR7 (debugreg[0..3], debugreg[7])."""
+        self.guest_debug.set(control, debugreg)
+
+    def get_debugregs(self):
+        """KVM_GET_DEBUGREGS: the guest's own DR0-DR3, DR6 and DR7."""
+        return self.guest_debug.get_regs()
+
+    def set_debugregs(self, regs):
+        self.guest_debug.set_regs(regs)
 
     def kick(self):
         """Make a running (or the next) KVM_RUN return KVM_EXIT_INTR; safe from any thread."""
@@ -367,6 +376,10 @@ class VCPU:
         while result is None:
             if run.immediate_exit:
                 result = KVM_EXIT_INTR
+                break
+            step = self.guest_debug.take_completed_step()
+            if step is not None:
+                result = step
                 break
             if not self.mp_state.may_enter():
                 self._kicked.wait()          # waiting for a SIPI: only a kick ends the wait

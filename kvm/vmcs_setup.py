@@ -81,11 +81,14 @@ def setup_vmcs(vcpu):
     proc2 = adjust_controls(vcpu, vmx.SECONDARY_EXEC_ENABLE_EPT | vmx.SECONDARY_EXEC_ENABLE_VPID |
                             vmx.SECONDARY_EXEC_UNRESTRICTED_GUEST | vmx.SECONDARY_EXEC_ENABLE_RDTSCP |
                             vmx.SECONDARY_EXEC_WBINVD_EXITING, vmx.MSR_IA32_VMX_PROCBASED_CTLS2)
+    # the guest's DR7 and IA32_DEBUGCTL travel in the VMCS (a VM exit resets them)
     exit_ctl = adjust_controls(vcpu, vmx.VM_EXIT_HOST_ADDR_SPACE_SIZE | vmx.VM_EXIT_ACK_INTR_ON_EXIT |
                                vmx.VM_EXIT_SAVE_IA32_EFER | vmx.VM_EXIT_LOAD_IA32_EFER |
-                               vmx.VM_EXIT_SAVE_IA32_PAT | vmx.VM_EXIT_LOAD_IA32_PAT,
+                               vmx.VM_EXIT_SAVE_IA32_PAT | vmx.VM_EXIT_LOAD_IA32_PAT |
+                               vmx.VM_EXIT_SAVE_DEBUG_CONTROLS,
                                vmx.MSR_IA32_VMX_TRUE_EXIT_CTLS)
-    entry_ctl = adjust_controls(vcpu, vmx.VM_ENTRY_LOAD_IA32_EFER | vmx.VM_ENTRY_LOAD_IA32_PAT,
+    entry_ctl = adjust_controls(vcpu, vmx.VM_ENTRY_LOAD_IA32_EFER | vmx.VM_ENTRY_LOAD_IA32_PAT |
+                                vmx.VM_ENTRY_LOAD_DEBUG_CONTROLS,
                                 vmx.MSR_IA32_VMX_TRUE_ENTRY_CTLS)
     w(vmx.PIN_BASED_VM_EXEC_CONTROL, pin)
     w(vmx.CPU_BASED_VM_EXEC_CONTROL, proc)

@@ -120,3 +120,25 @@ def test_a_stop_request_releases_parked_vcpus(status):
     parked.join(5)
     assert not parked.is_alive()
     assert runstate.exit_status == status and runstate.status == SHUTDOWN
+
+
+def test_held_vcpus_stay_parked_while_the_others_run():
+    state = RunState(vcpus=2)
+    state.pause()
+    parked = []
+
+    def loop(index):
+        state.park_while_paused(index)
+        parked.append(index)
+    threads = [threading.Thread(target=loop, args=(n,), daemon=True) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    assert state.wait_parked(5)
+    state.keep_parked({1})
+    state.resume()
+    threads[0].join(5)
+    assert parked == [0]                # vCPU 1 is held
+    assert state.pause()                # a pause ends the hold...
+    state.resume()
+    threads[1].join(5)
+    assert parked == [0, 1]             # ...so the next resume lets it go
