@@ -583,9 +583,38 @@ __attribute__((noreturn)) void vm_exit_simple(cpu_t *cpu, uint32_t reason, uint6
 __attribute__((noreturn)) void vm_exit_insn(cpu_t *cpu, uint32_t reason, uint64_t qual);
 
 /* vmcs_fields.c */
-uint64_t vmcs_get(cpu_t *cpu, uint32_t field);
-void vmcs_set(cpu_t *cpu, uint32_t field, uint64_t value);
-int vmcs_field_slot(uint32_t field);
+/* The VMCS region holds the revision identifier, the abort indicator and the launch
+ * state, then one 8-byte slot per implemented field in vmcs_field_list.h's order. */
+#define VMCS_DATA_OFFSET 16
+extern const int16_t vmcs_slot_plus1[0x8000];
+
+static inline int vmcs_field_slot(uint32_t field)
+{
+    return field < 0x8000 ? vmcs_slot_plus1[field] - 1 : -1;
+}
+
+/* Raw access to the current VMCS, for the processor itself (no access-rule checks). */
+static inline uint64_t vmcs_get(cpu_t *cpu, uint32_t field)
+{
+    int slot = vmcs_field_slot(field);
+    uint64_t v;
+    if (slot < 0 || !cpu->vmcs)
+        return 0;
+    memcpy(&v, cpu->vmcs + VMCS_DATA_OFFSET + slot * 8, 8);
+    return v;
+}
+
+static inline void vmcs_set(cpu_t *cpu, uint32_t field, uint64_t value)
+{
+    int slot = vmcs_field_slot(field);
+    if (slot < 0 || !cpu->vmcs)
+        return;
+    switch ((field >> 13) & 3) {   /* width: 16, 64, 32 bits, natural */
+    case 0: value &= 0xffffull; break;
+    case 2: value &= 0xffffffffull; break;
+    }
+    memcpy(cpu->vmcs + VMCS_DATA_OFFSET + slot * 8, &value, 8);
+}
 uint32_t *vmcs_launch_state(cpu_t *cpu);
 
 /* system instruction helpers (exec_system.c) */

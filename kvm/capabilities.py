@@ -1,6 +1,7 @@
 """KVM_CHECK_EXTENSION: the KVM_CAP_* capabilities this hypervisor implements (numbers of
 Linux's include/uapi/linux/kvm.h) and what checking them returns."""
 
+from kvm.constants import KVM_CLOCK_HOST_TSC, KVM_CLOCK_REALTIME, KVM_CLOCK_TSC_STABLE
 from kvm.hostmem import MAX_MEMSLOTS
 
 MAX_VCPUS = 256     # the silicon's processors per machine
@@ -14,6 +15,7 @@ KVM_CAP_NR_MEMSLOTS = 10
 KVM_CAP_MP_STATE = 14
 KVM_CAP_DESTROY_MEMORY_REGION_WORKS = 21
 KVM_CAP_USER_NMI = 22
+KVM_CAP_ADJUST_CLOCK = 39
 KVM_CAP_JOIN_MEMORY_REGIONS_WORKS = 30
 KVM_CAP_VCPU_EVENTS = 41
 KVM_CAP_INTR_SHADOW = 49
@@ -31,6 +33,7 @@ CAPABILITIES = {
     KVM_CAP_MP_STATE: 1,
     KVM_CAP_DESTROY_MEMORY_REGION_WORKS: 1,
     KVM_CAP_USER_NMI: 1,                 # KVM_NMI
+    KVM_CAP_ADJUST_CLOCK: KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC,   # KVM_GET/SET_CLOCK flags
     KVM_CAP_JOIN_MEMORY_REGIONS_WORKS: 1,
     KVM_CAP_VCPU_EVENTS: 1,
     KVM_CAP_INTR_SHADOW: 1,              # the shadow in KVM_GET/SET_VCPU_EVENTS

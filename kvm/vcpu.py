@@ -7,7 +7,7 @@ import time
 from kvm import vmx
 from kvm._silicon import ffi, lib
 from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
-from kvm.cpuid import CpuidTable, supported_cpuid
+from kvm.cpuid import XCR0_SUPPORTED, supported_cpuid
 from kvm.errors import KvmError
 from kvm.events import Events
 from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
@@ -37,19 +37,23 @@ class VCPU:
         self.vpid = vcpu_id + 1
         hostmem = vm.hostmem
         self.cpu = ffi.gc(lib.cpu_new(hostmem.silicon, vcpu_id), lib.cpu_free)
+        # kvm/'s compiled half: the exits handled without returning to Python
+        self.root = ffi.gc(lib.root_vcpu_new(vm.root, self.cpu, vcpu_id), lib.root_vcpu_free)
+        lib.root_vcpu_set_xcr0_supported(self.root, XCR0_SUPPORTED)
         self._u64 = ffi.new("uint64_t *")
         self._gprs = ffi.new("uint64_t[16]")
         self.mmio = ffi.new("struct mmio_emulation *")
         self.kvm_run = KvmRun()
         self.io_page = bytearray(4096)
-        self.stats = ExitStats()
+        self.stats = ExitStats(lib.root_vcpu_stats(self.root))
         self.msrs = GuestMsrs(self)
-        self.cpuid = CpuidTable(supported_cpuid(), vcpu_id)
+        self._cpuid = []
+        self.set_cpuid2(supported_cpuid())
         self.completion = None        # finishes an IN or MMIO read on the next run()
         self.events = Events(self)
         self.mp_state = MpState(self)
-        self._launched = False
         self._kicked = threading.Event()
+        self._exception = (ffi.new("uint32_t *"), ffi.new("int32_t *"))
 
         self.vmxon_region = hostmem.alloc_page()
         self.vmcs01 = hostmem.alloc_page()
@@ -215,11 +219,17 @@ class VCPU:
         return self.msrs.set(entries)
 
     def set_cpuid2(self, entries):
-        """KVM_SET_CPUID2: the CPUID leaves the guest sees (kvm.cpuid.CpuidEntry list)."""
-        self.cpuid = CpuidTable(entries, self.id)
+        """KVM_SET_CPUID2: the CPUID leaves the guest sees (kvm.cpuid.CpuidEntry list),
+        handed to the CPUID exit handler in kvm/'s compiled half."""
+        entries = list(entries)
+        table = ffi.new("struct kvm_cpuid_entry2[]", [
+            (e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx) for e in entries])
+        if lib.root_vcpu_set_cpuid(self.root, table, len(entries)) != 0:
+            raise KvmError("no memory for the CPUID table (KVM_SET_CPUID2: ENOMEM)")
+        self._cpuid = entries
 
     def get_cpuid2(self):
-        return list(self.cpuid.entries)
+        return list(self._cpuid)
 
     def get_vcpu_events(self):
         ev = self.events.get_state()
@@ -241,15 +251,7 @@ class VCPU:
 
     def advance_rip(self):
         """Skip the instruction that exited, ending any STI/MOV SS interrupt shadow."""
-        rip = self.vmread(vmx.GUEST_RIP) + self.vmread(vmx.VM_EXIT_INSTRUCTION_LEN)
-        if rip >> 32:   # past 4 GiB: only 64-bit code keeps the high half
-            cs_ar = self.vmread(vmx.GUEST_CS_AR_BYTES)
-            if not (self.vmread(vmx.GUEST_IA32_EFER) & EFER_LMA and cs_ar & (1 << 13)):
-                rip &= 0xFFFFFFFF
-        self.vmwrite(vmx.GUEST_RIP, rip)
-        intr = self.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO)
-        if intr & 3:
-            self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, intr & ~3)
+        lib.root_advance_rip(self.cpu)
 
     def inject_exception(self, vector: int, error_code=None):
         """Deliver an exception to the guest at the next entry (kvm_queue_exception)."""
@@ -299,8 +301,12 @@ class VCPU:
                 result = KVM_EXIT_INTR
                 break
             self.events.before_entry(run.request_interrupt_window)
-            enter = lib.vmx_vmresume if self._launched else lib.vmx_vmlaunch
-            rc = enter(self.cpu)
+            rc = lib.root_vcpu_run(self.root)     # handles the exits that need no Python
+            if rc == lib.ROOT_RUN_HANDLED:
+                vector, error = self._exception
+                if lib.root_vcpu_take_exception(self.root, vector, error):
+                    self.inject_exception(vector[0], None if error[0] < 0 else error[0])
+                continue
             started = time.perf_counter_ns()
             if rc != vmx.VMX_EXITED:
                 run.fail_entry.hardware_entry_failure_reason = self.vmread(vmx.VM_INSTRUCTION_ERROR) \
@@ -315,7 +321,6 @@ class VCPU:
                 run.fail_entry.cpu = self.id
                 result = KVM_EXIT_FAIL_ENTRY
             else:
-                self._launched = True
                 self.events.after_exit()
                 handler = EXIT_HANDLERS.get(reason & 0xFFFF, handle_unexpected_exit)
                 result = handler(self)
