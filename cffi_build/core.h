@@ -167,6 +167,7 @@ typedef struct insn {
     uint8_t ends_block;
     uint8_t fused;      /* a compare fused with the Jcc after it (exec_fast.c) */
     uint8_t branch_size; /* operand size of the fused Jcc */
+    uint8_t guest_count; /* in a block: guest instructions up to and including this one */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
@@ -181,8 +182,7 @@ typedef struct block {
     uint32_t mode;       /* decode mode key (code size) */
     uint32_t gen;        /* page write generation when decoded */
     uint32_t *code_word; /* the page's current generation */
-    uint32_t n;          /* decoded entries */
-    uint32_t guest_insns; /* guest instructions they stand for (fused pairs count 2) */
+    uint32_t n;          /* decoded entries (a fused pair is one) */
     insn_t insns[BLOCK_MAX_INSNS];
 } block_t;
 

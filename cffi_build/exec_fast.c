@@ -216,7 +216,7 @@ int fuse_compare_branch(insn_t *cmp, const insn_t *jcc)
         cmp->branch_size = jcc->opsize;
         cmp->len = (uint8_t)(cmp->len + jcc->len);
         cmp->fused = 1;
-        cmp->ends_block = 1;
+        cmp->ends_block = jcc->ends_block;
         return 1;
     }
     return 0;
@@ -306,6 +306,7 @@ void specialize_insn(insn_t *i)
         i->fn = lea;
     } else if (i->fn == op_jcc) {
         i->fn = jcc_table[i->opcode & 0xf];
+        i->ends_block = 0;   /* in a block, the not-taken path goes on (run.c) */
     } else if ((i->fn == op_inc || i->fn == op_dec) && !i->has_mem) {
         i->fn = i->fn == op_inc ? (s == 4 ? inc4 : inc8) : (s == 4 ? dec4 : dec8);
     }

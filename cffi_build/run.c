@@ -146,7 +146,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     b->mode = (uint32_t)cpu->code_size;
     b->code_word = code_word;
     b->n = 0;
-    b->guest_insns = 0;
+    uint8_t guest = 0;
     uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
     while (b->n < BLOCK_MAX_INSNS) {
         insn_t *in = &b->insns[b->n];
@@ -161,12 +161,13 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         }
         specialize_insn(in);
         lin += in->len;
-        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in)) {
-            b->guest_insns++;
-            break;    /* a Jcc ends the block */
-        }
-        b->n++;
-        b->guest_insns++;
+        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in))
+            in = &b->insns[b->n - 1];
+        else
+            b->n++;
+        in->guest_count = ++guest;
+        /* a conditional branch leaves the block only when taken: the block goes on
+         * along the fall-through path */
         if (in->ends_block || lin >= page_end)
             break;
     }
@@ -297,6 +298,19 @@ static void wait_while_halted(cpu_t *cpu)
     pthread_mutex_unlock(&cpu->wait_lock);
 }
 
+/* Whether the controls in boundary_controls can act at the next boundary: a window
+ * exit cannot while the guest blocks what it waits for, and the instructions that
+ * unblock it (STI, POPF, IRET) end their block. */
+static inline int boundary_controls_armed(const cpu_t *cpu)
+{
+    uint32_t bc = cpu->boundary_controls;
+    if (!(cpu->rflags & F_IF))
+        bc &= ~CPU_INTR_WINDOW_EXITING;
+    if (cpu->interruptibility & 8)
+        bc &= ~CPU_NMI_WINDOW_EXITING;
+    return bc != 0;
+}
+
 /* Checks made at every block boundary, in the SDM's priority order. */
 static void boundary_events(cpu_t *cpu)
 {
@@ -317,17 +331,12 @@ static void boundary_events(cpu_t *cpu)
         vm_exit_simple(cpu, EXIT_REASON_NMI_WINDOW, 0);
 }
 
-void cpu_run_guest(cpu_t *cpu)
+/* The instruction loop; it ends only by a VM exit or a fault unwinding through it.
+ * Apart from cpu_run_guest's setjmp, so that its locals stay in registers. */
+static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
 {
-    if (setjmp(cpu->fault_jmp)) {
-        /* a fault was delivered through the guest IDT: carry on at the handler */
-        cpu->delivering = 0;
-        cpu->stop_block = 0;
-    } else if (cpu->inject_info & INTR_INFO_VALID) {
-        inject_event(cpu);
-    }
     for (;;) {
-        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls))
+        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | boundary_controls_armed(cpu)))
             boundary_events(cpu);
         if (unlikely((cpu->interruptibility & 3) || (cpu->rflags & F_RF) ||
                      (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG))) {
@@ -345,21 +354,44 @@ void cpu_run_guest(cpu_t *cpu)
         }
         /* a block that jumps back to its own start runs again without a lookup: nothing
          * that could change its translation or its code happens without stop_block */
-        uint64_t start = cpu->rip;
+        uint64_t start = cpu->rip, rip = start;
         cpu->stop_block = 0;
         for (;;) {
             const insn_t *in = b->insns, *end = b->insns + b->n;
+            /* RIP stays in a register from one instruction to the next: the handler's
+             * next_rip is only compared, so that a store and a reload of it are not on
+             * the path of every instruction.  A changed next_rip is a control transfer
+             * and ends the block. */
             do {
-                cpu->next_rip = cpu->rip + in->len;
+                uint64_t next = rip + in->len;
+                cpu->rip = rip;
+                cpu->next_rip = next;
                 in->fn(cpu, in);
-                cpu->rip = cpu->next_rip;
                 in++;
+                if (unlikely(cpu->next_rip != next)) {
+                    rip = cpu->next_rip;
+                    break;
+                }
+                rip = next;
             } while (in < end && !cpu->stop_block);
-            cpu->retired += in == end ? b->guest_insns : (uint64_t)(in - b->insns);
-            if (cpu->rip != start || cpu->stop_block || cpu->kicked || cpu->boundary_controls)
+            cpu->rip = rip;
+            cpu->retired += in[-1].guest_count;
+            if (rip != start || cpu->stop_block || cpu->kicked || boundary_controls_armed(cpu))
                 break;
         }
     }
+}
+
+void cpu_run_guest(cpu_t *cpu)
+{
+    if (setjmp(cpu->fault_jmp)) {
+        /* a fault was delivered through the guest IDT: carry on at the handler */
+        cpu->delivering = 0;
+        cpu->stop_block = 0;
+    } else if (cpu->inject_info & INTR_INFO_VALID) {
+        inject_event(cpu);
+    }
+    run_loop(cpu);
 }
 
 /* KVM's emulator: one guest instruction in root mode, with guest state from the VMCS
