@@ -168,6 +168,9 @@ typedef struct insn {
     uint8_t fused;      /* a compare fused with the Jcc after it (exec_fast.c) */
     uint8_t branch_size; /* operand size of the fused Jcc */
     uint8_t guest_count; /* in a block: guest instructions up to and including this one */
+    uint8_t flags_dead;  /* in a block: runs without computing the flags, which a later
+                          * instruction overwrites unseen (exec_fast.c); alone it would
+                          * be wrong */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
@@ -561,6 +564,7 @@ void tlb_select_context(cpu_t *cpu);
 int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
 void specialize_insn(insn_t *i);   /* exec_fast.c */
 int fuse_compare_branch(insn_t *cmp, const insn_t *jcc);
+void eliminate_dead_flags(block_t *b);
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
 
 /* run.c */

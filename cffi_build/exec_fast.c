@@ -64,8 +64,20 @@
         set_lazy(cpu, LF_##op, S, r, a, b);                                            \
     }
 
+/* the register forms when nothing can see their flags (dead_flags below) */
+#define ALU_FORMS_NF(op, T, S)                                                         \
+    static void op##_rr##S##_nf(cpu_t *cpu, const insn_t *i)                          \
+    {                                                                                  \
+        if (WRITES_##op) cpu->gpr[i->rm] = (T)OPR_##op((T)cpu->gpr[i->rm], (T)cpu->gpr[i->reg]); \
+    }                                                                                  \
+    static void op##_ri##S##_nf(cpu_t *cpu, const insn_t *i)                          \
+    {                                                                                  \
+        if (WRITES_##op) cpu->gpr[i->rm] = (T)OPR_##op((T)cpu->gpr[i->rm], (T)i->imm); \
+    }
+
 #define ALU_OPS(X) X(add) X(or) X(and) X(sub) X(xor) X(cmp) X(test)
-#define ALU_BOTH(op) ALU_FORMS(op, uint32_t, 4) ALU_FORMS(op, uint64_t, 8)
+#define ALU_BOTH(op) ALU_FORMS(op, uint32_t, 4) ALU_FORMS(op, uint64_t, 8) \
+                     ALU_FORMS_NF(op, uint32_t, 4) ALU_FORMS_NF(op, uint64_t, 8)
 ALU_OPS(ALU_BOTH)
 
 /* byte operations on memory (registers stay generic: AH..BH need care) */
@@ -134,6 +146,17 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
     }
 SHIFTS_IMM(uint32_t, 4, 31)
 SHIFTS_IMM(uint64_t, 8, 63)
+
+/* with a count that is not zero (dead_flags only uses these then) */
+#define SHIFTS_IMM_NF(T, S, MASK)                                                      \
+    static void shl_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->rm] = (T)((T)cpu->gpr[i->rm] << ((unsigned)i->imm & MASK)); }       \
+    static void shr_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->rm] = (T)((T)cpu->gpr[i->rm] >> ((unsigned)i->imm & MASK)); }       \
+    static void sar_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->rm] = (T)((int64_t)sign_extend((T)cpu->gpr[i->rm], S) >> ((unsigned)i->imm & MASK)); }
+SHIFTS_IMM_NF(uint32_t, 4, 31)
+SHIFTS_IMM_NF(uint64_t, 8, 63)
 
 typedef struct alu_table { insn_fn rr, ri, rm, mr, mi; } alu_table_t;
 #define ALU_ENTRY(op, S) { op##_rr##S, op##_ri##S, op##_rm##S, op##_mr##S, op##_mi##S }
@@ -235,6 +258,23 @@ int fuse_compare_branch(insn_t *cmp, const insn_t *jcc)
     }
 INCDEC(inc4, uint32_t, 4, 1, LF_INC) INCDEC(inc8, uint64_t, 8, 1, LF_INC)
 INCDEC(dec4, uint32_t, 4, -1, LF_DEC) INCDEC(dec8, uint64_t, 8, -1, LF_DEC)
+#define INCDEC_NF(name, T, delta) \
+    static void name##_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (T)((T)cpu->gpr[i->rm] + (T)(delta)); }
+INCDEC_NF(inc4, uint32_t, 1) INCDEC_NF(inc8, uint64_t, 1) INCDEC_NF(dec4, uint32_t, -1) INCDEC_NF(dec8, uint64_t, -1)
+
+/* ---- NOT and NEG of a register (NEG's flags are those of SUB 0 - src) ---- */
+
+#define NOTNEG(T, S)                                                                   \
+    static void not_r##S(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (T)~cpu->gpr[i->rm]; } \
+    static void neg_r##S(cpu_t *cpu, const insn_t *i)                                 \
+    {                                                                                  \
+        T a = (T)cpu->gpr[i->rm], r = (T)(0 - a);                                      \
+        set_lazy(cpu, LF_SUB, S, r, 0, a);                                             \
+        cpu->gpr[i->rm] = r;                                                           \
+    }
+NOTNEG(uint32_t, 4) NOTNEG(uint64_t, 8)
+static void neg_r4_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (uint32_t)(0 - (uint32_t)cpu->gpr[i->rm]); }
+static void neg_r8_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = 0 - cpu->gpr[i->rm]; }
 
 /* Replace the generic handler of `i` by a specialized one where the form allows. */
 void specialize_insn(insn_t *i)
@@ -307,7 +347,78 @@ void specialize_insn(insn_t *i)
     } else if (i->fn == op_jcc) {
         i->fn = jcc_table[i->opcode & 0xf];
         i->ends_block = 0;   /* in a block, the not-taken path goes on (run.c) */
+    } else if ((i->fn == op_not || i->fn == op_neg) && !i->has_mem) {
+        i->fn = i->fn == op_not ? (s == 4 ? not_r4 : not_r8) : (s == 4 ? neg_r4 : neg_r8);
     } else if ((i->fn == op_inc || i->fn == op_dec) && !i->has_mem) {
         i->fn = i->fn == op_inc ? (s == 4 ? inc4 : inc8) : (s == 4 ? dec4 : dec8);
+    }
+}
+
+/* ---- dead flags: within a block, an instruction whose flags a later one overwrites
+ * before anything could see them runs without computing them.  Flags are seen by an
+ * instruction that reads them, at a fault or VM exit (an instruction that accesses
+ * memory), when a block is left (a taken branch, its end, stop_block after a store or
+ * a system instruction), so only register instructions that cannot fault take part.
+ * A whole block must run for this to hold: single steps decode afresh (run.c). ---- */
+
+enum { FLAGS_TRANSPARENT, FLAGS_WRITE_ALL, FLAGS_WRITE_SOME, FLAGS_WRITE_ALL_AND_LEAVE };
+typedef struct flag_use { insn_fn fn, without_flags; uint8_t kind; } flag_use_t;
+
+#define FU_ALU(op, S) { op##_rr##S, op##_rr##S##_nf, FLAGS_WRITE_ALL }, { op##_ri##S, op##_ri##S##_nf, FLAGS_WRITE_ALL },
+#define FU_ALU_BOTH(op) FU_ALU(op, 4) FU_ALU(op, 8)
+#define FU_SHIFTS(S) { shl_ri##S, shl_ri##S##_nf, FLAGS_WRITE_ALL }, { shr_ri##S, shr_ri##S##_nf, FLAGS_WRITE_ALL }, \
+                     { sar_ri##S, sar_ri##S##_nf, FLAGS_WRITE_ALL },
+static const flag_use_t flag_uses[] = {
+    ALU_OPS(FU_ALU_BOTH)
+    FU_SHIFTS(4) FU_SHIFTS(8)
+    { neg_r4, neg_r4_nf, FLAGS_WRITE_ALL }, { neg_r8, neg_r8_nf, FLAGS_WRITE_ALL },
+    { inc4, inc4_nf, FLAGS_WRITE_SOME }, { inc8, inc8_nf, FLAGS_WRITE_SOME },   /* CF stays */
+    { dec4, dec4_nf, FLAGS_WRITE_SOME }, { dec8, dec8_nf, FLAGS_WRITE_SOME },
+    { not_r4, NULL, FLAGS_TRANSPARENT }, { not_r8, NULL, FLAGS_TRANSPARENT },
+    { mov_rr4, NULL, FLAGS_TRANSPARENT }, { mov_rr8, NULL, FLAGS_TRANSPARENT },
+    { mov_ri, NULL, FLAGS_TRANSPARENT }, { lea, NULL, FLAGS_TRANSPARENT },
+};
+
+static const flag_use_t *flag_use(const insn_t *in)
+{
+    static const flag_use_t fused_use = { NULL, NULL, FLAGS_WRITE_ALL_AND_LEAVE };
+    static const flag_use_t zero_shift = { NULL, NULL, FLAGS_TRANSPARENT };
+    if (in->fused)
+        return &fused_use;   /* a register compare and a branch that reads it */
+    for (size_t k = 0; k < sizeof(flag_uses) / sizeof(flag_uses[0]); k++) {
+        if (flag_uses[k].fn != in->fn)
+            continue;
+        int shift = in->fn == shl_ri4 || in->fn == shr_ri4 || in->fn == sar_ri4 ||
+                    in->fn == shl_ri8 || in->fn == shr_ri8 || in->fn == sar_ri8;
+        unsigned mask = in->opsize == 8 ? 63 : 31;
+        return shift && !((unsigned)in->imm & mask) ? &zero_shift : &flag_uses[k];
+    }
+    return NULL;   /* reads flags, may fault or exit, or may leave the block */
+}
+
+void eliminate_dead_flags(block_t *b)
+{
+    int live = 1;   /* whether the flags after instruction k can be seen */
+    for (int k = (int)b->n - 1; k >= 0; k--) {
+        insn_t *in = &b->insns[k];
+        const flag_use_t *u = flag_use(in);
+        if (!u) {
+            live = 1;
+            continue;
+        }
+        switch (u->kind) {
+        case FLAGS_WRITE_ALL_AND_LEAVE:
+            live = 0;
+            break;
+        case FLAGS_WRITE_ALL:
+        case FLAGS_WRITE_SOME:
+            if (!live) {
+                in->fn = u->without_flags;
+                in->flags_dead = 1;
+            }
+            if (u->kind == FLAGS_WRITE_ALL)
+                live = 0;
+            break;
+        }
     }
 }

@@ -171,6 +171,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         if (in->ends_block || lin >= page_end)
             break;
     }
+    eliminate_dead_flags(b);
     b->hpa = hpa;
     b->gen = w;
     return b;
@@ -227,7 +228,7 @@ static void execute_one(cpu_t *cpu, const insn_t *in)
 static void step_one(cpu_t *cpu)
 {
     block_t *b = lookup_block(cpu, cpu->rip);
-    if (b && !b->insns[0].fused) {
+    if (b && !b->insns[0].fused && !b->insns[0].flags_dead) {
         execute_one(cpu, &b->insns[0]);
         return;
     }

@@ -1,0 +1,110 @@
+"""The core runs an instruction without computing its flags when a later instruction of
+its block overwrites them unseen (exec_fast.c, dead flags).  These guests look at the
+flags wherever they can be seen: at a VM exit in the middle of a block, in an exception
+frame, after a not-taken branch, at the end of a block, and under single-stepping."""
+
+import struct
+
+from kvm import vmx
+from kvm._silicon import lib
+from kvm.constants import KVM_EXIT_HLT, KVM_EXIT_MMIO
+from kvm_guest import CODE_GPA, KvmGuest
+
+CF, ZF, SF, OF = 0x1, 0x40, 0x80, 0x800
+ARITH = 0x8D5
+MMIO_GPA = 0xFED00000
+PF_FRAME = 0x7000      # where the #PF handler copies its frame
+
+
+def test_flags_before_an_mmio_store_in_the_middle_of_a_block():
+    g = KvmGuest(f"""
+        mov eax, -1
+        add eax, 1
+        mov dword ptr [{MMIO_GPA}], eax
+        xor ebx, ebx
+        mov ecx, 1
+        add ecx, 1
+        hlt""")
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_MMIO
+    assert g.vcpu.get_regs().rflags & ARITH == CF | ZF | 0x4 | 0x10   # the add's (PF, AF too)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.vcpu.get_regs().rflags & ARITH == 0      # 1 + 1: no flag (2 has odd parity)
+
+
+def test_flags_in_the_frame_of_a_page_fault_in_the_middle_of_a_block():
+    g = KvmGuest(f"""
+        mov eax, 0x7fffffff
+        add eax, 1
+        mov ebx, [0x400000]
+        sub ecx, ecx
+        hlt
+    .org 0x800
+        mov eax, [esp + 12]
+        mov [{PF_FRAME}], eax
+        hlt""", paging=True)
+    g.set_idt_gate(14, CODE_GPA + 0x800)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    eflags = struct.unpack("<I", g.read(PF_FRAME, 4))[0]
+    assert eflags & (CF | ZF | SF | OF) == SF | OF           # 0x7fffffff + 1
+
+
+def test_a_chain_of_dead_flags_ends_with_the_live_ones():
+    g = KvmGuest("""
+        mov eax, -1
+        add eax, 1
+        inc ecx
+        neg edx
+        shl esi, 3
+        mov edi, 1
+        sub edi, 2
+        hlt""")
+    g.set(rcx=0x7FFFFFFF, rdx=5, rsi=1)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    assert (r.rax, r.rcx, r.rdx, r.rsi, r.rdi) == (0, 0x80000000, 0xFFFFFFFB, 8, 0xFFFFFFFF)
+    assert r.rflags & (CF | ZF | SF | OF) == CF | SF          # 1 - 2
+
+
+def test_inc_keeps_the_carry_of_the_instruction_before_it():
+    g = KvmGuest("""
+        mov eax, -1
+        add eax, 1
+        inc ecx
+        hlt""")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.vcpu.get_regs().rflags & (CF | ZF) == CF        # CF from the add, ZF from inc
+
+
+def test_flags_after_a_conditional_branch_not_taken_and_taken():
+    g = KvmGuest("""
+        mov eax, 3
+        cmp eax, 4
+        je never
+        add eax, 0
+        jnz out
+        xor eax, eax
+    never:
+        hlt
+    out:
+        hlt""")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    assert r.rax == 3 and r.rflags & (CF | ZF) == 0          # the add's flags reached `out`
+
+
+def test_single_steps_through_a_block_with_dead_flags():
+    # MTF stops after each instruction: every flag value along the way is seen
+    g = KvmGuest("""
+        mov eax, -1
+        add eax, 1
+        xor ebx, ebx
+        hlt""")
+    proc = g.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
+    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | vmx.CPU_BASED_MONITOR_TRAP_FLAG)
+    seen = []
+    for _ in range(3):
+        assert lib.root_vcpu_run(g.vcpu.root) == vmx.VMX_EXITED
+        assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
+        seen.append(g.vcpu.vmread(vmx.GUEST_RFLAGS) & (CF | ZF))
+    assert seen[1:] == [CF | ZF, ZF]
