@@ -171,6 +171,8 @@ typedef struct insn {
     uint8_t flags_dead;  /* in a block: runs without computing the flags, which a later
                           * instruction overwrites unseen (exec_fast.c); alone it would
                           * be wrong */
+    uint8_t plain;       /* in a block: a register instruction that cannot fault, branch
+                          * or end the block and reads neither RIP nor next_rip */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
@@ -421,7 +423,7 @@ static inline uint64_t ea_of(cpu_t *cpu, const insn_t *i)
         a += cpu->gpr[i->base];
     if (i->index != 0xff)
         a += cpu->gpr[i->index] << i->scale;
-    return a & size_mask(i->addrsize);
+    return a & (~0ull >> (64 - 8 * i->addrsize));   /* addrsize is 2, 4 or 8 */
 }
 
 /* flags.c */
@@ -564,7 +566,7 @@ void tlb_select_context(cpu_t *cpu);
 int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
 void specialize_insn(insn_t *i);   /* exec_fast.c */
 int fuse_compare_branch(insn_t *cmp, const insn_t *jcc);
-void eliminate_dead_flags(block_t *b);
+void optimize_block(block_t *b);
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
 
 /* run.c */

@@ -177,7 +177,10 @@ static void mov_load4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read
 static void mov_load8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 8); }
 static void mov_store4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, cpu->gpr[i->reg]); }
 static void mov_store8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, cpu->gpr[i->reg]); }
-static void mov_store_imm(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), i->opsize, i->imm); }
+static void mov_store_imm1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, i->imm); }
+static void mov_store_imm2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 2, i->imm); }
+static void mov_store_imm4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, i->imm); }
+static void mov_store_imm8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, i->imm); }
 static void mov_store1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, reg_read(cpu, i->reg, 1)); }
 static void movzx_load1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 1); }
 static void lea(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = ea_of(cpu, i) & size_mask(i->opsize); }
@@ -299,7 +302,9 @@ void specialize_insn(insn_t *i)
         }
     }
     if (i->fn == op_mov_rm_imm && i->has_mem) {
-        i->fn = mov_store_imm;
+        static const insn_fn stores[9] = { [1] = mov_store_imm1, [2] = mov_store_imm2, [4] = mov_store_imm4,
+                                           [8] = mov_store_imm8 };
+        i->fn = stores[s];
         return;
     }
     if (s != 4 && s != 8) {
@@ -396,7 +401,9 @@ static const flag_use_t *flag_use(const insn_t *in)
     return NULL;   /* reads flags, may fault or exit, or may leave the block */
 }
 
-void eliminate_dead_flags(block_t *b)
+/* Dead flags, and the plain instructions (run.c) among those of the table: all are
+ * register instructions that cannot fault, except a RIP-relative LEA. */
+void optimize_block(block_t *b)
 {
     int live = 1;   /* whether the flags after instruction k can be seen */
     for (int k = (int)b->n - 1; k >= 0; k--) {
@@ -406,6 +413,7 @@ void eliminate_dead_flags(block_t *b)
             live = 1;
             continue;
         }
+        in->plain = u->kind != FLAGS_WRITE_ALL_AND_LEAVE && !(in->fn == lea && in->base == 0xfe);
         switch (u->kind) {
         case FLAGS_WRITE_ALL_AND_LEAVE:
             live = 0;

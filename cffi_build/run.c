@@ -171,7 +171,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         if (in->ends_block || lin >= page_end)
             break;
     }
-    eliminate_dead_flags(b);
+    optimize_block(b);
     b->hpa = hpa;
     b->gen = w;
     return b;
@@ -361,9 +361,15 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
             const insn_t *in = b->insns, *end = b->insns + b->n;
             /* RIP stays in a register from one instruction to the next: the handler's
              * next_rip is only compared, so that a store and a reload of it are not on
-             * the path of every instruction.  A changed next_rip is a control transfer
-             * and ends the block. */
+             * the path of every instruction, and plain instructions do without both.
+             * A changed next_rip is a control transfer and ends the block. */
             do {
+                if (in->plain) {
+                    in->fn(cpu, in);
+                    rip += in->len;
+                    in++;
+                    continue;
+                }
                 uint64_t next = rip + in->len;
                 cpu->rip = rip;
                 cpu->next_rip = next;
