@@ -194,50 +194,72 @@ JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
 static const insn_fn jcc_table[16] = { jcc0, jcc1, jcc2, jcc3, jcc4, jcc5, jcc6, jcc7,
                                        jcc8, jcc9, jcc10, jcc11, jcc12, jcc13, jcc14, jcc15 };
 
-/* ---- compare fused with the conditional branch after it ---- */
+/* ---- compare (or SUB, AND of a register) fused with the conditional branch after it:
+ * one entry for the pair, whose next_rip is the branch's.  A memory operand is read
+ * first, so that a fault is the compare's with nothing changed. ---- */
 
 #define SRC_rr(T) ((T)cpu->gpr[i->reg])
 #define SRC_ri(T) ((T)i->imm)
+#define BRANCH(cc) if (cond_true(cpu, cc)) jump_to(cpu, cpu->next_rip + i->imm2, i->branch_size)
 #define FUSED(op, form, T, S, cc)                                                      \
     static void op##_##form##S##_j##cc(cpu_t *cpu, const insn_t *i)                   \
     {                                                                                  \
         T a = (T)cpu->gpr[i->rm], b = SRC_##form(T), r = (T)OPR_##op(a, b);           \
         set_lazy(cpu, LF_##op, S, r, a, b);                                            \
-        if (cond_true(cpu, cc))                                                        \
-            jump_to(cpu, cpu->next_rip + i->imm2, i->branch_size);                     \
+        if (WRITES_##op) cpu->gpr[i->rm] = r;                                          \
+        BRANCH(cc);                                                                    \
     }
-#define FUSED_CC(op, form, T, S) \
-    FUSED(op, form, T, S, 0) FUSED(op, form, T, S, 1) FUSED(op, form, T, S, 2) FUSED(op, form, T, S, 3) \
-    FUSED(op, form, T, S, 4) FUSED(op, form, T, S, 5) FUSED(op, form, T, S, 6) FUSED(op, form, T, S, 7) \
-    FUSED(op, form, T, S, 8) FUSED(op, form, T, S, 9) FUSED(op, form, T, S, 10) FUSED(op, form, T, S, 11) \
-    FUSED(op, form, T, S, 12) FUSED(op, form, T, S, 13) FUSED(op, form, T, S, 14) FUSED(op, form, T, S, 15)
-#define FUSED_FORMS(op) FUSED_CC(op, rr, uint32_t, 4) FUSED_CC(op, ri, uint32_t, 4) \
-                        FUSED_CC(op, rr, uint64_t, 8) FUSED_CC(op, ri, uint64_t, 8)
+/* memory forms: mi = [mem] OP imm, rm = reg OP [mem], mr = [mem] OP reg */
+#define MEM_mi(T, S) T a = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S), b = (T)i->imm
+#define MEM_rm(T, S) T a = (T)cpu->gpr[i->reg], b = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S)
+#define MEM_mr(T, S) T a = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S), b = (T)cpu->gpr[i->reg]
+#define FUSED_MEM(op, form, T, S, cc)                                                  \
+    static void op##_##form##S##_j##cc(cpu_t *cpu, const insn_t *i)                   \
+    {                                                                                  \
+        MEM_##form(T, S);                                                              \
+        set_lazy(cpu, LF_##op, S, (T)OPR_##op(a, b), a, b);                            \
+        BRANCH(cc);                                                                    \
+    }
+#define CC16(F, op, form, T, S) \
+    F(op, form, T, S, 0) F(op, form, T, S, 1) F(op, form, T, S, 2) F(op, form, T, S, 3) \
+    F(op, form, T, S, 4) F(op, form, T, S, 5) F(op, form, T, S, 6) F(op, form, T, S, 7) \
+    F(op, form, T, S, 8) F(op, form, T, S, 9) F(op, form, T, S, 10) F(op, form, T, S, 11) \
+    F(op, form, T, S, 12) F(op, form, T, S, 13) F(op, form, T, S, 14) F(op, form, T, S, 15)
+#define FUSED_FORMS(op) CC16(FUSED, op, rr, uint32_t, 4) CC16(FUSED, op, ri, uint32_t, 4) \
+                        CC16(FUSED, op, rr, uint64_t, 8) CC16(FUSED, op, ri, uint64_t, 8)
 FUSED_FORMS(cmp)
 FUSED_FORMS(test)
-#define FUSED_ROW(op, form, S) { op##_##form##S##_j0, op##_##form##S##_j1, op##_##form##S##_j2,        \
-    op##_##form##S##_j3, op##_##form##S##_j4, op##_##form##S##_j5, op##_##form##S##_j6,                 \
-    op##_##form##S##_j7, op##_##form##S##_j8, op##_##form##S##_j9, op##_##form##S##_j10,                \
-    op##_##form##S##_j11, op##_##form##S##_j12, op##_##form##S##_j13, op##_##form##S##_j14,             \
-    op##_##form##S##_j15 }
+FUSED_FORMS(sub)
+FUSED_FORMS(and)
+CC16(FUSED_MEM, cmp, mi, uint8_t, 1) CC16(FUSED_MEM, cmp, mi, uint32_t, 4) CC16(FUSED_MEM, cmp, mi, uint64_t, 8)
+CC16(FUSED_MEM, cmp, rm, uint32_t, 4) CC16(FUSED_MEM, cmp, rm, uint64_t, 8)
+CC16(FUSED_MEM, cmp, mr, uint32_t, 4) CC16(FUSED_MEM, cmp, mr, uint64_t, 8)
+CC16(FUSED_MEM, test, mi, uint8_t, 1) CC16(FUSED_MEM, test, mi, uint32_t, 4)
 
-static const insn_fn fused[8][16] = {
-    FUSED_ROW(cmp, rr, 4), FUSED_ROW(cmp, ri, 4), FUSED_ROW(cmp, rr, 8), FUSED_ROW(cmp, ri, 8),
-    FUSED_ROW(test, rr, 4), FUSED_ROW(test, ri, 4), FUSED_ROW(test, rr, 8), FUSED_ROW(test, ri, 8),
+#define FUSABLE(op, form, S) { op##_##form##S, { op##_##form##S##_j0, op##_##form##S##_j1,         \
+    op##_##form##S##_j2, op##_##form##S##_j3, op##_##form##S##_j4, op##_##form##S##_j5,               \
+    op##_##form##S##_j6, op##_##form##S##_j7, op##_##form##S##_j8, op##_##form##S##_j9,               \
+    op##_##form##S##_j10, op##_##form##S##_j11, op##_##form##S##_j12, op##_##form##S##_j13,           \
+    op##_##form##S##_j14, op##_##form##S##_j15 } }
+#define FUSABLE_REG(op) FUSABLE(op, rr, 4), FUSABLE(op, ri, 4), FUSABLE(op, rr, 8), FUSABLE(op, ri, 8)
+
+static const struct fusable { insn_fn alone; insn_fn with_jcc[16]; } fusable[] = {
+    FUSABLE_REG(cmp), FUSABLE_REG(test), FUSABLE_REG(sub), FUSABLE_REG(and),
+    FUSABLE(cmp, mi, 1), FUSABLE(cmp, mi, 4), FUSABLE(cmp, mi, 8), FUSABLE(cmp, rm, 4), FUSABLE(cmp, rm, 8),
+    FUSABLE(cmp, mr, 4), FUSABLE(cmp, mr, 8), FUSABLE(test, mi, 1), FUSABLE(test, mi, 4),
 };
 
-/* Fuse a specialized register compare with the Jcc that follows it; returns 1 if done
- * (the Jcc is then part of `cmp` and must not be kept as an entry of its own). */
+/* Fuse a specialized compare with the Jcc that follows it; returns 1 if done (the Jcc
+ * is then part of `cmp` and must not be kept as an entry of its own).  A RIP-relative
+ * operand stays alone: the pair's next_rip is not the compare's. */
 int fuse_compare_branch(insn_t *cmp, const insn_t *jcc)
 {
-    static const insn_fn compares[8] = { cmp_rr4, cmp_ri4, cmp_rr8, cmp_ri8,
-                                         test_rr4, test_ri4, test_rr8, test_ri8 };
-    if (jcc->fn != jcc_table[jcc->opcode & 0xf] || cmp->fn == NULL)
+    if (jcc->fn != jcc_table[jcc->opcode & 0xf] || cmp->fn == NULL || (cmp->has_mem && cmp->base == 0xfe))
         return 0;
-    for (int k = 0; k < 8; k++) {
-        if (cmp->fn != compares[k])
+    for (size_t k = 0; k < sizeof(fusable) / sizeof(fusable[0]); k++) {
+        if (cmp->fn != fusable[k].alone)
             continue;
-        cmp->fn = fused[k][jcc->opcode & 0xf];
+        cmp->fn = fusable[k].with_jcc[jcc->opcode & 0xf];
         cmp->imm2 = jcc->imm;
         cmp->branch_size = jcc->opsize;
         cmp->len = (uint8_t)(cmp->len + jcc->len);
@@ -388,8 +410,8 @@ static const flag_use_t *flag_use(const insn_t *in)
 {
     static const flag_use_t fused_use = { NULL, NULL, FLAGS_WRITE_ALL_AND_LEAVE };
     static const flag_use_t zero_shift = { NULL, NULL, FLAGS_TRANSPARENT };
-    if (in->fused)
-        return &fused_use;   /* a register compare and a branch that reads it */
+    if (in->fused)          /* a compare and a branch that reads it */
+        return in->has_mem ? NULL : &fused_use;
     for (size_t k = 0; k < sizeof(flag_uses) / sizeof(flag_uses[0]); k++) {
         if (flag_uses[k].fn != in->fn)
             continue;

@@ -1,7 +1,9 @@
-"""The core runs an instruction without computing its flags when a later instruction of
-its block overwrites them unseen (exec_fast.c, dead flags).  These guests look at the
-flags wherever they can be seen: at a VM exit in the middle of a block, in an exception
-frame, after a not-taken branch, at the end of a block, and under single-stepping."""
+"""How the core runs a block of decoded instructions (run.c, exec_fast.c): it goes on
+past a conditional branch that is not taken, a compare and the branch after it are one
+entry, and an instruction runs without computing its flags when a later instruction of
+its block overwrites them unseen.  These guests look at the results wherever they can be
+seen: at a VM exit in the middle of a block, in an exception frame, after a branch, at
+the end of a block, under single-stepping, and in the count of retired instructions."""
 
 import struct
 
@@ -108,3 +110,83 @@ def test_single_steps_through_a_block_with_dead_flags():
         assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
         seen.append(g.vcpu.vmread(vmx.GUEST_RFLAGS) & (CF | ZF))
     assert seen[1:] == [CF | ZF, ZF]
+
+
+def test_a_fused_compare_of_mmio_and_its_branch():
+    g = KvmGuest(f"""
+        cmp dword ptr [{MMIO_GPA}], 5
+        je yes
+        mov ebx, 1
+        hlt
+    yes:
+        mov ebx, 2
+        hlt""")
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_MMIO and (run.mmio.phys_addr, run.mmio.len) == (MMIO_GPA, 4)
+    run.mmio.data[:4] = (5).to_bytes(4, "little")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rbx") == 2
+
+
+def test_a_fused_compare_that_page_faults_restarts_at_the_compare():
+    g = KvmGuest(f"""
+        mov ecx, 0
+        cmp byte ptr [0x400000], 0
+        jne nonzero
+        mov ebx, 1
+        hlt
+    nonzero:
+        mov ebx, 2
+        hlt
+    .org 0x800
+        mov eax, [esp + 4]
+        mov [{PF_FRAME}], eax
+        mov dword ptr [0x32000], 0x00101007
+        mov byte ptr [0x400000], 7
+        add esp, 4
+        iret""", paging=True)
+    g.set_idt_gate(14, CODE_GPA + 0x800)
+    g.write(0x32000, bytes(4096))
+    g.write(0x30004, struct.pack("<I", 0x32000 | 7))   # an empty page table for 4-8 MiB
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert struct.unpack("<I", g.read(PF_FRAME, 4))[0] == CODE_GPA + 5   # the cmp, after mov ecx
+    assert g.reg("rbx") == 2
+
+
+def test_a_rip_relative_compare_and_branch_in_64_bit_code():
+    g = KvmGuest("""
+        cmp dword ptr [rip + value], 5
+        je yes
+        mov ebx, 1
+        hlt
+    yes:
+        mov ebx, 2
+        hlt
+    value:
+        .long 5""", mode="long64")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rbx") == 2
+
+
+def test_retired_instructions_count_fused_pairs_and_side_exits():
+    g = KvmGuest("""
+        mov ecx, 100
+        xor eax, eax
+    again:
+        add eax, ecx
+        test eax, 1
+        jnz odd
+        sub ecx, 1
+        jnz again
+        jmp done
+    odd:
+        sub ecx, 1
+        jnz again
+        jmp done
+    done:
+        hlt""")
+    before = g.vcpu.instructions_retired()
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rax") == 5050
+    # mov, xor; add, test, jnz, sub, jnz in each round; jmp (HLT exits: it does not retire)
+    assert g.vcpu.instructions_retired() - before == 2 + 5 * 100 + 1
