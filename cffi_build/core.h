@@ -385,11 +385,12 @@ static inline void store_host(uint8_t *p, int size, uint64_t v)
 }
 
 /* Segmented accesses: segments that cannot fault go straight to the TLB; anything
- * else (a miss, a page crossing, a checked segment) takes the full path in mem.c. */
+ * else (a miss, a page crossing, a checked segment) takes the full path in mem.c.
+ * Always inlined: the compiler would otherwise call them from the many handlers. */
 uint64_t mem_read_slow(cpu_t *cpu, int seg, uint64_t off, int size);
 void mem_write_slow(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v);
 
-static inline uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
+static inline __attribute__((always_inline)) uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
 {
     if (likely(cpu->seg_unchecked & (1u << seg))) {
         uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
@@ -400,7 +401,7 @@ static inline uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
     return mem_read_slow(cpu, seg, off, size);
 }
 
-static inline void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
+static inline __attribute__((always_inline)) void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
 {
     if (likely(cpu->seg_unchecked & (0x100u << seg))) {
         uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
@@ -414,7 +415,7 @@ static inline void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64
 }
 
 /* Effective address of the memory operand (masked to the address size). */
-static inline uint64_t ea_of(cpu_t *cpu, const insn_t *i)
+static inline __attribute__((always_inline)) uint64_t ea_of(cpu_t *cpu, const insn_t *i)
 {
     uint64_t a = (uint64_t)i->disp;
     if (i->base == 0xfe)
