@@ -1,7 +1,8 @@
 """Exit round-trip cost: a guest loops on an instruction that VM-exits, and the time per
 exit is measured for three kinds of exit:
 
-* CPUID, which kvm/ handles itself (the guest re-enters without leaving VCPU.run());
+* CPUID, which kvm/'s compiled half handles (the guest re-enters without returning to
+  Python);
 * OUT to a port served by a trivial device on the device model's PIO address space
   (every exit returns from VCPU.run() to this benchmark's run loop);
 * an MMIO read served by a trivial device on the MMIO address space (the EPT violation,
