@@ -23,6 +23,8 @@ struct root_vm {
     silicon_t *sil;
     pthread_mutex_t lock;        /* memslots, EPT tables, the vCPU list */
     root_memslot_t slots[ROOT_MAX_SLOTS];
+    uint8_t used_slots[ROOT_MAX_SLOTS];   /* the numbers of the slots in use */
+    int n_used;
     uint64_t ept_root;
     uint64_t *ept_tables;        /* every EPT table page, to give back to the pool */
     size_t n_ept_tables, cap_ept_tables;

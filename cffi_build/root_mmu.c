@@ -170,9 +170,9 @@ int root_ept_set_leaf(root_vm_t *vm, uint64_t gpa, uint64_t entry)
 
 static root_memslot_t *find_slot(root_vm_t *vm, uint64_t gpa)
 {
-    for (int s = 0; s < ROOT_MAX_SLOTS; s++) {
-        root_memslot_t *m = &vm->slots[s];
-        if (m->used && gpa - m->gpa < m->size)
+    for (int k = 0; k < vm->n_used; k++) {
+        root_memslot_t *m = &vm->slots[vm->used_slots[k]];
+        if (gpa - m->gpa < m->size)
             return m;
     }
     return NULL;
@@ -218,6 +218,10 @@ int root_vm_set_memslot(root_vm_t *vm, int slot, uint64_t gpa, uint64_t size, ui
     m->flags = flags;
     m->used = size != 0;
     m->hypervisor_dirty = dirty;
+    vm->n_used = 0;
+    for (int s = 0; s < ROOT_MAX_SLOTS; s++)
+        if (vm->slots[s].used)
+            vm->used_slots[vm->n_used++] = (uint8_t)s;
     pthread_mutex_unlock(&vm->lock);
     return 0;
 }
