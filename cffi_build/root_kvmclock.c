@@ -49,6 +49,7 @@ static uint64_t clock_ns(clockid_t id)
 static void tsc_and_ns(uint64_t *tsc, uint64_t *ns)
 {
     uint64_t best = ~0ull;
+    *tsc = *ns = 0;
     for (int k = 0; k < 5; k++) {
         uint64_t t0 = host_tsc(), n = clock_ns(CLOCK_MONOTONIC), t1 = host_tsc();
         if (t1 - t0 < best) {
