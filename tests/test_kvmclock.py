@@ -2,6 +2,7 @@
 kvmclock.c reads it, KVM_GET/SET_CLOCK, and the exits handled without Python still
 counted in the statistics."""
 
+import mmap
 import struct
 import time
 
@@ -10,7 +11,8 @@ import pytest
 from kvm import KvmError
 from kvm.capabilities import KVM_CAP_ADJUST_CLOCK
 from kvm.constants import (KVM_CLOCK_HOST_TSC, KVM_CLOCK_REALTIME, KVM_CLOCK_TSC_STABLE, KVM_EXIT_HLT,
-                           KVM_EXIT_IO)
+                           KVM_EXIT_IO, KVM_MEM_LOG_DIRTY_PAGES)
+from kvm.dirty_log import dirty_pages
 from kvm.structs import ClockData
 from kvm_guest import KvmGuest
 
@@ -196,3 +198,22 @@ def test_exits_handled_without_python_are_counted_with_their_time():
     assert stats["HLT"]["count"] == 1
     assert g.vm.exit_stats().as_dict()["CPUID"] == stats["CPUID"]
     assert g.vm.ept.lookup(0x300000) is not None
+
+
+def test_the_pvclock_pages_the_hypervisor_writes_are_in_the_dirty_log():
+    slot_gpa = 0x1000000
+    g = KvmGuest(f"""
+        mov ecx, {MSR_KVM_SYSTEM_TIME_NEW}
+        mov eax, {slot_gpa + 0x3000 + 1}
+        xor edx, edx
+        wrmsr
+        mov ecx, {MSR_KVM_WALL_CLOCK_NEW}
+        mov eax, {slot_gpa + 0x5000}
+        wrmsr
+        hlt""")
+    ram = mmap.mmap(-1, 0x10000)
+    g.vm.set_user_memory_region(1, slot_gpa, 0x10000, ram, KVM_MEM_LOG_DIRTY_PAGES)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert dirty_pages(g.vm.get_dirty_log(1)) == [3, 5]     # the guest itself wrote nothing there
+    assert struct.unpack_from("<I", ram, 0x3000)[0] == 2 and struct.unpack_from("<I", ram, 0x5000)[0] == 2
+    assert dirty_pages(g.vm.get_dirty_log(1)) == []
