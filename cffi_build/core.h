@@ -432,7 +432,11 @@ uint64_t cpu_get_rflags(cpu_t *cpu);
 void cpu_set_rflags(cpu_t *cpu, uint64_t v);
 static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t a, uint64_t b)
 {
-    cpu->lf_op = op; cpu->lf_size = size; cpu->lf_res = res; cpu->lf_a = a; cpu->lf_b = b;
+    cpu->lf_op = op; cpu->lf_size = size; cpu->lf_res = res;
+    if (op != LF_LOGIC) {   /* the flags of a logic result follow from the result alone */
+        cpu->lf_a = a;
+        cpu->lf_b = b;
+    }
 }
 /* Condition codes 0..15 as in Jcc/SETcc/CMOVcc; inlined so that a constant cc folds,
  * with the compare-and-branch cases answered from the lazy flags. */
