@@ -188,6 +188,8 @@ typedef struct block {
     uint32_t gen;        /* page write generation when decoded */
     uint32_t *code_word; /* the page's current generation */
     uint32_t n;          /* decoded entries (a fused pair is one) */
+    uint32_t fast_only;  /* every entry runs a handler of exec_fast.c: none can change
+                          * RFLAGS.IF or the interruptibility state */
     insn_t insns[BLOCK_MAX_INSNS];
 } block_t;
 
@@ -294,6 +296,7 @@ struct cpu {
 
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];
+    tlb_entry_t *tlb_cpl;      /* the half for the accesses of the CPL (mode.c keeps it) */
     uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
@@ -394,7 +397,7 @@ static inline __attribute__((always_inline)) uint64_t mem_read(cpu_t *cpu, int s
 {
     if (likely(cpu->seg_unchecked & (1u << seg))) {
         uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
-        tlb_entry_t *e = &cpu->tlb[cpu->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+        tlb_entry_t *e = &cpu->tlb_cpl[(lin >> 12) & (TLB_SIZE - 1)];
         if (likely(e->tag_read == (lin & PAGE_MASK) && (lin & 0xfff) + size <= 0x1000))
             return load_host((uint8_t *)(uintptr_t)(lin + e->addend), size);
     }
@@ -405,7 +408,7 @@ static inline __attribute__((always_inline)) void mem_write(cpu_t *cpu, int seg,
 {
     if (likely(cpu->seg_unchecked & (0x100u << seg))) {
         uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
-        tlb_entry_t *e = &cpu->tlb[cpu->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+        tlb_entry_t *e = &cpu->tlb_cpl[(lin >> 12) & (TLB_SIZE - 1)];
         if (likely(e->tag_write == (lin & PAGE_MASK) && (lin & 0xfff) + size <= 0x1000)) {
             store_host((uint8_t *)(uintptr_t)(lin + e->addend), size, v);
             return;

@@ -25,6 +25,7 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu->msr_apic_base = 0xfee00000ull | (1ull << 11) | (apic_id == 0 ? (1ull << 8) : 0);
     cpu->msr_misc_enable = 1;   /* fast strings */
     cpu->efer = EFER_LME | EFER_LMA;   /* root mode is 64-bit */
+    cpu->tlb_cpl = cpu->tlb[0];
     cpu->xcr0 = 1;
     fpu_reset(cpu);
     cpu->dr[6] = 0xffff0ff0ull;
@@ -146,6 +147,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     b->mode = (uint32_t)cpu->code_size;
     b->code_word = code_word;
     b->n = 0;
+    b->fast_only = 1;
     uint8_t guest = 0;
     uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
     while (b->n < BLOCK_MAX_INSNS) {
@@ -159,7 +161,9 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
                 return NULL;   /* page-crossing instruction: execute it uncached */
             break;
         }
+        insn_fn generic = in->fn;
         specialize_insn(in);
+        b->fast_only &= in->fn != generic;
         lin += in->len;
         if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in))
             in = &b->insns[b->n - 1];
@@ -356,9 +360,13 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
         /* a block that jumps back to its own start runs again without a lookup: nothing
          * that could change its translation or its code happens without stop_block */
         uint64_t start = cpu->rip, rip = start;
+        const insn_t *first = b->insns, *end = b->insns + b->n;
+        /* whether the block must stop at its end for the boundary checks: it stays
+         * false while nothing in the block can open an interrupt or NMI window */
+        int armed = boundary_controls_armed(cpu), recheck = !b->fast_only;
         cpu->stop_block = 0;
         for (;;) {
-            const insn_t *in = b->insns, *end = b->insns + b->n;
+            const insn_t *in = first;
             /* RIP stays in a register from one instruction to the next: the handler's
              * next_rip is only compared, so that a store and a reload of it are not on
              * the path of every instruction, and plain instructions do without both.
@@ -383,7 +391,8 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
             } while (in < end && !cpu->stop_block);
             cpu->rip = rip;
             cpu->retired += in[-1].guest_count;
-            if (rip != start || cpu->stop_block || cpu->kicked || boundary_controls_armed(cpu))
+            if (rip != start || cpu->stop_block || cpu->kicked || armed ||
+                (recheck && boundary_controls_armed(cpu)))
                 break;
         }
     }
