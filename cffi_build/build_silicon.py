@@ -11,8 +11,11 @@ SOURCES = sorted(
 
 
 def _api_declarations():
-    with open(os.path.join(HERE, "silicon_api.h")) as f:
-        text = f.read()
+    """The silicon's interface and that of kvm/'s compiled half (root_api.h)."""
+    text = ""
+    for name in ("silicon_api.h", "root_api.h"):
+        with open(os.path.join(HERE, name)) as f:
+            text += f.read()
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
@@ -25,7 +28,7 @@ ffibuilder.cdef(
 )
 ffibuilder.set_source(
     "kvm._silicon",
-    '#include "core.h"\n',
+    '#include "core.h"\n#include "root.h"\n',
     sources=SOURCES,
     include_dirs=[HERE],
     # internal calls stay inside the library (no PLT): only the module's init is exported

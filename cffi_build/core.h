@@ -167,6 +167,12 @@ typedef struct insn {
     uint8_t ends_block;
     uint8_t fused;      /* a compare fused with the Jcc after it (exec_fast.c) */
     uint8_t branch_size; /* operand size of the fused Jcc */
+    uint8_t guest_count; /* in a block: guest instructions up to and including this one */
+    uint8_t flags_dead;  /* in a block: runs without computing the flags, which a later
+                          * instruction overwrites unseen (exec_fast.c); alone it would
+                          * be wrong */
+    uint8_t plain;       /* in a block: a register instruction that cannot fault, branch
+                          * or end the block and reads neither RIP nor next_rip */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
@@ -181,8 +187,9 @@ typedef struct block {
     uint32_t mode;       /* decode mode key (code size) */
     uint32_t gen;        /* page write generation when decoded */
     uint32_t *code_word; /* the page's current generation */
-    uint32_t n;          /* decoded entries */
-    uint32_t guest_insns; /* guest instructions they stand for (fused pairs count 2) */
+    uint32_t n;          /* decoded entries (a fused pair is one) */
+    uint32_t fast_only;  /* every entry runs a handler of exec_fast.c: none can change
+                          * RFLAGS.IF or the interruptibility state */
     insn_t insns[BLOCK_MAX_INSNS];
 } block_t;
 
@@ -292,6 +299,7 @@ struct cpu {
 
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];
+    tlb_entry_t *tlb_cpl;      /* the half for the accesses of the CPL (mode.c keeps it) */
     uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
@@ -397,26 +405,27 @@ static inline void store_host(uint8_t *p, int size, uint64_t v)
 }
 
 /* Segmented accesses: segments that cannot fault go straight to the TLB; anything
- * else (a miss, a page crossing, a checked segment) takes the full path in mem.c. */
+ * else (a miss, a page crossing, a checked segment) takes the full path in mem.c.
+ * Always inlined: the compiler would otherwise call them from the many handlers. */
 uint64_t mem_read_slow(cpu_t *cpu, int seg, uint64_t off, int size);
 void mem_write_slow(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v);
 
-static inline uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
+static inline __attribute__((always_inline)) uint64_t mem_read(cpu_t *cpu, int seg, uint64_t off, int size)
 {
     if (likely(cpu->seg_unchecked & (1u << seg))) {
         uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
-        tlb_entry_t *e = &cpu->tlb[cpu->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+        tlb_entry_t *e = &cpu->tlb_cpl[(lin >> 12) & (TLB_SIZE - 1)];
         if (likely(e->tag_read == (lin & PAGE_MASK) && (lin & 0xfff) + size <= 0x1000))
             return load_host((uint8_t *)(uintptr_t)(lin + e->addend), size);
     }
     return mem_read_slow(cpu, seg, off, size);
 }
 
-static inline void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
+static inline __attribute__((always_inline)) void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64_t v)
 {
     if (likely(cpu->seg_unchecked & (0x100u << seg))) {
         uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
-        tlb_entry_t *e = &cpu->tlb[cpu->cpl == 3][(lin >> 12) & (TLB_SIZE - 1)];
+        tlb_entry_t *e = &cpu->tlb_cpl[(lin >> 12) & (TLB_SIZE - 1)];
         if (likely(e->tag_write == (lin & PAGE_MASK) && (lin & 0xfff) + size <= 0x1000)) {
             store_host((uint8_t *)(uintptr_t)(lin + e->addend), size, v);
             return;
@@ -426,7 +435,7 @@ static inline void mem_write(cpu_t *cpu, int seg, uint64_t off, int size, uint64
 }
 
 /* Effective address of the memory operand (masked to the address size). */
-static inline uint64_t ea_of(cpu_t *cpu, const insn_t *i)
+static inline __attribute__((always_inline)) uint64_t ea_of(cpu_t *cpu, const insn_t *i)
 {
     uint64_t a = (uint64_t)i->disp;
     if (i->base == 0xfe)
@@ -435,7 +444,7 @@ static inline uint64_t ea_of(cpu_t *cpu, const insn_t *i)
         a += cpu->gpr[i->base];
     if (i->index != 0xff)
         a += cpu->gpr[i->index] << i->scale;
-    return a & size_mask(i->addrsize);
+    return a & (~0ull >> (64 - 8 * i->addrsize));   /* addrsize is 2, 4 or 8 */
 }
 
 /* flags.c */
@@ -443,7 +452,11 @@ uint64_t cpu_get_rflags(cpu_t *cpu);
 void cpu_set_rflags(cpu_t *cpu, uint64_t v);
 static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t a, uint64_t b)
 {
-    cpu->lf_op = op; cpu->lf_size = size; cpu->lf_res = res; cpu->lf_a = a; cpu->lf_b = b;
+    cpu->lf_op = op; cpu->lf_size = size; cpu->lf_res = res;
+    if (op != LF_LOGIC) {   /* the flags of a logic result follow from the result alone */
+        cpu->lf_a = a;
+        cpu->lf_b = b;
+    }
 }
 /* Condition codes 0..15 as in Jcc/SETcc/CMOVcc; inlined so that a constant cc folds,
  * with the compare-and-branch cases answered from the lazy flags. */
@@ -620,6 +633,7 @@ static inline int debug_one_iteration(const cpu_t *cpu)
 int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
 void specialize_insn(insn_t *i);   /* exec_fast.c */
 int fuse_compare_branch(insn_t *cmp, const insn_t *jcc);
+void optimize_block(block_t *b);
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
 
 /* run.c */
@@ -642,9 +656,38 @@ __attribute__((noreturn)) void vm_exit_simple(cpu_t *cpu, uint32_t reason, uint6
 __attribute__((noreturn)) void vm_exit_insn(cpu_t *cpu, uint32_t reason, uint64_t qual);
 
 /* vmcs_fields.c */
-uint64_t vmcs_get(cpu_t *cpu, uint32_t field);
-void vmcs_set(cpu_t *cpu, uint32_t field, uint64_t value);
-int vmcs_field_slot(uint32_t field);
+/* The VMCS region holds the revision identifier, the abort indicator and the launch
+ * state, then one 8-byte slot per implemented field in vmcs_field_list.h's order. */
+#define VMCS_DATA_OFFSET 16
+extern const int16_t vmcs_slot_plus1[0x8000];
+
+static inline int vmcs_field_slot(uint32_t field)
+{
+    return field < 0x8000 ? vmcs_slot_plus1[field] - 1 : -1;
+}
+
+/* Raw access to the current VMCS, for the processor itself (no access-rule checks). */
+static inline uint64_t vmcs_get(cpu_t *cpu, uint32_t field)
+{
+    int slot = vmcs_field_slot(field);
+    uint64_t v;
+    if (slot < 0 || !cpu->vmcs)
+        return 0;
+    memcpy(&v, cpu->vmcs + VMCS_DATA_OFFSET + slot * 8, 8);
+    return v;
+}
+
+static inline void vmcs_set(cpu_t *cpu, uint32_t field, uint64_t value)
+{
+    int slot = vmcs_field_slot(field);
+    if (slot < 0 || !cpu->vmcs)
+        return;
+    switch ((field >> 13) & 3) {   /* width: 16, 64, 32 bits, natural */
+    case 0: value &= 0xffffull; break;
+    case 2: value &= 0xffffffffull; break;
+    }
+    memcpy(cpu->vmcs + VMCS_DATA_OFFSET + slot * 8, &value, 8);
+}
 uint32_t *vmcs_launch_state(cpu_t *cpu);
 
 /* system instruction helpers (exec_system.c) */

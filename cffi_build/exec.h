@@ -94,7 +94,7 @@ static inline uint64_t opr_ea(cpu_t *cpu, const insn_t *i)
 /* Branch target: the new IP wraps at the operand size outside 64-bit mode. */
 static inline void jump_to(cpu_t *cpu, uint64_t target, int opsize)
 {
-    cpu->next_rip = opsize == 8 ? target : (target & size_mask(opsize));
+    cpu->next_rip = target & (~0ull >> (64 - 8 * opsize));   /* opsize is 2, 4 or 8 */
 }
 
 #endif

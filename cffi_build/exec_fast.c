@@ -64,8 +64,20 @@
         set_lazy(cpu, LF_##op, S, r, a, b);                                            \
     }
 
+/* the register forms when nothing can see their flags (dead_flags below) */
+#define ALU_FORMS_NF(op, T, S)                                                         \
+    static void op##_rr##S##_nf(cpu_t *cpu, const insn_t *i)                          \
+    {                                                                                  \
+        if (WRITES_##op) cpu->gpr[i->rm] = (T)OPR_##op((T)cpu->gpr[i->rm], (T)cpu->gpr[i->reg]); \
+    }                                                                                  \
+    static void op##_ri##S##_nf(cpu_t *cpu, const insn_t *i)                          \
+    {                                                                                  \
+        if (WRITES_##op) cpu->gpr[i->rm] = (T)OPR_##op((T)cpu->gpr[i->rm], (T)i->imm); \
+    }
+
 #define ALU_OPS(X) X(add) X(or) X(and) X(sub) X(xor) X(cmp) X(test)
-#define ALU_BOTH(op) ALU_FORMS(op, uint32_t, 4) ALU_FORMS(op, uint64_t, 8)
+#define ALU_BOTH(op) ALU_FORMS(op, uint32_t, 4) ALU_FORMS(op, uint64_t, 8) \
+                     ALU_FORMS_NF(op, uint32_t, 4) ALU_FORMS_NF(op, uint64_t, 8)
 ALU_OPS(ALU_BOTH)
 
 /* byte operations on memory (registers stay generic: AH..BH need care) */
@@ -135,6 +147,17 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
 SHIFTS_IMM(uint32_t, 4, 31)
 SHIFTS_IMM(uint64_t, 8, 63)
 
+/* with a count that is not zero (dead_flags only uses these then) */
+#define SHIFTS_IMM_NF(T, S, MASK)                                                      \
+    static void shl_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->rm] = (T)((T)cpu->gpr[i->rm] << ((unsigned)i->imm & MASK)); }       \
+    static void shr_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->rm] = (T)((T)cpu->gpr[i->rm] >> ((unsigned)i->imm & MASK)); }       \
+    static void sar_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->rm] = (T)((int64_t)sign_extend((T)cpu->gpr[i->rm], S) >> ((unsigned)i->imm & MASK)); }
+SHIFTS_IMM_NF(uint32_t, 4, 31)
+SHIFTS_IMM_NF(uint64_t, 8, 63)
+
 typedef struct alu_table { insn_fn rr, ri, rm, mr, mi; } alu_table_t;
 #define ALU_ENTRY(op, S) { op##_rr##S, op##_ri##S, op##_rm##S, op##_mr##S, op##_mi##S }
 /* indexed by the ALU op of the opcode (0 add .. 7 cmp; 2/3 adc/sbb stay generic), 8 = test */
@@ -154,7 +177,10 @@ static void mov_load4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read
 static void mov_load8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 8); }
 static void mov_store4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, cpu->gpr[i->reg]); }
 static void mov_store8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, cpu->gpr[i->reg]); }
-static void mov_store_imm(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), i->opsize, i->imm); }
+static void mov_store_imm1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, i->imm); }
+static void mov_store_imm2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 2, i->imm); }
+static void mov_store_imm4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, i->imm); }
+static void mov_store_imm8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, i->imm); }
 static void mov_store1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, reg_read(cpu, i->reg, 1)); }
 static void movzx_load1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 1); }
 static void lea(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = ea_of(cpu, i) & size_mask(i->opsize); }
@@ -168,55 +194,77 @@ JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
 static const insn_fn jcc_table[16] = { jcc0, jcc1, jcc2, jcc3, jcc4, jcc5, jcc6, jcc7,
                                        jcc8, jcc9, jcc10, jcc11, jcc12, jcc13, jcc14, jcc15 };
 
-/* ---- compare fused with the conditional branch after it ---- */
+/* ---- compare (or SUB, AND of a register) fused with the conditional branch after it:
+ * one entry for the pair, whose next_rip is the branch's.  A memory operand is read
+ * first, so that a fault is the compare's with nothing changed. ---- */
 
 #define SRC_rr(T) ((T)cpu->gpr[i->reg])
 #define SRC_ri(T) ((T)i->imm)
+#define BRANCH(cc) if (cond_true(cpu, cc)) jump_to(cpu, cpu->next_rip + i->imm2, i->branch_size)
 #define FUSED(op, form, T, S, cc)                                                      \
     static void op##_##form##S##_j##cc(cpu_t *cpu, const insn_t *i)                   \
     {                                                                                  \
         T a = (T)cpu->gpr[i->rm], b = SRC_##form(T), r = (T)OPR_##op(a, b);           \
         set_lazy(cpu, LF_##op, S, r, a, b);                                            \
-        if (cond_true(cpu, cc))                                                        \
-            jump_to(cpu, cpu->next_rip + i->imm2, i->branch_size);                     \
+        if (WRITES_##op) cpu->gpr[i->rm] = r;                                          \
+        BRANCH(cc);                                                                    \
     }
-#define FUSED_CC(op, form, T, S) \
-    FUSED(op, form, T, S, 0) FUSED(op, form, T, S, 1) FUSED(op, form, T, S, 2) FUSED(op, form, T, S, 3) \
-    FUSED(op, form, T, S, 4) FUSED(op, form, T, S, 5) FUSED(op, form, T, S, 6) FUSED(op, form, T, S, 7) \
-    FUSED(op, form, T, S, 8) FUSED(op, form, T, S, 9) FUSED(op, form, T, S, 10) FUSED(op, form, T, S, 11) \
-    FUSED(op, form, T, S, 12) FUSED(op, form, T, S, 13) FUSED(op, form, T, S, 14) FUSED(op, form, T, S, 15)
-#define FUSED_FORMS(op) FUSED_CC(op, rr, uint32_t, 4) FUSED_CC(op, ri, uint32_t, 4) \
-                        FUSED_CC(op, rr, uint64_t, 8) FUSED_CC(op, ri, uint64_t, 8)
+/* memory forms: mi = [mem] OP imm, rm = reg OP [mem], mr = [mem] OP reg */
+#define MEM_mi(T, S) T a = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S), b = (T)i->imm
+#define MEM_rm(T, S) T a = (T)cpu->gpr[i->reg], b = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S)
+#define MEM_mr(T, S) T a = (T)mem_read(cpu, i->seg, ea_of(cpu, i), S), b = (T)cpu->gpr[i->reg]
+#define FUSED_MEM(op, form, T, S, cc)                                                  \
+    static void op##_##form##S##_j##cc(cpu_t *cpu, const insn_t *i)                   \
+    {                                                                                  \
+        MEM_##form(T, S);                                                              \
+        set_lazy(cpu, LF_##op, S, (T)OPR_##op(a, b), a, b);                            \
+        BRANCH(cc);                                                                    \
+    }
+#define CC16(F, op, form, T, S) \
+    F(op, form, T, S, 0) F(op, form, T, S, 1) F(op, form, T, S, 2) F(op, form, T, S, 3) \
+    F(op, form, T, S, 4) F(op, form, T, S, 5) F(op, form, T, S, 6) F(op, form, T, S, 7) \
+    F(op, form, T, S, 8) F(op, form, T, S, 9) F(op, form, T, S, 10) F(op, form, T, S, 11) \
+    F(op, form, T, S, 12) F(op, form, T, S, 13) F(op, form, T, S, 14) F(op, form, T, S, 15)
+#define FUSED_FORMS(op) CC16(FUSED, op, rr, uint32_t, 4) CC16(FUSED, op, ri, uint32_t, 4) \
+                        CC16(FUSED, op, rr, uint64_t, 8) CC16(FUSED, op, ri, uint64_t, 8)
 FUSED_FORMS(cmp)
 FUSED_FORMS(test)
-#define FUSED_ROW(op, form, S) { op##_##form##S##_j0, op##_##form##S##_j1, op##_##form##S##_j2,        \
-    op##_##form##S##_j3, op##_##form##S##_j4, op##_##form##S##_j5, op##_##form##S##_j6,                 \
-    op##_##form##S##_j7, op##_##form##S##_j8, op##_##form##S##_j9, op##_##form##S##_j10,                \
-    op##_##form##S##_j11, op##_##form##S##_j12, op##_##form##S##_j13, op##_##form##S##_j14,             \
-    op##_##form##S##_j15 }
+FUSED_FORMS(sub)
+FUSED_FORMS(and)
+CC16(FUSED_MEM, cmp, mi, uint8_t, 1) CC16(FUSED_MEM, cmp, mi, uint32_t, 4) CC16(FUSED_MEM, cmp, mi, uint64_t, 8)
+CC16(FUSED_MEM, cmp, rm, uint32_t, 4) CC16(FUSED_MEM, cmp, rm, uint64_t, 8)
+CC16(FUSED_MEM, cmp, mr, uint32_t, 4) CC16(FUSED_MEM, cmp, mr, uint64_t, 8)
+CC16(FUSED_MEM, test, mi, uint8_t, 1) CC16(FUSED_MEM, test, mi, uint32_t, 4)
 
-static const insn_fn fused[8][16] = {
-    FUSED_ROW(cmp, rr, 4), FUSED_ROW(cmp, ri, 4), FUSED_ROW(cmp, rr, 8), FUSED_ROW(cmp, ri, 8),
-    FUSED_ROW(test, rr, 4), FUSED_ROW(test, ri, 4), FUSED_ROW(test, rr, 8), FUSED_ROW(test, ri, 8),
+#define FUSABLE(op, form, S) { op##_##form##S, { op##_##form##S##_j0, op##_##form##S##_j1,         \
+    op##_##form##S##_j2, op##_##form##S##_j3, op##_##form##S##_j4, op##_##form##S##_j5,               \
+    op##_##form##S##_j6, op##_##form##S##_j7, op##_##form##S##_j8, op##_##form##S##_j9,               \
+    op##_##form##S##_j10, op##_##form##S##_j11, op##_##form##S##_j12, op##_##form##S##_j13,           \
+    op##_##form##S##_j14, op##_##form##S##_j15 } }
+#define FUSABLE_REG(op) FUSABLE(op, rr, 4), FUSABLE(op, ri, 4), FUSABLE(op, rr, 8), FUSABLE(op, ri, 8)
+
+static const struct fusable { insn_fn alone; insn_fn with_jcc[16]; } fusable[] = {
+    FUSABLE_REG(cmp), FUSABLE_REG(test), FUSABLE_REG(sub), FUSABLE_REG(and),
+    FUSABLE(cmp, mi, 1), FUSABLE(cmp, mi, 4), FUSABLE(cmp, mi, 8), FUSABLE(cmp, rm, 4), FUSABLE(cmp, rm, 8),
+    FUSABLE(cmp, mr, 4), FUSABLE(cmp, mr, 8), FUSABLE(test, mi, 1), FUSABLE(test, mi, 4),
 };
 
-/* Fuse a specialized register compare with the Jcc that follows it; returns 1 if done
- * (the Jcc is then part of `cmp` and must not be kept as an entry of its own). */
+/* Fuse a specialized compare with the Jcc that follows it; returns 1 if done (the Jcc
+ * is then part of `cmp` and must not be kept as an entry of its own).  A RIP-relative
+ * operand stays alone: the pair's next_rip is not the compare's. */
 int fuse_compare_branch(insn_t *cmp, const insn_t *jcc)
 {
-    static const insn_fn compares[8] = { cmp_rr4, cmp_ri4, cmp_rr8, cmp_ri8,
-                                         test_rr4, test_ri4, test_rr8, test_ri8 };
-    if (jcc->fn != jcc_table[jcc->opcode & 0xf] || cmp->fn == NULL)
+    if (jcc->fn != jcc_table[jcc->opcode & 0xf] || cmp->fn == NULL || (cmp->has_mem && cmp->base == 0xfe))
         return 0;
-    for (int k = 0; k < 8; k++) {
-        if (cmp->fn != compares[k])
+    for (size_t k = 0; k < sizeof(fusable) / sizeof(fusable[0]); k++) {
+        if (cmp->fn != fusable[k].alone)
             continue;
-        cmp->fn = fused[k][jcc->opcode & 0xf];
+        cmp->fn = fusable[k].with_jcc[jcc->opcode & 0xf];
         cmp->imm2 = jcc->imm;
         cmp->branch_size = jcc->opsize;
         cmp->len = (uint8_t)(cmp->len + jcc->len);
         cmp->fused = 1;
-        cmp->ends_block = 1;
+        cmp->ends_block = jcc->ends_block;
         return 1;
     }
     return 0;
@@ -235,6 +283,23 @@ int fuse_compare_branch(insn_t *cmp, const insn_t *jcc)
     }
 INCDEC(inc4, uint32_t, 4, 1, LF_INC) INCDEC(inc8, uint64_t, 8, 1, LF_INC)
 INCDEC(dec4, uint32_t, 4, -1, LF_DEC) INCDEC(dec8, uint64_t, 8, -1, LF_DEC)
+#define INCDEC_NF(name, T, delta) \
+    static void name##_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (T)((T)cpu->gpr[i->rm] + (T)(delta)); }
+INCDEC_NF(inc4, uint32_t, 1) INCDEC_NF(inc8, uint64_t, 1) INCDEC_NF(dec4, uint32_t, -1) INCDEC_NF(dec8, uint64_t, -1)
+
+/* ---- NOT and NEG of a register (NEG's flags are those of SUB 0 - src) ---- */
+
+#define NOTNEG(T, S)                                                                   \
+    static void not_r##S(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (T)~cpu->gpr[i->rm]; } \
+    static void neg_r##S(cpu_t *cpu, const insn_t *i)                                 \
+    {                                                                                  \
+        T a = (T)cpu->gpr[i->rm], r = (T)(0 - a);                                      \
+        set_lazy(cpu, LF_SUB, S, r, 0, a);                                             \
+        cpu->gpr[i->rm] = r;                                                           \
+    }
+NOTNEG(uint32_t, 4) NOTNEG(uint64_t, 8)
+static void neg_r4_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (uint32_t)(0 - (uint32_t)cpu->gpr[i->rm]); }
+static void neg_r8_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = 0 - cpu->gpr[i->rm]; }
 
 /* Replace the generic handler of `i` by a specialized one where the form allows. */
 void specialize_insn(insn_t *i)
@@ -259,7 +324,9 @@ void specialize_insn(insn_t *i)
         }
     }
     if (i->fn == op_mov_rm_imm && i->has_mem) {
-        i->fn = mov_store_imm;
+        static const insn_fn stores[9] = { [1] = mov_store_imm1, [2] = mov_store_imm2, [4] = mov_store_imm4,
+                                           [8] = mov_store_imm8 };
+        i->fn = stores[s];
         return;
     }
     if (s != 4 && s != 8) {
@@ -306,7 +373,82 @@ void specialize_insn(insn_t *i)
         i->fn = lea;
     } else if (i->fn == op_jcc) {
         i->fn = jcc_table[i->opcode & 0xf];
+        i->ends_block = 0;   /* in a block, the not-taken path goes on (run.c) */
+    } else if ((i->fn == op_not || i->fn == op_neg) && !i->has_mem) {
+        i->fn = i->fn == op_not ? (s == 4 ? not_r4 : not_r8) : (s == 4 ? neg_r4 : neg_r8);
     } else if ((i->fn == op_inc || i->fn == op_dec) && !i->has_mem) {
         i->fn = i->fn == op_inc ? (s == 4 ? inc4 : inc8) : (s == 4 ? dec4 : dec8);
+    }
+}
+
+/* ---- dead flags: within a block, an instruction whose flags a later one overwrites
+ * before anything could see them runs without computing them.  Flags are seen by an
+ * instruction that reads them, at a fault or VM exit (an instruction that accesses
+ * memory), when a block is left (a taken branch, its end, stop_block after a store or
+ * a system instruction), so only register instructions that cannot fault take part.
+ * A whole block must run for this to hold: single steps decode afresh (run.c). ---- */
+
+enum { FLAGS_TRANSPARENT, FLAGS_WRITE_ALL, FLAGS_WRITE_SOME, FLAGS_WRITE_ALL_AND_LEAVE };
+typedef struct flag_use { insn_fn fn, without_flags; uint8_t kind; } flag_use_t;
+
+#define FU_ALU(op, S) { op##_rr##S, op##_rr##S##_nf, FLAGS_WRITE_ALL }, { op##_ri##S, op##_ri##S##_nf, FLAGS_WRITE_ALL },
+#define FU_ALU_BOTH(op) FU_ALU(op, 4) FU_ALU(op, 8)
+#define FU_SHIFTS(S) { shl_ri##S, shl_ri##S##_nf, FLAGS_WRITE_ALL }, { shr_ri##S, shr_ri##S##_nf, FLAGS_WRITE_ALL }, \
+                     { sar_ri##S, sar_ri##S##_nf, FLAGS_WRITE_ALL },
+static const flag_use_t flag_uses[] = {
+    ALU_OPS(FU_ALU_BOTH)
+    FU_SHIFTS(4) FU_SHIFTS(8)
+    { neg_r4, neg_r4_nf, FLAGS_WRITE_ALL }, { neg_r8, neg_r8_nf, FLAGS_WRITE_ALL },
+    { inc4, inc4_nf, FLAGS_WRITE_SOME }, { inc8, inc8_nf, FLAGS_WRITE_SOME },   /* CF stays */
+    { dec4, dec4_nf, FLAGS_WRITE_SOME }, { dec8, dec8_nf, FLAGS_WRITE_SOME },
+    { not_r4, NULL, FLAGS_TRANSPARENT }, { not_r8, NULL, FLAGS_TRANSPARENT },
+    { mov_rr4, NULL, FLAGS_TRANSPARENT }, { mov_rr8, NULL, FLAGS_TRANSPARENT },
+    { mov_ri, NULL, FLAGS_TRANSPARENT }, { lea, NULL, FLAGS_TRANSPARENT },
+};
+
+static const flag_use_t *flag_use(const insn_t *in)
+{
+    static const flag_use_t fused_use = { NULL, NULL, FLAGS_WRITE_ALL_AND_LEAVE };
+    static const flag_use_t zero_shift = { NULL, NULL, FLAGS_TRANSPARENT };
+    if (in->fused)          /* a compare and a branch that reads it */
+        return in->has_mem ? NULL : &fused_use;
+    for (size_t k = 0; k < sizeof(flag_uses) / sizeof(flag_uses[0]); k++) {
+        if (flag_uses[k].fn != in->fn)
+            continue;
+        int shift = in->fn == shl_ri4 || in->fn == shr_ri4 || in->fn == sar_ri4 ||
+                    in->fn == shl_ri8 || in->fn == shr_ri8 || in->fn == sar_ri8;
+        unsigned mask = in->opsize == 8 ? 63 : 31;
+        return shift && !((unsigned)in->imm & mask) ? &zero_shift : &flag_uses[k];
+    }
+    return NULL;   /* reads flags, may fault or exit, or may leave the block */
+}
+
+/* Dead flags, and the plain instructions (run.c) among those of the table: all are
+ * register instructions that cannot fault, except a RIP-relative LEA. */
+void optimize_block(block_t *b)
+{
+    int live = 1;   /* whether the flags after instruction k can be seen */
+    for (int k = (int)b->n - 1; k >= 0; k--) {
+        insn_t *in = &b->insns[k];
+        const flag_use_t *u = flag_use(in);
+        if (!u) {
+            live = 1;
+            continue;
+        }
+        in->plain = u->kind != FLAGS_WRITE_ALL_AND_LEAVE && !(in->fn == lea && in->base == 0xfe);
+        switch (u->kind) {
+        case FLAGS_WRITE_ALL_AND_LEAVE:
+            live = 0;
+            break;
+        case FLAGS_WRITE_ALL:
+        case FLAGS_WRITE_SOME:
+            if (!live) {
+                in->fn = u->without_flags;
+                in->flags_dead = 1;
+            }
+            if (u->kind == FLAGS_WRITE_ALL)
+                live = 0;
+            break;
+        }
     }
 }

@@ -70,7 +70,7 @@ void cpu_set_rflags(cpu_t *cpu, uint64_t v)
 
 void set_arith_flags(cpu_t *cpu, uint64_t arith)
 {
-    cpu_get_rflags(cpu);
+    cpu->lf_op = LF_NONE;   /* all six are replaced: the lazy ones need not be computed */
     cpu->rflags = (cpu->rflags & ~(uint64_t)F_ARITH) | (arith & F_ARITH);
 }
 

@@ -28,6 +28,7 @@ void cpu_update_mode(cpu_t *cpu)
         break;
     }
     cpu->code_key = (uint32_t)cpu->code_size | ((uint32_t)(cpu->cpl == 3) << 8);
+    cpu->tlb_cpl = cpu->tlb[cpu->cpl == 3];
     cpu_update_segment_cache(cpu);
 }
 

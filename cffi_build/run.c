@@ -28,6 +28,7 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu->msr_apic_base = 0xfee00000ull | (1ull << 11) | (apic_id == 0 ? (1ull << 8) : 0);
     cpu->msr_misc_enable = 1;   /* fast strings */
     cpu->efer = EFER_LME | EFER_LMA;   /* root mode is 64-bit */
+    cpu->tlb_cpl = cpu->tlb[0];
     cpu->xcr0 = 1;
     fpu_reset(cpu);
     cpu->dr[6] = 0xffff0ff0ull;
@@ -157,7 +158,8 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     b->mode = (uint32_t)cpu->code_size;
     b->code_word = code_word;
     b->n = 0;
-    b->guest_insns = 0;
+    b->fast_only = 1;
+    uint8_t guest = 0;
     uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
     while (b->n < BLOCK_MAX_INSNS) {
         insn_t *in = &b->insns[b->n];
@@ -170,17 +172,21 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
                 return NULL;   /* page-crossing instruction: execute it uncached */
             break;
         }
+        insn_fn generic = in->fn;
         specialize_insn(in);
+        b->fast_only &= in->fn != generic;
         lin += in->len;
-        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in)) {
-            b->guest_insns++;
-            break;    /* a Jcc ends the block */
-        }
-        b->n++;
-        b->guest_insns++;
+        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in))
+            in = &b->insns[b->n - 1];
+        else
+            b->n++;
+        in->guest_count = ++guest;
+        /* a conditional branch leaves the block only when taken: the block goes on
+         * along the fall-through path */
         if (in->ends_block || lin >= page_end)
             break;
     }
+    optimize_block(b);
     b->hpa = hpa;
     b->gen = w;
     return b;
@@ -237,7 +243,7 @@ static void execute_one(cpu_t *cpu, const insn_t *in)
 static void step_one(cpu_t *cpu)
 {
     block_t *b = lookup_block(cpu, cpu->rip);
-    if (b && !b->insns[0].fused) {
+    if (b && !b->insns[0].fused && !b->insns[0].flags_dead) {
         execute_one(cpu, &b->insns[0]);
         return;
     }
@@ -373,6 +379,19 @@ static void wait_while_halted(cpu_t *cpu)
     pthread_mutex_unlock(&cpu->wait_lock);
 }
 
+/* Whether the controls in boundary_controls can act at the next boundary: a window
+ * exit cannot while the guest blocks what it waits for, and the instructions that
+ * unblock it (STI, POPF, IRET) end their block. */
+static inline int boundary_controls_armed(const cpu_t *cpu)
+{
+    uint32_t bc = cpu->boundary_controls;
+    if (!(cpu->rflags & F_IF))
+        bc &= ~CPU_INTR_WINDOW_EXITING;
+    if (cpu->interruptibility & 8)
+        bc &= ~CPU_NMI_WINDOW_EXITING;
+    return bc != 0;
+}
+
 /* Checks made at every block boundary, in the SDM's priority order: MTF VM exits, then
  * the debug traps of the previous instruction (held over one instruction by MOV SS),
  * then the rest (SDM Vol. 3 6.9 and 26.7). */
@@ -411,20 +430,12 @@ static void boundary_events(cpu_t *cpu)
         apicv_deliver(cpu);
 }
 
-void cpu_run_guest(cpu_t *cpu)
+/* The instruction loop; it ends only by a VM exit or a fault unwinding through it.
+ * Apart from cpu_run_guest's setjmp, so that its locals stay in registers. */
+static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
 {
-    if (setjmp(cpu->fault_jmp)) {
-        /* an exception or interrupt was delivered through the guest IDT: carry on at the
-         * handler (with MTF, after an exit before its first instruction) */
-        cpu->delivering = 0;
-        cpu->stop_block = 0;
-        if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
-            pend_mtf_exit(cpu);
-    } else if (cpu->inject_info & INTR_INFO_VALID) {
-        inject_event(cpu);
-    }
     for (;;) {
-        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | cpu->boundary_controls))
+        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | boundary_controls_armed(cpu)))
             boundary_events(cpu);
         if (unlikely(needs_checked_step(cpu))) {
             step_checked(cpu);
@@ -437,21 +448,58 @@ void cpu_run_guest(cpu_t *cpu)
         }
         /* a block that jumps back to its own start runs again without a lookup: nothing
          * that could change its translation or its code happens without stop_block */
-        uint64_t start = cpu->rip;
+        uint64_t start = cpu->rip, rip = start;
+        const insn_t *first = b->insns, *end = b->insns + b->n;
+        /* whether the block must stop at its end for the boundary checks: it stays
+         * false while nothing in the block can open an interrupt or NMI window */
+        int armed = boundary_controls_armed(cpu), recheck = !b->fast_only;
         cpu->stop_block = 0;
         for (;;) {
-            const insn_t *in = b->insns, *end = b->insns + b->n;
+            const insn_t *in = first;
+            /* RIP stays in a register from one instruction to the next: the handler's
+             * next_rip is only compared, so that a store and a reload of it are not on
+             * the path of every instruction, and plain instructions do without both.
+             * A changed next_rip is a control transfer and ends the block. */
             do {
-                cpu->next_rip = cpu->rip + in->len;
+                if (in->plain) {
+                    in->fn(cpu, in);
+                    rip += in->len;
+                    in++;
+                    continue;
+                }
+                uint64_t next = rip + in->len;
+                cpu->rip = rip;
+                cpu->next_rip = next;
                 in->fn(cpu, in);
-                cpu->rip = cpu->next_rip;
                 in++;
+                if (unlikely(cpu->next_rip != next)) {
+                    rip = cpu->next_rip;
+                    break;
+                }
+                rip = next;
             } while (in < end && !cpu->stop_block);
-            cpu->retired += in == end ? b->guest_insns : (uint64_t)(in - b->insns);
-            if (cpu->rip != start || cpu->stop_block || cpu->kicked || cpu->boundary_controls)
+            cpu->rip = rip;
+            cpu->retired += in[-1].guest_count;
+            if (rip != start || cpu->stop_block || cpu->kicked || armed ||
+                (recheck && boundary_controls_armed(cpu)))
                 break;
         }
     }
+}
+
+void cpu_run_guest(cpu_t *cpu)
+{
+    if (setjmp(cpu->fault_jmp)) {
+        /* an exception or interrupt was delivered through the guest IDT: carry on at the
+         * handler (with MTF, after an exit before its first instruction) */
+        cpu->delivering = 0;
+        cpu->stop_block = 0;
+        if (cpu->vc.proc & CPU_MONITOR_TRAP_FLAG)
+            pend_mtf_exit(cpu);
+    } else if (cpu->inject_info & INTR_INFO_VALID) {
+        inject_event(cpu);
+    }
+    run_loop(cpu);
 }
 
 /* KVM's emulator: one guest instruction in root mode, with guest state from the VMCS

@@ -1,9 +1,6 @@
 /* VMCS field storage and VMREAD/VMWRITE access rules (SDM Vol. 3 Section 25.11.2 and
- * Appendix B).  The region holds the revision identifier, the abort indicator and the
- * launch state, then one 8-byte slot per implemented field in list order. */
+ * Appendix B); the layout and the processor's raw accessors are in core.h. */
 #include "core.h"
-
-#define VMCS_DATA_OFFSET 16
 
 static const uint32_t field_encodings[] = {
 #define VMCS_FIELD(name, encoding) encoding,
@@ -19,24 +16,17 @@ static const char *const field_names[] = {
 
 _Static_assert(VMCS_DATA_OFFSET + NFIELDS * 8 <= 4096, "VMCS layout must fit a page");
 
-static int16_t slot_of[0x8000];
-static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
-
-static void build_slots(void)
-{
-    for (int e = 0; e < 0x8000; e++)
-        slot_of[e] = -1;
-    for (int i = 0; i < NFIELDS; i++)
-        slot_of[field_encodings[i]] = (int16_t)i;
-}
-
-int vmcs_field_slot(uint32_t field)
-{
-    pthread_once(&slots_once, build_slots);
-    if (field >= 0x8000)
-        return -1;
-    return slot_of[field];
-}
+/* slot + 1 by encoding (0: not implemented), built by the compiler */
+enum {
+#define VMCS_FIELD(name, encoding) SLOT_##name,
+#include "vmcs_field_list.h"
+#undef VMCS_FIELD
+};
+const int16_t vmcs_slot_plus1[0x8000] = {
+#define VMCS_FIELD(name, encoding) [encoding] = SLOT_##name + 1,
+#include "vmcs_field_list.h"
+#undef VMCS_FIELD
+};
 
 int vmcs_field_count(void) { return NFIELDS; }
 uint32_t vmcs_field_encoding(int i) { return (i >= 0 && i < NFIELDS) ? field_encodings[i] : 0; }
@@ -44,35 +34,6 @@ const char *vmcs_field_name(int i) { return (i >= 0 && i < NFIELDS) ? field_name
 
 static int field_width(uint32_t field) { return (field >> 13) & 3; } /* 0:16 1:64 2:32 3:nat */
 static int field_type(uint32_t field) { return (field >> 10) & 3; }  /* 1: read-only data */
-
-static uint64_t width_mask(uint32_t field)
-{
-    switch (field_width(field)) {
-    case 0: return 0xffffull;
-    case 2: return 0xffffffffull;
-    default: return ~0ull;
-    }
-}
-
-/* Raw access to the current VMCS, for the processor itself (no access-rule checks). */
-uint64_t vmcs_get(cpu_t *cpu, uint32_t field)
-{
-    int slot = vmcs_field_slot(field);
-    uint64_t v;
-    if (slot < 0 || !cpu->vmcs)
-        return 0;
-    memcpy(&v, cpu->vmcs + VMCS_DATA_OFFSET + slot * 8, 8);
-    return v;
-}
-
-void vmcs_set(cpu_t *cpu, uint32_t field, uint64_t value)
-{
-    int slot = vmcs_field_slot(field);
-    if (slot < 0 || !cpu->vmcs)
-        return;
-    value &= width_mask(field);
-    memcpy(cpu->vmcs + VMCS_DATA_OFFSET + slot * 8, &value, 8);
-}
 
 static int fail_valid(cpu_t *cpu, int err)
 {

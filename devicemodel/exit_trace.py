@@ -57,10 +57,10 @@ class ExitTracer:
         self.started = time.monotonic()
         self._lock = threading.Lock()
 
-    def __call__(self, vcpu, reason: int) -> None:
+    def __call__(self, vcpu, reason: int, rip: int) -> None:
         basic = reason & 0xFFFF
         line = (f"{time.monotonic() - self.started:.6f} vcpu {vcpu.id} {vmx.exit_reason_name(reason)} "
-                f"rip {vcpu.vmread(vmx.GUEST_RIP):#x} {exit_detail(vcpu, basic)}\n")
+                f"rip {rip:#x} {exit_detail(vcpu, basic)}\n")
         with self._lock:
             try:
                 self.out.write(line)

@@ -1,6 +1,6 @@
-"""The CPUID model: what the silicon implements, as KVM_GET_SUPPORTED_CPUID reports it,
-and the lookup that the CPUID exit handler performs (Intel's rules for leaves beyond
-the maximum)."""
+"""The CPUID model: what the silicon implements and the paravirtual leaves of KVM, as
+KVM_GET_SUPPORTED_CPUID reports them.  The CPUID exit is answered from the table
+KVM_SET_CPUID2 sets by kvm/'s compiled half (root_cpuid.c)."""
 
 from dataclasses import dataclass
 
@@ -51,6 +51,11 @@ XSAVE_AREA_SIZE = 576              # legacy region and XSAVE header
 LEAF7_EBX = (1 << 7) | (1 << 9) | (1 << 20)                        # SMEP ERMS SMAP
 EXT1_ECX = (1 << 0) | (1 << 5)                                     # LAHF/SAHF LZCNT
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29)   # SYSCALL NX 1GB-pages RDTSCP LM
+# KVM's paravirtual features (CPUID.40000001H:EAX): kvmclock through MSR_KVM_*_NEW, whose
+# pvclock pages set PVCLOCK_TSC_STABLE_BIT
+KVM_FEATURE_CLOCKSOURCE2 = 1 << 3
+KVM_FEATURE_CLOCKSOURCE_STABLE_BIT = 1 << 24
+KVM_FEATURES = KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT
 
 
 def supported_cpuid():
@@ -66,34 +71,9 @@ def supported_cpuid():
                    XSAVE_AREA_SIZE, 0),
         CpuidEntry(0xD, 1, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0, 0, 0),
         CpuidEntry(0x40000000, 0, 0, 0x40000001, kvm_b, kvm_c, kvm_d),
-        CpuidEntry(0x40000001, 0, 0, 0, 0, 0, 0),
+        CpuidEntry(0x40000001, 0, 0, KVM_FEATURES, 0, 0, 0),
         CpuidEntry(0x80000000, 0, 0, 0x80000008, 0, 0, 0),
         CpuidEntry(0x80000001, 0, 0, 0, 0, EXT1_ECX, EXT1_EDX),
         *_brand_leaves(),
         CpuidEntry(0x80000008, 0, 0, 0x3028, 0, 0, 0),
     ]
-
-
-class CpuidTable:
-    def __init__(self, entries, apic_id: int):
-        self.entries = list(entries)
-        self.apic_id = apic_id
-        self._index = {(e.function, e.index if e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX else 0): e
-                       for e in self.entries}
-        basic = [e.function for e in self.entries if e.function < 0x40000000]
-        self.max_basic = max(basic) if basic else 0
-
-    def lookup(self, function: int, index: int):
-        e = self._index.get((function, index))
-        if e is None:
-            e = self._index.get((function, 0))
-            if e is not None and e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX:
-                return 0, 0, 0, 0      # a sub-leaf beyond those that exist
-        if e is None and self.max_basic < function < 0x40000000:
-            e = self._index.get((self.max_basic, 0))     # Intel: beyond the maximum, the top leaf
-        if e is None:
-            return 0, 0, 0, 0
-        ebx = e.ebx
-        if function == 1:
-            ebx = (ebx & 0x00FFFFFF) | (self.apic_id << 24)
-        return e.eax, ebx, e.ecx, e.edx

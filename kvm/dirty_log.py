@@ -5,6 +5,7 @@ log clears the flags and flushes the processors' TLBs, whose cached writable
 translations would otherwise let writes pass without setting the flag again."""
 
 from kvm import vmx
+from kvm._silicon import ffi, lib
 
 PAGE_SHIFT = 12
 
@@ -19,9 +20,7 @@ def take_dirty_log(vm, slot) -> bytearray:
             _mark(bitmap, (gpa - slot.guest_phys_addr) >> PAGE_SHIFT)
             vm.hostmem.write64(entry_hpa, entry & ~vmx.VMX_EPT_DIRTY_BIT)
             cleared = True
-    for page in slot.written_by_hypervisor:
-        _mark(bitmap, page)
-    slot.written_by_hypervisor.clear()
+    lib.root_vm_take_hypervisor_dirty(vm.root, slot.slot, ffi.from_buffer(bitmap), len(bitmap))
     if cleared:
         vm.flush_tlbs()
     return bitmap

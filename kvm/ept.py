@@ -1,36 +1,26 @@
 """EPT paging structures that the hypervisor builds in its host-physical pages and fills
-on demand from EPT violations, like KVM's TDP MMU."""
+on demand from EPT violations, like KVM's TDP MMU.  kvm/'s compiled half owns the
+tables (root_mmu.c: it populates them from the memslots without returning to Python);
+this is the view of them that the rest of kvm/ and the tests use."""
 
 from kvm import vmx
+from kvm._silicon import lib
+from kvm.hostmem import HostMemoryError
 
 _ADDR_MASK = ((1 << 40) - 1) & ~0xFFF
-_NONLEAF = vmx.VMX_EPT_RWX_MASK
 
 
 class Ept:
-    def __init__(self, hostmem):
+    def __init__(self, hostmem, root_vm):
         self.hostmem = hostmem
-        self.root = hostmem.alloc_page()
-        self._tables = [self.root]
+        self._vm = root_vm
+        self.root = lib.root_vm_ept_root(root_vm)
+        if self.root == 0:
+            raise HostMemoryError("hypervisor page pool exhausted")
 
     @property
     def eptp(self) -> int:
         return self.root | vmx.VMX_EPTP_MT_WB | vmx.VMX_EPTP_PWL_4 | vmx.VMX_EPTP_AD_ENABLE
-
-    def _leaf_slot(self, gpa: int, create: bool):
-        table = self.root
-        for level in (4, 3, 2):
-            slot = table + ((gpa >> (12 + 9 * (level - 1))) & 0x1FF) * 8
-            entry = self.hostmem.read64(slot)
-            if not entry & vmx.VMX_EPT_RWX_MASK:
-                if not create:
-                    return None
-                page = self.hostmem.alloc_page()
-                self._tables.append(page)
-                entry = page | _NONLEAF
-                self.hostmem.write64(slot, entry)
-            table = entry & _ADDR_MASK
-        return table + ((gpa >> 12) & 0x1FF) * 8
 
     def map_page(self, gpa: int, hpa: int, writable: bool = True, executable: bool = True):
         perms = vmx.VMX_EPT_READABLE_MASK
@@ -40,7 +30,8 @@ class Ept:
 
     def set_leaf(self, gpa: int, entry: int):
         """Write the 4 KiB leaf entry for gpa as given (any permissions, any bits)."""
-        self.hostmem.write64(self._leaf_slot(gpa, True), entry)
+        if lib.root_ept_set_leaf(self._vm, gpa, entry) != 0:
+            raise HostMemoryError("hypervisor page pool exhausted")
 
     def leaves(self, gpa: int, size: int):
         """(guest-physical page, address of its leaf entry, entry) for the 4 KiB pages
@@ -63,18 +54,10 @@ class Ept:
         if size > 0:
             yield from walk(self.root, 0, 4)
 
-    def unmap_range(self, gpa: int, size: int):
-        """Drop leaf entries (the caller flushes the TLB with INVEPT)."""
-        for _, slot, _ in list(self.leaves(gpa, size)):
-            self.hostmem.write64(slot, 0)
-
     def lookup(self, gpa: int):
-        """The leaf entry mapping gpa, or None."""
-        slot = self._leaf_slot(gpa, False)
-        if slot is None:
-            return None
-        entry = self.hostmem.read64(slot)
-        return entry if entry & vmx.VMX_EPT_RWX_MASK else None
+        """The 4 KiB leaf entry mapping gpa, or None."""
+        level, entry = self.walk(gpa)[-1]
+        return entry if level == 1 and entry & vmx.VMX_EPT_RWX_MASK else None
 
     def walk(self, gpa: int):
         """The entries the hardware walk would read, level by level: [(level, entry)]."""
@@ -87,8 +70,3 @@ class Ept:
                 break
             table = entry & _ADDR_MASK
         return out
-
-    def free(self):
-        for page in self._tables:
-            self.hostmem.free_page(page)
-        self._tables = []

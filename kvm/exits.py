@@ -1,9 +1,9 @@
 """VM-exit handlers: what the hypervisor does for each basic exit reason.  A handler
 returns None to re-enter the guest, or a KVM_EXIT_* reason (with kvm_run filled in)
-when userspace must act."""
+when userspace must act.  CPUID, XSETBV, the kvmclock MSRs and EPT violations on RAM
+never get here: kvm/'s compiled half handles them (root_run.c)."""
 
 from kvm import vmx
-from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
     KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
@@ -13,14 +13,12 @@ from kvm.constants import (
     KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE,
 )
 from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit
-from kvm.cpuid import LEAF1_ECX_OSXSAVE, LEAF1_EDX_APIC, XCR0_SUPPORTED
 from kvm.mmio import handle_ept_violation
 from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
 
-RAX, RCX, RDX, RBX = 0, 1, 2, 3
+RAX, RCX, RDX = 0, 1, 2
 EXC_DB, EXC_BP, EXC_UD, EXC_GP = 1, 3, 6, 13
-APIC_BASE_ENABLE = 1 << 11
 KVM_ENOSYS = 1000
 
 
@@ -85,18 +83,6 @@ def handle_hlt(vcpu):
     if vcpu.apicv.enabled and vcpu.apicv.interrupt_deliverable():
         return None   # the virtual interrupt is delivered on re-entry: no halt
     return KVM_EXIT_HLT
-
-
-def handle_cpuid(vcpu):
-    leaf, sub = vcpu.get_gpr(RAX) & 0xFFFFFFFF, vcpu.get_gpr(RCX) & 0xFFFFFFFF
-    eax, ebx, ecx, edx = vcpu.cpuid.lookup(leaf, sub)
-    if leaf == 1:
-        if vcpu.guest_cr4() & CR4_OSXSAVE:
-            ecx |= LEAF1_ECX_OSXSAVE
-        if not vcpu.msrs.apic_base & APIC_BASE_ENABLE:
-            edx &= ~LEAF1_EDX_APIC
-    vcpu.set_gprs({RAX: eax, RBX: ebx, RCX: ecx, RDX: edx})
-    vcpu.advance_rip()
 
 
 def handle_io(vcpu):
@@ -225,23 +211,6 @@ def inject_ud(vcpu):
     vcpu.inject_exception(EXC_UD)
 
 
-CR4_OSXSAVE = 1 << 18
-
-
-def handle_xsetbv(vcpu):
-    """XSETBV exits unconditionally: load XCR0 as the instruction would (SDM Vol. 2)."""
-    if not vcpu.guest_cr4() & CR4_OSXSAVE:
-        vcpu.inject_exception(EXC_UD)
-        return None
-    value = (vcpu.get_gpr(RAX) & 0xFFFFFFFF) | ((vcpu.get_gpr(RDX) & 0xFFFFFFFF) << 32)
-    cpl = (vcpu.vmread(vmx.GUEST_SS_AR_BYTES) >> 5) & 3
-    if cpl or vcpu.get_gpr(RCX) & 0xFFFFFFFF or value & ~XCR0_SUPPORTED or not value & 1:
-        vcpu.inject_exception(EXC_GP, 0)
-        return None
-    lib.cpu_set_xcr0(vcpu.cpu, value)
-    vcpu.advance_rip()
-
-
 def skip_instruction(vcpu):
     vcpu.advance_rip()
 
@@ -256,7 +225,6 @@ EXIT_HANDLERS = {
     vmx.EXIT_REASON_TRIPLE_FAULT: handle_triple_fault,
     vmx.EXIT_REASON_INTERRUPT_WINDOW: handle_interrupt_window,
     vmx.EXIT_REASON_NMI_WINDOW: handle_nmi_window,
-    vmx.EXIT_REASON_CPUID: handle_cpuid,
     vmx.EXIT_REASON_HLT: handle_hlt,
     vmx.EXIT_REASON_INVD: skip_instruction,
     vmx.EXIT_REASON_RDPMC: handle_rdpmc,
@@ -272,7 +240,6 @@ EXIT_HANDLERS = {
     vmx.EXIT_REASON_PAUSE_INSTRUCTION: skip_instruction,
     vmx.EXIT_REASON_EPT_VIOLATION: handle_ept_violation,
     vmx.EXIT_REASON_WBINVD: skip_instruction,
-    vmx.EXIT_REASON_XSETBV: handle_xsetbv,
     **APICV_EXIT_HANDLERS,
     **{reason: inject_ud for reason in (
         vmx.EXIT_REASON_VMCLEAR, vmx.EXIT_REASON_VMLAUNCH, vmx.EXIT_REASON_VMPTRLD,

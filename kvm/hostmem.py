@@ -33,8 +33,8 @@ class HostPhysicalMemory:
         self._pool_words = memoryview(self._pool).cast("Q")
         self._buffers = {}
         self._map(POOL_BASE, self._pool)
-        self._next_page = POOL_BASE
-        self._free_pages = []
+        # the allocator is kvm/'s compiled half, which takes EPT tables from it too
+        self.pool = ffi.gc(lib.root_pool_new(self.silicon, POOL_BASE, POOL_SIZE), lib.root_pool_free)
         self._next_ram = GUEST_RAM_BASE
 
     def _map(self, hpa, buffer):
@@ -45,21 +45,13 @@ class HostPhysicalMemory:
 
     def alloc_page(self) -> int:
         """A zeroed 4 KiB page of the hypervisor's pool; returns its host-physical address."""
-        with self._lock:
-            if self._free_pages:
-                hpa = self._free_pages.pop()
-                offset = hpa - POOL_BASE
-                self._pool[offset:offset + PAGE_SIZE] = bytes(PAGE_SIZE)
-                return hpa
-            if self._next_page >= POOL_BASE + POOL_SIZE:
-                raise HostMemoryError("hypervisor page pool exhausted")
-            hpa = self._next_page
-            self._next_page += PAGE_SIZE
-            return hpa
+        hpa = lib.root_pool_alloc(self.pool)
+        if hpa == 0:
+            raise HostMemoryError("hypervisor page pool exhausted")
+        return hpa
 
     def free_page(self, hpa: int):
-        with self._lock:
-            self._free_pages.append(hpa)
+        lib.root_pool_release(self.pool, hpa)
 
     def read64(self, hpa: int) -> int:
         return self._pool_words[(hpa - POOL_BASE) >> 3]

@@ -1,7 +1,7 @@
 """Memory slots: guest-physical ranges backed by userspace buffers (KVM_SET_USER_MEMORY_REGION)."""
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
@@ -14,7 +14,6 @@ class MemSlot:
     buffer: object
     flags: int
     hpa: int
-    written_by_hypervisor: set = field(default_factory=set)   # page numbers, for the dirty log
 
     @property
     def end(self) -> int:

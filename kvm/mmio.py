@@ -9,11 +9,11 @@ EMUL_DONE, EMUL_NEED_READ, EMUL_WRITE, EMUL_FAULT, EMUL_EPT_FAULT, EMUL_UNHANDLE
 
 
 def handle_ept_violation(vcpu):
+    """Guest RAM reaches here only when the exit interrupted an event's delivery (kvm/'s
+    compiled half maps the others itself)."""
     gpa = vcpu.vmread(vmx.GUEST_PHYSICAL_ADDRESS)
     qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
-    slot = vcpu.vm.memslots.find(gpa)
-    if slot is not None and not (slot.readonly and qual & vmx.EPT_VIOLATION_ACC_WRITE):
-        vcpu.vm.map_guest_page(gpa)
+    if vcpu.vm.map_guest_page(gpa, write=bool(qual & vmx.EPT_VIOLATION_ACC_WRITE)):
         return None
     vcpu.mmio.gpa = gpa
     vcpu.mmio.has_read_data = 0

@@ -8,7 +8,9 @@ for the RDMSR/WRMSR exits that the MSR bitmap intercepts and for KVM_GET/SET_MSR
 * held by the processor itself for the guest (the bitmap passes them through and root
   mode never uses them): STAR/LSTAR/..., KERNEL_GS_BASE, TSC_AUX, MTRRs, MISC_ENABLE.
   Root mode and guest share the one physical processor's registers, so these
-  are read and written with the processor's RDMSR/WRMSR."""
+  are read and written with the processor's RDMSR/WRMSR;
+* implemented by kvm/'s compiled half, which also handles their RDMSR/WRMSR exits:
+  the kvmclock MSRs."""
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
@@ -33,8 +35,12 @@ PROCESSOR_MSRS = (
     [0xFE, 0x1A0, 0x250, 0x258, 0x259, 0x2FF] + list(range(0x200, 0x210)) + list(range(0x268, 0x270))
     + [0xC0000081, 0xC0000082, 0xC0000083, 0xC0000084, 0xC0000102, 0xC0000103]
 )
+APIC_BASE_ENABLE = 1 << 11
+MSR_KVM_WALL_CLOCK_NEW = 0x4B564D00
+MSR_KVM_SYSTEM_TIME_NEW = 0x4B564D01
 EMULATED_MSRS = [MSR_IA32_APIC_BASE, MSR_IA32_FEATURE_CONTROL, MSR_IA32_UCODE_REV,
-                 MSR_IA32_ARCH_CAPABILITIES, MSR_PLATFORM_INFO]
+                 MSR_IA32_ARCH_CAPABILITIES, MSR_PLATFORM_INFO,
+                 MSR_KVM_WALL_CLOCK_NEW, MSR_KVM_SYSTEM_TIME_NEW]
 # KVM_GET_MSR_INDEX_LIST
 MSR_INDEX_LIST = sorted([MSR_IA32_TSC, *VMCS_MSRS, *PROCESSOR_MSRS, *EMULATED_MSRS])
 _KNOWN = frozenset(MSR_INDEX_LIST)
@@ -55,12 +61,17 @@ class GuestMsrs:
     @apic_base.setter
     def apic_base(self, value: int):
         old, self._apic_base = self._apic_base, value
+        lib.root_vcpu_set_apic_enabled(self.vcpu.root, bool(value & APIC_BASE_ENABLE))
         self.vcpu.apicv.apic_base_changed(old, value)
+
     def knows(self, index: int) -> bool:
         """Whether KVM handles this MSR at all (a refused access is then an invalid one)."""
         return index in _KNOWN
 
     def read(self, index: int):
+        compiled = lib.root_msr_get(self.vcpu.root, index, self._value)
+        if compiled != 1:
+            return self._value[0] if compiled == 0 else None
         if index in VMCS_MSRS:
             return self.vcpu.vmread(VMCS_MSRS[index])
         if index == MSR_IA32_TSC:
@@ -70,6 +81,9 @@ class GuestMsrs:
         return self._emulated_read(index)
 
     def write(self, index: int, value: int) -> bool:
+        compiled = lib.root_msr_set(self.vcpu.root, index, value)
+        if compiled != 1:
+            return compiled == 0
         if index == MSR_EFER:
             return self._write_efer(value)
         if index in VMCS_MSRS:

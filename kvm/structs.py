@@ -1,5 +1,5 @@
-"""The KVM API's data structures: kvm_regs, kvm_sregs (with kvm_segment, kvm_dtable)
-and the shared kvm_run exit record."""
+"""The KVM API's data structures: kvm_regs, kvm_sregs (with kvm_segment, kvm_dtable),
+kvm_clock_data and the shared kvm_run exit record."""
 
 from dataclasses import dataclass, field
 
@@ -241,6 +241,15 @@ class MsrFilter:
     """struct kvm_msr_filter (KVM_X86_SET_MSR_FILTER)."""
     flags: int = 0      # KVM_MSR_FILTER_DEFAULT_ALLOW or _DENY
     ranges: list = field(default_factory=list)
+
+
+@dataclass
+class ClockData:
+    """struct kvm_clock_data (KVM_GET_CLOCK / KVM_SET_CLOCK)."""
+    clock: int = 0       # kvmclock, ns
+    flags: int = 0       # KVM_CLOCK_*
+    realtime: int = 0    # host CLOCK_REALTIME ns at the same instant
+    host_tsc: int = 0    # host TSC at the same instant
 
 
 @dataclass

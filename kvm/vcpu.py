@@ -8,7 +8,7 @@ from kvm import vmx
 from kvm._silicon import ffi, lib
 from kvm.apicv import APIC_DEFAULT_BASE, ApicVirtualization
 from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
-from kvm.cpuid import CpuidTable, supported_cpuid
+from kvm.cpuid import XCR0_SUPPORTED, supported_cpuid
 from kvm.errors import KvmError
 from kvm.events import Events
 from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
@@ -40,22 +40,27 @@ class VCPU:
         self.vpid = vcpu_id + 1
         hostmem = vm.hostmem
         self.cpu = ffi.gc(lib.cpu_new(hostmem.silicon, vcpu_id), lib.cpu_free)
+        # kvm/'s compiled half: the exits handled without returning to Python
+        self.root = ffi.gc(lib.root_vcpu_new(vm.root, self.cpu, vcpu_id), lib.root_vcpu_free)
+        lib.root_vcpu_set_xcr0_supported(self.root, XCR0_SUPPORTED)
         self._u64 = ffi.new("uint64_t *")
         self._gprs = ffi.new("uint64_t[16]")
         self.mmio = ffi.new("struct mmio_emulation *")
         self.kvm_run = KvmRun()
         self.io_page = bytearray(4096)
-        self.stats = ExitStats()
+        self.stats = ExitStats(lib.root_vcpu_stats(self.root))
         self.msrs = GuestMsrs(self)
-        self.cpuid = CpuidTable(supported_cpuid(), vcpu_id)
+        self._cpuid = []
+        self.set_cpuid2(supported_cpuid())
         self.completion = None        # finishes an IN or MMIO read on the next run()
         self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
         self.events = Events(self)
         self.mp_state = MpState(self)
         self.guest_debug = GuestDebug(self)
-        self._launched = False
         self._kicked = threading.Event()
-        self.exit_hook = None         # called as exit_hook(vcpu, reason) right after each VM exit
+        self._exception = (ffi.new("uint32_t *"), ffi.new("int32_t *"))
+        self._exit_hook = None
+        self._reported = (ffi.new("uint32_t *"), ffi.new("uint64_t *"), ffi.new("int *"))
 
         self.vmxon_region = hostmem.alloc_page()
         self.vmcs01 = hostmem.alloc_page()
@@ -214,7 +219,8 @@ class VCPU:
     def reset(self):
         """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1); EDX holds the
         processor's signature (CPUID.1:EAX), as KVM puts it there."""
-        regs = Regs(rdx=self.cpuid.lookup(1, 0)[0] or 0x600, rip=0xFFF0, rflags=2)
+        signature = next((e.eax for e in self._cpuid if e.function == 1), 0)
+        regs = Regs(rdx=signature or 0x600, rip=0xFFF0, rflags=2)
         s = Sregs()
         for name in ("ds", "es", "fs", "gs", "ss"):
             setattr(s, name, Segment(base=0, limit=0xFFFF, selector=0, type=3, s=1, present=1))
@@ -254,11 +260,17 @@ class VCPU:
         return self.msrs.set(entries)
 
     def set_cpuid2(self, entries):
-        """KVM_SET_CPUID2: the CPUID leaves the guest sees (kvm.cpuid.CpuidEntry list)."""
-        self.cpuid = CpuidTable(entries, self.id)
+        """KVM_SET_CPUID2: the CPUID leaves the guest sees (kvm.cpuid.CpuidEntry list),
+        handed to the CPUID exit handler in kvm/'s compiled half."""
+        entries = list(entries)
+        table = ffi.new("struct kvm_cpuid_entry2[]", [
+            (e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx) for e in entries])
+        if lib.root_vcpu_set_cpuid(self.root, table, len(entries)) != 0:
+            raise KvmError("no memory for the CPUID table (KVM_SET_CPUID2: ENOMEM)")
+        self._cpuid = entries
 
     def get_cpuid2(self):
-        return list(self.cpuid.entries)
+        return list(self._cpuid)
 
     def get_vcpu_events(self):
         ev = self.events.get_state()
@@ -310,15 +322,7 @@ class VCPU:
 
     def skip_instruction(self):
         """Skip the instruction that exited, ending any STI/MOV SS interrupt shadow."""
-        rip = self.vmread(vmx.GUEST_RIP) + self.vmread(vmx.VM_EXIT_INSTRUCTION_LEN)
-        if rip >> 32:   # past 4 GiB: only 64-bit code keeps the high half
-            cs_ar = self.vmread(vmx.GUEST_CS_AR_BYTES)
-            if not (self.vmread(vmx.GUEST_IA32_EFER) & EFER_LMA and cs_ar & (1 << 13)):
-                rip &= 0xFFFFFFFF
-        self.vmwrite(vmx.GUEST_RIP, rip)
-        intr = self.vmread(vmx.GUEST_INTERRUPTIBILITY_INFO)
-        if intr & 3:
-            self.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, intr & ~3)
+        lib.root_advance_rip(self.cpu)
 
     def inject_exception(self, vector: int, error_code=None):
         """Deliver an exception to the guest at the next entry (kvm_queue_exception)."""
@@ -389,8 +393,14 @@ class VCPU:
             self.events.before_entry(run.request_interrupt_window)
             if self.apicv.enabled:
                 self.apicv.before_entry()
-            enter = lib.vmx_vmresume if self._launched else lib.vmx_vmlaunch
-            rc = enter(self.cpu)
+            rc = lib.root_vcpu_run(self.root)     # handles the exits that need no Python
+            if rc in (lib.ROOT_RUN_HANDLED, lib.ROOT_RUN_REPORTED):
+                if rc == lib.ROOT_RUN_REPORTED:
+                    self._handled_in_root()
+                vector, error = self._exception
+                if lib.root_vcpu_take_exception(self.root, vector, error):
+                    self.inject_exception(vector[0], None if error[0] < 0 else error[0])
+                continue
             started = time.perf_counter_ns()
             if rc != vmx.VMX_EXITED:
                 run.fail_entry.hardware_entry_failure_reason = self.vmread(vmx.VM_INSTRUCTION_ERROR) \
@@ -400,14 +410,13 @@ class VCPU:
                 break
             reason = self.vmread(vmx.VM_EXIT_REASON)
             run.hardware_exit_reason = reason
-            if self.exit_hook is not None:   # tracing (kvm_exit): before a handler moves RIP
-                self.exit_hook(self, reason)
+            if self._exit_hook is not None:   # tracing (kvm_exit): before a handler moves RIP
+                self._exit_hook(self, reason, self.vmread(vmx.GUEST_RIP))
             if reason & vmx.EXIT_REASON_FAILED_VMENTRY:
                 run.fail_entry.hardware_entry_failure_reason = reason
                 run.fail_entry.cpu = self.id
                 result = KVM_EXIT_FAIL_ENTRY
             else:
-                self._launched = True
                 self.events.after_exit()
                 handler = EXIT_HANDLERS.get(reason & 0xFFFF, handle_unexpected_exit)
                 result = handler(self)
@@ -415,6 +424,27 @@ class VCPU:
         run.exit_reason = result
         self._update_run_state()
         return run
+
+    @property
+    def exit_hook(self):
+        """Called as exit_hook(vcpu, reason, rip) after each VM exit (the RIP it exited at),
+        those that kvm/'s compiled half handles too."""
+        return self._exit_hook
+
+    @exit_hook.setter
+    def exit_hook(self, hook):
+        self._exit_hook = hook
+        lib.root_vcpu_set_report_exits(self.root, hook is not None)
+
+    def _handled_in_root(self):
+        """An exit the compiled half handled, reported: trace it, and give a single-stepped
+        instruction it completed its step."""
+        reason, rip, completed = self._reported
+        lib.root_vcpu_reported(self.root, reason, rip, completed)
+        if self._exit_hook is not None:
+            self._exit_hook(self, reason[0], rip[0])
+        if completed[0]:
+            self.guest_debug.instruction_emulated()
 
     def exit_stats(self):
         return self.stats.as_dict()

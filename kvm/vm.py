@@ -1,15 +1,18 @@
-"""A virtual machine: memslots, the EPT the hypervisor builds for them, and its vCPUs."""
+"""A virtual machine: memslots, the EPT the hypervisor builds for them, its clock and
+its vCPUs."""
 
-from kvm._silicon import lib
-from kvm.constants import KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MSR_EXIT_REASON_VALID_MASK
+from kvm._silicon import ffi, lib
+from kvm.constants import (KVM_CLOCK_REALTIME, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+                           KVM_MSR_EXIT_REASON_VALID_MASK)
 from kvm.capabilities import KVM_CAP_X86_USER_SPACE_MSR, check_extension
 from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
 from kvm.errors import KvmError
-from kvm.hostmem import MAX_MEMSLOTS
+from kvm.hostmem import MAX_MEMSLOTS, HostMemoryError
 from kvm.memslots import MemSlot, MemSlots
 from kvm.msr_filter import check_msr_filter
 from kvm.stats import ExitStats
+from kvm.structs import ClockData
 from kvm.vcpu import VCPU
 from kvm.vmcs_setup import msr_bitmap
 
@@ -20,8 +23,10 @@ class VM:
     def __init__(self, kvm):
         self.kvm = kvm
         self.hostmem = kvm.hostmem
+        # kvm/'s compiled half: memslots as EPT population sees them, EPT, the clock
+        self.root = ffi.gc(lib.root_vm_new(self.hostmem.pool), lib.root_vm_free)
         self.memslots = MemSlots()
-        self.ept = Ept(self.hostmem)
+        self.ept = Ept(self.hostmem, self.root)
         self.vcpus = []
         self._apic_access_page = None
         self.user_space_msr = 0    # the KVM_MSR_EXIT_REASON_* that exit to userspace
@@ -60,7 +65,7 @@ class VM:
         old = self.memslots.remove(slot)
         if old is not None:
             # deleting or moving a slot: its guest-physical range leaves EPT
-            self.ept.unmap_range(old.guest_phys_addr, old.memory_size)
+            lib.root_vm_set_memslot(self.root, slot, 0, 0, 0, 0)
             self.flush_tlbs()
             self.hostmem.unmap_guest_buffer(old.hpa)
         if memory_size == 0:
@@ -74,6 +79,10 @@ class VM:
         except ValueError as e:
             self.hostmem.unmap_guest_buffer(hpa)
             raise KvmError(str(e)) from None
+        if lib.root_vm_set_memslot(self.root, slot, guest_phys_addr, memory_size, hpa, flags) != 0:
+            self.memslots.remove(slot)
+            self.hostmem.unmap_guest_buffer(hpa)
+            raise KvmError("no memory for the slot's dirty bitmap")
 
     def get_dirty_log(self, slot: int) -> bytearray:
         """KVM_GET_DIRTY_LOG: a bitmap of the slot's pages written since the last call."""
@@ -96,15 +105,13 @@ class VM:
         self.vcpus.append(vcpu)
         return vcpu
 
-    def map_guest_page(self, gpa: int) -> bool:
-        """Map the page of gpa in EPT from its memslot (read-only for a read-only slot);
-        False when gpa is not guest RAM."""
-        slot = self.memslots.find(gpa)
-        if slot is None:
-            return False
-        page = gpa & ~(PAGE_SIZE - 1)
-        self.ept.map_page(page, slot.hpa_of(page), writable=not slot.readonly)
-        return True
+    def map_guest_page(self, gpa: int, write: bool = False) -> bool:
+        """An EPT violation at gpa: map its page from its memslot (read-only for a
+        read-only slot); False when the access is MMIO (not RAM, or a write to ROM)."""
+        mapped = lib.root_ept_fault_in(self.root, gpa, int(write))
+        if mapped < 0:
+            raise HostMemoryError("hypervisor page pool exhausted")
+        return bool(mapped)
 
     def map_apic_access_page(self, gpa: int) -> int:
         """The APIC-access page (KVM's APIC_ACCESS_PAGE_PRIVATE_MEMSLOT): one host page,
@@ -145,9 +152,25 @@ class VM:
             return
         size = min(size, slot.end - gpa)
         self.hostmem.invalidate_code(slot.hpa_of(gpa), size)
-        if slot.logs_dirty_pages and size > 0:
-            offset = gpa - slot.guest_phys_addr
-            slot.written_by_hypervisor.update(range(offset >> 12, ((offset + size - 1) >> 12) + 1))
+        if size > 0:
+            lib.root_vm_mark_dirty(self.root, gpa, size)
+
+    def get_clock(self) -> ClockData:
+        """KVM_GET_CLOCK: kvmclock now (ns since the VM was created, or since what
+        set_clock said), with the host's realtime and TSC at the same instant."""
+        data = ffi.new("struct kvm_clock_data *")
+        lib.root_vm_get_clock(self.root, data)
+        return ClockData(data.clock, data.flags, data.realtime, data.host_tsc)
+
+    def set_clock(self, clock: ClockData):
+        """KVM_SET_CLOCK: kvmclock reads clock.clock now (plus the realtime that passed
+        since clock.realtime, with KVM_CLOCK_REALTIME); the guests' pvclock pages are
+        rewritten before their vCPUs next run."""
+        if clock.flags & ~KVM_CLOCK_REALTIME:
+            raise KvmError(f"unsupported KVM_SET_CLOCK flags {clock.flags:#x}")
+        data = ffi.new("struct kvm_clock_data *", {"clock": clock.clock, "flags": clock.flags,
+                                                   "realtime": clock.realtime})
+        lib.root_vm_set_clock(self.root, data)
 
     def exit_stats(self):
         total = ExitStats()

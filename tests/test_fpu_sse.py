@@ -11,8 +11,10 @@ import pytest
 
 from differential import layout
 from differential.emulated import MODE_LONG64, EmulatedCpu
-from kvm import exits, vmx
+from kvm import vmx
 from kvm._silicon import lib
+from kvm.constants import KVM_EXIT_HLT
+from kvm_guest import CODE_GPA, KvmGuest
 
 CR0_EM, CR0_TS = 0x4, 0x8
 CR4_OSFXSR, CR4_OSXSAVE = 0x200, 0x40000
@@ -137,46 +139,47 @@ def test_xrstor_with_reserved_header_bits_is_gp(cpu):
     assert end[:2] == ("fault", EXC_GP)
 
 
-class _Vcpu:
-    """What handle_xsetbv uses of a VCPU, over a RawGuest's processor."""
+def xsetbv_guest(cr4_osxsave: bool, rax: int, rcx: int, user: bool = False):
+    """A guest that executes XSETBV once; ebx: 0 if it completed, else the vector taken."""
+    g = KvmGuest(f"""
+        mov eax, {rax}
+        xor edx, edx
+        mov ecx, {rcx}
+        xor ebx, ebx
+        xsetbv
+        hlt
+    .org 0x100
+        mov ebx, {EXC_UD}
+        hlt
+    .org 0x200
+        mov ebx, {EXC_GP}
+        hlt""")
+    g.set_idt_gate(EXC_UD, CODE_GPA + 0x100)
+    g.set_idt_gate(EXC_GP, CODE_GPA + 0x200)
+    if user:
+        g.enter_user_mode(kernel_stack=0x90000)
+    s = g.vcpu.get_sregs()
+    s.cr4 = (s.cr4 | CR4_OSXSAVE) if cr4_osxsave else (s.cr4 & ~CR4_OSXSAVE)
+    g.vcpu.set_sregs(s)
+    lib.cpu_set_xcr0(g.vcpu.cpu, 1)
+    return g
 
-    def __init__(self, emulated, cr4, regs):
-        self.cpu, self.emulated, self._cr4, self.regs = emulated.cpu, emulated, cr4, regs
-        self.injected = None
-        self.advanced = False
 
-    def guest_cr4(self):
-        return self._cr4
-
-    def get_gpr(self, n):
-        return self.regs[n]
-
-    def vmread(self, field):
-        return self.emulated.guest.vcpu.vmread(field)
-
-    def inject_exception(self, vector, error=None):
-        self.injected = vector
-
-    def advance_rip(self):
-        self.advanced = True
-
-
-@pytest.mark.parametrize("cr4, rax, rcx, injected", [
-    (CR4_OSXSAVE, 3, 0, None),
-    (CR4_OSXSAVE, 1, 0, None),
-    (0, 3, 0, EXC_UD),
-    (CR4_OSXSAVE, 2, 0, EXC_GP),       # x87 state cannot be disabled
-    (CR4_OSXSAVE, 7, 0, EXC_GP),       # AVX state is not supported
-    (CR4_OSXSAVE, 3, 1, EXC_GP),       # only XCR0 exists
+@pytest.mark.parametrize("cr4, rax, rcx, user, taken", [
+    (True, 3, 0, False, 0),
+    (True, 1, 0, False, 0),
+    (False, 3, 0, False, EXC_UD),
+    (True, 2, 0, False, EXC_GP),       # x87 state cannot be disabled
+    (True, 7, 0, False, EXC_GP),       # AVX state is not supported
+    (True, 3, 1, False, EXC_GP),       # only XCR0 exists
+    (True, 3, 0, True, EXC_GP),        # CPL 3
 ])
-def test_xsetbv_exit_sets_xcr0_or_injects(cpu, cr4, rax, rcx, injected):
-    cpu.set_mode(MODE_LONG64)
-    lib.cpu_set_xcr0(cpu.cpu, 1)
-    v = _Vcpu(cpu, cr4, {0: rax, 1: rcx, 2: 0})
-    exits.handle_xsetbv(v)
-    assert v.injected == injected
-    assert v.advanced == (injected is None)
-    assert lib.cpu_get_xcr0(cpu.cpu) == (rax if injected is None else 1)
+def test_xsetbv_exit_sets_xcr0_or_injects(cr4, rax, rcx, user, taken):
+    g = xsetbv_guest(cr4, rax, rcx, user)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rbx") == taken
+    assert lib.cpu_get_xcr0(g.vcpu.cpu) == (rax if not taken else 1)
+    assert g.vcpu.exit_stats()["XSETBV"]["count"] == 1
 
 
 def test_xsetbv_in_the_guest_exits(cpu):

@@ -1,0 +1,192 @@
+"""How the core runs a block of decoded instructions (run.c, exec_fast.c): it goes on
+past a conditional branch that is not taken, a compare and the branch after it are one
+entry, and an instruction runs without computing its flags when a later instruction of
+its block overwrites them unseen.  These guests look at the results wherever they can be
+seen: at a VM exit in the middle of a block, in an exception frame, after a branch, at
+the end of a block, under single-stepping, and in the count of retired instructions."""
+
+import struct
+
+from kvm import vmx
+from kvm._silicon import lib
+from kvm.constants import KVM_EXIT_HLT, KVM_EXIT_MMIO
+from kvm_guest import CODE_GPA, KvmGuest
+
+CF, ZF, SF, OF = 0x1, 0x40, 0x80, 0x800
+ARITH = 0x8D5
+MMIO_GPA = 0xFED00000
+PF_FRAME = 0x7000      # where the #PF handler copies its frame
+
+
+def test_flags_before_an_mmio_store_in_the_middle_of_a_block():
+    g = KvmGuest(f"""
+        mov eax, -1
+        add eax, 1
+        mov dword ptr [{MMIO_GPA}], eax
+        xor ebx, ebx
+        mov ecx, 1
+        add ecx, 1
+        hlt""")
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_MMIO
+    assert g.vcpu.get_regs().rflags & ARITH == CF | ZF | 0x4 | 0x10   # the add's (PF, AF too)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.vcpu.get_regs().rflags & ARITH == 0      # 1 + 1: no flag (2 has odd parity)
+
+
+def test_flags_in_the_frame_of_a_page_fault_in_the_middle_of_a_block():
+    g = KvmGuest(f"""
+        mov eax, 0x7fffffff
+        add eax, 1
+        mov ebx, [0x400000]
+        sub ecx, ecx
+        hlt
+    .org 0x800
+        mov eax, [esp + 12]
+        mov [{PF_FRAME}], eax
+        hlt""", paging=True)
+    g.set_idt_gate(14, CODE_GPA + 0x800)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    eflags = struct.unpack("<I", g.read(PF_FRAME, 4))[0]
+    assert eflags & (CF | ZF | SF | OF) == SF | OF           # 0x7fffffff + 1
+
+
+def test_a_chain_of_dead_flags_ends_with_the_live_ones():
+    g = KvmGuest("""
+        mov eax, -1
+        add eax, 1
+        inc ecx
+        neg edx
+        shl esi, 3
+        mov edi, 1
+        sub edi, 2
+        hlt""")
+    g.set(rcx=0x7FFFFFFF, rdx=5, rsi=1)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    assert (r.rax, r.rcx, r.rdx, r.rsi, r.rdi) == (0, 0x80000000, 0xFFFFFFFB, 8, 0xFFFFFFFF)
+    assert r.rflags & (CF | ZF | SF | OF) == CF | SF          # 1 - 2
+
+
+def test_inc_keeps_the_carry_of_the_instruction_before_it():
+    g = KvmGuest("""
+        mov eax, -1
+        add eax, 1
+        inc ecx
+        hlt""")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.vcpu.get_regs().rflags & (CF | ZF) == CF        # CF from the add, ZF from inc
+
+
+def test_flags_after_a_conditional_branch_not_taken_and_taken():
+    g = KvmGuest("""
+        mov eax, 3
+        cmp eax, 4
+        je never
+        add eax, 0
+        jnz out
+        xor eax, eax
+    never:
+        hlt
+    out:
+        hlt""")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    assert r.rax == 3 and r.rflags & (CF | ZF) == 0          # the add's flags reached `out`
+
+
+def test_single_steps_through_a_block_with_dead_flags():
+    # MTF stops after each instruction: every flag value along the way is seen
+    g = KvmGuest("""
+        mov eax, -1
+        add eax, 1
+        xor ebx, ebx
+        hlt""")
+    proc = g.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
+    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | vmx.CPU_BASED_MONITOR_TRAP_FLAG)
+    seen = []
+    for _ in range(3):
+        assert lib.root_vcpu_run(g.vcpu.root) == vmx.VMX_EXITED
+        assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
+        seen.append(g.vcpu.vmread(vmx.GUEST_RFLAGS) & (CF | ZF))
+    assert seen[1:] == [CF | ZF, ZF]
+
+
+def test_a_fused_compare_of_mmio_and_its_branch():
+    g = KvmGuest(f"""
+        cmp dword ptr [{MMIO_GPA}], 5
+        je yes
+        mov ebx, 1
+        hlt
+    yes:
+        mov ebx, 2
+        hlt""")
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_MMIO and (run.mmio.phys_addr, run.mmio.len) == (MMIO_GPA, 4)
+    run.mmio.data[:4] = (5).to_bytes(4, "little")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rbx") == 2
+
+
+def test_a_fused_compare_that_page_faults_restarts_at_the_compare():
+    g = KvmGuest(f"""
+        mov ecx, 0
+        cmp byte ptr [0x400000], 0
+        jne nonzero
+        mov ebx, 1
+        hlt
+    nonzero:
+        mov ebx, 2
+        hlt
+    .org 0x800
+        mov eax, [esp + 4]
+        mov [{PF_FRAME}], eax
+        mov dword ptr [0x32000], 0x00101007
+        mov byte ptr [0x400000], 7
+        add esp, 4
+        iret""", paging=True)
+    g.set_idt_gate(14, CODE_GPA + 0x800)
+    g.write(0x32000, bytes(4096))
+    g.write(0x30004, struct.pack("<I", 0x32000 | 7))   # an empty page table for 4-8 MiB
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert struct.unpack("<I", g.read(PF_FRAME, 4))[0] == CODE_GPA + 5   # the cmp, after mov ecx
+    assert g.reg("rbx") == 2
+
+
+def test_a_rip_relative_compare_and_branch_in_64_bit_code():
+    g = KvmGuest("""
+        cmp dword ptr [rip + value], 5
+        je yes
+        mov ebx, 1
+        hlt
+    yes:
+        mov ebx, 2
+        hlt
+    value:
+        .long 5""", mode="long64")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rbx") == 2
+
+
+def test_retired_instructions_count_fused_pairs_and_side_exits():
+    g = KvmGuest("""
+        mov ecx, 100
+        xor eax, eax
+    again:
+        add eax, ecx
+        test eax, 1
+        jnz odd
+        sub ecx, 1
+        jnz again
+        jmp done
+    odd:
+        sub ecx, 1
+        jnz again
+        jmp done
+    done:
+        hlt""")
+    before = g.vcpu.instructions_retired()
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rax") == 5050
+    # mov, xor; add, test, jnz, sub, jnz in each round; jmp (HLT exits: it does not retire)
+    assert g.vcpu.instructions_retired() - before == 2 + 5 * 100 + 1
