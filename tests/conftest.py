@@ -29,3 +29,12 @@ def firmware_dir(tmp_path_factory):
 def qemu():
     """Path of qemu-system-x86_64 (installed on demand)."""
     return guests.ensure_qemu()
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    """A minimal Multiboot kernel file (tests/test_multiboot_loader.py's simple_kernel)."""
+    from test_multiboot_loader import simple_kernel
+    path = tmp_path / "kernel.elf"
+    path.write_bytes(simple_kernel())
+    return str(path)

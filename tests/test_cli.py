@@ -24,13 +24,6 @@ DEBUG_EXIT = ["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
 
 
 @pytest.fixture
-def kernel(tmp_path):
-    path = tmp_path / "kernel.elf"
-    path.write_bytes(simple_kernel())
-    return str(path)
-
-
-@pytest.fixture
 def no_vm(monkeypatch):
     """Bad input must be refused before any VM is created."""
     def refuse():

@@ -4,11 +4,13 @@ import pytest
 
 from devicemodel.cpu_models import CpuSpec, build_cpuid, cpu_help, parse_cpu
 from devicemodel.errors import ConfigError
-from kvm.cpuid import CpuidTable, supported_cpuid
+from kvm.cpuid import supported_cpuid
 
 
 def leaf(entries, function, index=0):
-    return CpuidTable(entries, apic_id=0).lookup(function, index)
+    """(eax, ebx, ecx, edx) of the entry for function/index in a KVM_SET_CPUID2 table."""
+    return next(((e.eax, e.ebx, e.ecx, e.edx) for e in entries
+                 if e.function == function and e.index == index), (0, 0, 0, 0))
 
 
 def vendor(entries):

@@ -12,22 +12,13 @@ from devicemodel.block.drive import open_drive, parse_drive
 from devicemodel.block.image import BlockError
 from devicemodel.block.qcow2_format import QCOW2_MAGIC
 from devicemodel.cli import main, parse_command_line
-from devicemodel.errors import ConfigError
 from devicemodel.loaders.bzimage import BootParams
 from devicemodel.machine import Machine
 from devicemodel.virtio.blk import VirtioBlk
 from devicemodel.virtio.serial import VirtioSerial
 from test_bzimage_loader import bzimage
-from test_multiboot_loader import simple_kernel
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def kernel(tmp_path):
-    path = tmp_path / "kernel.elf"
-    path.write_bytes(simple_kernel())
-    return str(path)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import pytest
 from devicemodel.errors import ConfigError
 from devicemodel.machine import Machine, MachineConfig
 from devicemodel.machine_types import MachineOptions, machines_help, parse_machine, properties_help, MACHINE_TYPES
-from test_multiboot_loader import simple_kernel
 
 
 def test_pc_is_the_default_and_has_everything():
@@ -57,13 +56,6 @@ def test_help_texts():
 
 
 # --- what the machine types build ------------------------------------------------------------
-
-@pytest.fixture
-def kernel(tmp_path):
-    path = tmp_path / "kernel.elf"
-    path.write_bytes(simple_kernel())
-    return str(path)
-
 
 def build(kernel, machine, **kw):
     return Machine(MachineConfig(kernel=kernel, ram_size=32 << 20, serials=["null"],

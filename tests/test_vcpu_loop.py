@@ -3,7 +3,6 @@
 import threading
 import time
 
-import pytest
 
 from fake_kvm import (FailEntry, FakeKvm, Hlt, In, InternalError, Intr, MmioRead, MmioWrite, Out,
                       Raw, Shutdown, Spin)
@@ -16,7 +15,6 @@ from devicemodel.machine import Machine, MachineConfig  # noqa: E402
 from devicemodel.qdev import parse_device  # noqa: E402
 from devicemodel.runstate import RunState  # noqa: E402
 from devicemodel.vcpu_loop import VcpuLoop  # noqa: E402
-from test_multiboot_loader import simple_kernel  # noqa: E402
 
 COM1 = 0x3F8
 
@@ -173,13 +171,6 @@ def test_a_bug_in_a_device_ends_the_vm_with_status_1(capsys):
 
 
 # --- the machine around the loop -------------------------------------------------
-
-@pytest.fixture
-def kernel(tmp_path):
-    path = tmp_path / "k.elf"
-    path.write_bytes(simple_kernel())
-    return str(path)
-
 
 def make_machine(kernel, script, **kw):
     config = MachineConfig(kernel=kernel, cmdline="quiet", ram_size=32 << 20, serials=["null"],
