@@ -223,6 +223,7 @@ typedef struct tlb_entry {
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
 #define TLB_INVALID (~0ull)
+#define SMAP_OPEN_MAX 32
 
 /* memory access kinds */
 enum { ACC_READ = 0, ACC_WRITE = 1, ACC_EXEC = 2 };
@@ -301,6 +302,10 @@ struct cpu {
     tlb_entry_t tlb[2][TLB_SIZE];
     tlb_entry_t *tlb_cpl;      /* the half for the accesses of the CPL (mode.c keeps it) */
     uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
+    /* supervisor entries of user pages that RFLAGS.AC allowed under SMAP (indices into
+     * tlb[0], a ring): clearing AC takes their data access away again */
+    uint16_t smap_open[SMAP_OPEN_MAX];
+    uint32_t smap_open_count;
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
     int mtf_pending;     /* an MTF VM exit is due at the next instruction boundary */
@@ -573,7 +578,7 @@ typedef struct walk {
     int global;
 } walk_t;
 int paging_walk(cpu_t *cpu, uint64_t lin, int acc, int user, int set_accessed, walk_t *w);
-uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global);
+uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, walk_t *w);
 
 /* ept.c: guest-physical -> host-physical; a violation or misconfiguration VM-exits */
 uint64_t ept_translate(cpu_t *cpu, uint64_t gpa, int acc, int gla_valid, uint64_t gla,
@@ -587,6 +592,7 @@ tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user);
 void tlb_take_write_path(cpu_t *cpu, tlb_entry_t *e, uint64_t lin);
 void tlb_drop_code_page_writes(silicon_t *sil, uint64_t hpa_page);
 void tlb_select_context(cpu_t *cpu);
+void tlb_smap_closed(cpu_t *cpu);   /* RFLAGS.AC went from 1 to 0 */
 
 /* in boundary_controls, beside the proc-based bits: what else needs boundary_events() */
 #define BOUNDARY_PREEMPTION_TIMER 1u

@@ -94,7 +94,7 @@ static const opdesc_t groups[NGROUPS][8] = {
     [G8] = { UD, UD, UD, UD, E(op_bt, I8, 0), E(op_bt, I8, 1), E(op_bt, I8, 2), E(op_bt, I8, 3) },
     [G9] = { UD, E(op_cmpxchg8b, MEMONLY, 0), UD, UD, UD, UD,
              E(op_vmx_insn, MEMONLY | END, 0), E(op_vmx_insn, MEMONLY | END, 1) },
-    [G15] = { UD, UD, UD, UD, UD, E(op_fence, 0, 0), E(op_fence, 0, 0), E(op_clflush, 0, 0) },
+    [G15] = { UD, UD, UD, UD, UD, E(op_fence, 0, 0), E(op_fence, 0, 0), E(op_fence, 0, 0) },  /* mod = 3 */
     [G11_EB] = { E(op_mov_rm_imm, 0, 0), UD, UD, UD, UD, UD, UD, UD },
     [G11_EV] = { E(op_mov_rm_imm, 0, 0), UD, UD, UD, UD, UD, UD, UD },
     [G1A] = { E(op_pop_rm, 0, 0), UD, UD, UD, UD, UD, UD, UD },
@@ -148,6 +148,8 @@ static opdesc_t grp7_reg(uint8_t modrm)
     case 0xc4: return (opdesc_t)E(op_vmx_insn, END, 5);  /* VMXOFF */
     case 0xc8: return (opdesc_t)E(op_monitor, 0, 0);
     case 0xc9: return (opdesc_t)E(op_mwait, END, 0);
+    case 0xca: return (opdesc_t)E(op_clac, 0, 0);
+    case 0xcb: return (opdesc_t)E(op_stac, 0, 0);
     case 0xd0: return (opdesc_t)E(op_xgetbv, 0, 0);
     case 0xd1: return (opdesc_t)E(op_xsetbv, END, 0);
     case 0xf8: return (opdesc_t)E(op_swapgs, 0, 0);
@@ -269,7 +271,7 @@ prefixes_done:
             else if (two && b == 0xc7 && mod == 3)
                 od = (opdesc_t)UD;
             else if (two && b == 0xae && mod != 3 && reg == 7)
-                od = groups[G15][7];    /* CLFLUSH */
+                od = (opdesc_t)E(op_clflush, 0, 0);
             else if (two && b == 0xae && mod != 3)
                 od = decode_simd(1, 0xae, pfx);   /* FXSAVE, LDMXCSR, XSAVE, ... */
             else

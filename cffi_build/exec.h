@@ -42,7 +42,7 @@ H(op_lgdt); H(op_lidt); H(op_sgdt); H(op_sidt); H(op_lldt); H(op_ltr); H(op_sldt
 H(op_mov_r_cr); H(op_mov_cr_r); H(op_mov_r_dr); H(op_mov_dr_r); H(op_clts); H(op_lmsw); H(op_smsw);
 H(op_invlpg); H(op_cpuid); H(op_rdmsr); H(op_wrmsr); H(op_rdtsc); H(op_rdtscp); H(op_rdpmc);
 H(op_wbinvd); H(op_invd); H(op_vmx_insn); H(op_pause); H(op_mwait); H(op_monitor);
-H(op_xgetbv); H(op_xsetbv); H(op_swapgs); H(op_getsec); H(op_fence); H(op_clflush);
+H(op_xgetbv); H(op_xsetbv); H(op_clac); H(op_stac); H(op_swapgs); H(op_getsec); H(op_fence); H(op_clflush);
 H(op_wait); H(op_lar_lsl); H(op_verr_verw);
 
 /* exec_x87.c */

@@ -709,6 +709,24 @@ void op_xsetbv(cpu_t *cpu, const insn_t *i)
     vm_exit_insn(cpu, EXIT_REASON_XSETBV, 0);   /* XSETBV always exits in non-root operation */
 }
 
+/* CLAC and STAC: RFLAGS.AC opens supervisor data accesses to user pages under SMAP. */
+void op_clac(cpu_t *cpu, const insn_t *i)
+{
+    (void)i;
+    if (cpu->cpl != 0)
+        FAULT(cpu, EXC_UD);
+    cpu->rflags &= ~(uint64_t)F_AC;
+    tlb_smap_closed(cpu);
+}
+
+void op_stac(cpu_t *cpu, const insn_t *i)
+{
+    (void)i;
+    if (cpu->cpl != 0)
+        FAULT(cpu, EXC_UD);
+    cpu->rflags |= F_AC;
+}
+
 void op_swapgs(cpu_t *cpu, const insn_t *i)
 {
     (void)i;

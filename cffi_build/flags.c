@@ -62,10 +62,13 @@ uint64_t cpu_get_rflags(cpu_t *cpu)
 
 void cpu_set_rflags(cpu_t *cpu, uint64_t v)
 {
+    uint64_t old = cpu->rflags;
     cpu->lf_op = LF_NONE;
     cpu->rflags = (v & 0x3f7fd5ull) | 2;
     if (v & (F_TF | F_RF))
         cpu->stop_block = 1;   /* the next instruction needs the single-step path */
+    if (old & ~v & F_AC)
+        tlb_smap_closed(cpu);
 }
 
 void set_arith_flags(cpu_t *cpu, uint64_t arith)

@@ -194,12 +194,9 @@ int paging_walk(cpu_t *cpu, uint64_t lin, int acc, int user, int set_accessed, w
 #undef WALK_FAULT
 }
 
-uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, int *writable, int *global)
+uint64_t paging_translate(cpu_t *cpu, uint64_t lin, int acc, int user, walk_t *w)
 {
-    walk_t w;
-    if (!paging_walk(cpu, lin, acc, user, 1, &w))
-        page_fault(cpu, lin, w.error);
-    *writable = w.writable && (acc == ACC_WRITE);
-    *global = w.global;
-    return w.gpa;
+    if (!paging_walk(cpu, lin, acc, user, 1, w))
+        page_fault(cpu, lin, w->error);
+    return w->gpa;
 }

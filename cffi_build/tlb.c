@@ -12,6 +12,7 @@ void tlb_flush_all(cpu_t *cpu, int keep_global)
                 continue;
             e->tag_read = e->tag_write = e->tag_exec = TLB_INVALID;
         }
+    cpu->smap_open_count = 0;
 }
 
 void tlb_flush_page(cpu_t *cpu, uint64_t lin)
@@ -39,16 +40,38 @@ void tlb_drop_code_page_writes(silicon_t *sil, uint64_t hpa_page)
     }
 }
 
+/* A supervisor data access to a user page passed SMAP because RFLAGS.AC is set: note
+ * the entry, so that clearing AC drops it (the oldest goes when the ring is full). */
+static void smap_opened(cpu_t *cpu, tlb_entry_t *e)
+{
+    uint16_t index = (uint16_t)(e - cpu->tlb[0]);
+    uint16_t *slot = &cpu->smap_open[cpu->smap_open_count % SMAP_OPEN_MAX];
+    if (cpu->smap_open_count >= SMAP_OPEN_MAX && *slot != index)
+        cpu->tlb[0][*slot].tag_read = cpu->tlb[0][*slot].tag_write = TLB_INVALID;
+    *slot = index;
+    cpu->smap_open_count++;
+}
+
+void tlb_smap_closed(cpu_t *cpu)
+{
+    uint32_t n = cpu->smap_open_count < SMAP_OPEN_MAX ? cpu->smap_open_count : SMAP_OPEN_MAX;
+    for (uint32_t k = 0; k < n; k++) {
+        tlb_entry_t *e = &cpu->tlb[0][cpu->smap_open[k]];
+        e->tag_read = e->tag_write = TLB_INVALID;
+    }
+    cpu->smap_open_count = 0;
+}
+
 /* Translate `lin` for an access and cache it.  Returns NULL when the page is not
  * ordinary memory: unbacked host-physical memory, the MMIO page of an emulation, or the
  * APIC-access page. */
 tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user)
 {
-    int writable = 1, global = 0;
+    walk_t w = { .global = 0, .user = 0 };
     uint64_t page = lin & PAGE_MASK;
     uint64_t gpa;
     if (cpu->cr0 & CR0_PG)
-        gpa = paging_translate(cpu, lin, acc, user, &writable, &global);
+        gpa = paging_translate(cpu, lin, acc, user, &w);
     else
         gpa = lin & 0xffffffffull;
     uint64_t gpa_page = gpa & PAGE_MASK;
@@ -80,7 +103,9 @@ tlb_entry_t *tlb_fill(cpu_t *cpu, uint64_t lin, int acc, int user)
         ram_range_t *r = hostmem_range(cpu->sil, hpa_page);
         e->code_word = &r->page_code[(hpa_page - r->hpa) / PAGE_SIZE];
     }
-    e->global = (uint8_t)global;
+    e->global = (uint8_t)w.global;
+    if (!user && w.user && acc != ACC_EXEC && (cpu->cr4 & CR4_SMAP))
+        smap_opened(cpu, e);
     /* no fast path where a data breakpoint must see the access */
     if (unlikely(cpu->dbg_data) && acc != ACC_EXEC && debug_watches_page(cpu, page, acc))
         return e;

@@ -1,7 +1,9 @@
 """Data movement and exchange: MOV in every encoding (moffs and imm64 included), MOVZX
 MOVSX MOVSXD, LEA with every addressing form, XCHG (and 90 as NOP), XADD, CMPXCHG
 CMPXCHG8B CMPXCHG16B, BSWAP, MOVBE, XLAT, CMOVcc and SETcc for all 16 conditions, the
-accumulator extensions CBW..CQO, LAHF SAHF and the flag instructions."""
+accumulator extensions CBW..CQO, LAHF SAHF and the flag instructions; the fences and
+CLFLUSH, which move nothing a program can see (SFENCE once decoded as CLFLUSH of a
+register "address" and faulted)."""
 
 from __future__ import annotations
 
@@ -221,4 +223,19 @@ def _accumulator_forms() -> list[Form]:
     return forms
 
 
-FORMS = _mov_forms() + _exchange_forms() + _condition_forms() + _accumulator_forms()
+def _fence(row: int):
+    """0F AE /5 /6 /7 with a register ModRM (any r/m field): LFENCE, MFENCE, SFENCE."""
+    def make(s: State) -> bytes:
+        s.put(RAX, 8)
+        return b"\x0f\xae" + bytes([row | s.rng.randrange(8)])
+    return make
+
+
+def _ordering_forms() -> list[Form]:
+    forms = [_form(f"{mn} (0f ae {row:02x}+r)", "fences", _fence(row))
+             for mn, row in (("LFENCE", 0xE8), ("MFENCE", 0xF0), ("SFENCE", 0xF8))]
+    forms.append(_form("CLFLUSH m8 (0f ae /7)", "fences", modrm_form(b"\x0f\xae", 1, "mem", digit=7)))
+    return forms
+
+
+FORMS = _mov_forms() + _exchange_forms() + _condition_forms() + _accumulator_forms() + _ordering_forms()
