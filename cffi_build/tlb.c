@@ -12,7 +12,6 @@ void tlb_flush_all(cpu_t *cpu, int keep_global)
                 continue;
             e->tag_read = e->tag_write = e->tag_exec = TLB_INVALID;
         }
-    cpu->smap_open_count = 0;
 }
 
 void tlb_flush_page(cpu_t *cpu, uint64_t lin)
