@@ -223,17 +223,10 @@ def _accumulator_forms() -> list[Form]:
     return forms
 
 
-def _fence(row: int):
-    """0F AE /5 /6 /7 with a register ModRM (any r/m field): LFENCE, MFENCE, SFENCE."""
-    def make(s: State) -> bytes:
-        s.put(RAX, 8)
-        return b"\x0f\xae" + bytes([row | s.rng.randrange(8)])
-    return make
-
-
 def _ordering_forms() -> list[Form]:
-    forms = [_form(f"{mn} (0f ae {row:02x}+r)", "fences", _fence(row))
-             for mn, row in (("LFENCE", 0xE8), ("MFENCE", 0xF0), ("SFENCE", 0xF8))]
+    """0F AE /5 /6 /7 with a register ModRM: LFENCE, MFENCE, SFENCE; CLFLUSH."""
+    forms = [_form(f"{mn} (0f ae {modrm:02x})", "fences", _plain(b"\x0f\xae" + bytes([modrm]), (RAX,)))
+             for mn, modrm in (("LFENCE", 0xE8), ("MFENCE", 0xF0), ("SFENCE", 0xF8))]
     forms.append(_form("CLFLUSH m8 (0f ae /7)", "fences", modrm_form(b"\x0f\xae", 1, "mem", digit=7)))
     return forms
 
