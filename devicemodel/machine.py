@@ -76,6 +76,7 @@ COM_PORTS = (0x3F8, 0x2F8, 0x3E8, 0x2E8)
 COM_IRQS = (4, 3, 4, 3)
 KICK_INTERVAL = 0.05     # seconds between kicks while a stop is pending
 STOP_GRACE = 5.0         # seconds a vCPU may take to stop before pyhv exits without it
+SERIAL_INPUT_POLL = 0.001  # seconds between looks at a full receive FIFO
 
 
 @dataclass
@@ -552,13 +553,27 @@ class Machine:
         return 0 if status is None else status & 0xFF
 
     def _start_inputs(self) -> None:
-        """Bytes arriving on a serial port's backend reach its UART; bytes for the other
-        front ends that read (virtio console ports) reach them."""
-        inputs = [(uart.chardev, uart.receive) for uart in self.serials] + list(self.inputs)
-        for chardev, receive in inputs:
+        """Bytes arriving on a serial port's backend reach its UART as fast as the guest
+        empties the receive FIFO (QEMU's can_receive), so that a pasted line is not lost
+        to overruns; bytes for the other front ends that read (virtio console ports)
+        reach them."""
+        inputs = [(uart.chardev, self._paced(uart)) for uart in self.serials]
+        inputs += [(chardev, self._locked(receive)) for chardev, receive in self.inputs]
+        for chardev, deliver in inputs:
             start = getattr(chardev, "start_input", None)
             if start is not None:
-                start(self._locked(receive), quit=lambda: self.request_exit(0))
+                start(deliver, quit=lambda: self.request_exit(0))
+
+    def _paced(self, uart):
+        def deliver(data: bytes) -> None:
+            while data and not self.runstate.stop_requested:
+                with self.bql:
+                    room = uart.can_receive()
+                    uart.receive(data[:room])
+                data = data[room:]
+                if data:
+                    time.sleep(SERIAL_INPUT_POLL)
+        return deliver
 
     def _locked(self, receive):
         def deliver(data: bytes) -> None:

@@ -236,3 +236,32 @@ def test_status_is_taken_modulo_256_like_a_process_exit_status(kernel):
     machine, _ = make_machine(kernel, [Out(0xF4, 4, (0x80,))])
     assert machine.run() == (0x101 & 0xFF)
     machine.close()
+
+
+class TypedInput(Capture):
+    """A chardev whose input the test types: deliver() is the machine's."""
+
+    def start_input(self, deliver, quit=None):
+        self.deliver = deliver
+
+
+def test_serial_input_waits_for_room_in_the_receive_fifo(kernel):
+    machine, _ = make_machine(kernel, [])
+    uart = machine.serials[0]
+    uart.chardev = TypedInput()
+    machine._start_serial_input()
+    line = b"cat /proc/interrupts\n" * 3          # more than a 16-byte FIFO holds
+    uart.write(2, 1, 0x01)                       # FIFO on
+    typing = threading.Thread(target=uart.chardev.deliver, args=(line,))
+    typing.start()
+    received = bytearray()
+    deadline = time.monotonic() + 5
+    while len(received) < len(line) and time.monotonic() < deadline:
+        with machine.bql:
+            lsr = uart.read(5, 1)
+            assert not lsr & 0x02, "overrun"
+            if lsr & 0x01:
+                received.append(uart.read(0, 1))
+    typing.join(5)
+    assert bytes(received) == line
+    machine.close()
