@@ -249,7 +249,7 @@ def test_serial_input_waits_for_room_in_the_receive_fifo(kernel):
     machine, _ = make_machine(kernel, [])
     uart = machine.serials[0]
     uart.chardev = TypedInput()
-    machine._start_serial_input()
+    machine._start_inputs()
     line = b"cat /proc/interrupts\n" * 3          # more than a 16-byte FIFO holds
     uart.write(2, 1, 0x01)                       # FIFO on
     typing = threading.Thread(target=uart.chardev.deliver, args=(line,))
