@@ -49,6 +49,7 @@ LEAF1_ECX_OSXSAVE = 1 << 27        # reflects CR4.OSXSAVE
 XCR0_SUPPORTED = 0x3               # XSAVE state components: x87, SSE
 XSAVE_AREA_SIZE = 576              # legacy region and XSAVE header
 LEAF7_EBX = (1 << 7) | (1 << 9) | (1 << 20)                        # SMEP ERMS SMAP
+LEAF7_EDX = 1 << 29                                                # IA32_ARCH_CAPABILITIES
 EXT1_ECX = (1 << 0) | (1 << 5)                                     # LAHF/SAHF LZCNT
 EXT1_EDX = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29)   # SYSCALL NX 1GB-pages RDTSCP LM
 # KVM's paravirtual features (CPUID.40000001H:EAX): kvmclock through MSR_KVM_*_NEW, whose
@@ -66,7 +67,7 @@ def supported_cpuid():
     return [
         CpuidEntry(0, 0, 0, 0xD, vendor_b, vendor_c, vendor_d),
         CpuidEntry(1, 0, 0, signature, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX),
-        CpuidEntry(7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, LEAF7_EBX, 0, 0),
+        CpuidEntry(7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, LEAF7_EBX, 0, LEAF7_EDX),
         CpuidEntry(0xD, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, XCR0_SUPPORTED, XSAVE_AREA_SIZE,
                    XSAVE_AREA_SIZE, 0),
         CpuidEntry(0xD, 1, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0, 0, 0),

@@ -24,6 +24,12 @@ MSR_PLATFORM_INFO = 0xCE
 MSR_EFER = 0xC0000080
 
 FEATURE_CONTROL_LOCKED = 1
+# The processor executes nothing speculatively, so none of the speculative-execution and
+# buffer-sampling flaws that these bits rule out apply (Linux then skips page-table
+# isolation, buffer clearing and the rest): RDCL_NO, SKIP_L1DFL_VMENTRY, SSB_NO, MDS_NO,
+# PSCHANGE_MC_NO, TAA_NO, SBDR_SSDP_NO, FBSDP_NO, PSDP_NO, BHI_NO, PBRSB_NO, GDS_NO,
+# RFDS_NO, ITS_NO.
+ARCH_CAPABILITIES = sum(1 << bit for bit in (0, 3, 4, 5, 6, 8, 13, 14, 15, 20, 24, 26, 27, 62))
 EFER_LMA = 0x400
 
 VMCS_MSRS = {
@@ -123,7 +129,9 @@ class GuestMsrs:
             return self.apic_base
         if index == MSR_IA32_FEATURE_CONTROL:
             return FEATURE_CONTROL_LOCKED   # locked with VMX off: no nested VMX yet
-        if index in (MSR_IA32_UCODE_REV, MSR_IA32_ARCH_CAPABILITIES, MSR_PLATFORM_INFO):
+        if index == MSR_IA32_ARCH_CAPABILITIES:
+            return ARCH_CAPABILITIES
+        if index in (MSR_IA32_UCODE_REV, MSR_PLATFORM_INFO):
             return 0
         return None
 

@@ -540,6 +540,16 @@ def test_tsc_msr_sets_the_guest_tsc_through_the_offset():
     assert g.vcpu.rdmsr_root(TSC) < 1 << 50                 # the processor's own TSC is untouched
 
 
+def test_arch_capabilities_rule_out_speculation_flaws():
+    """CPUID.7:EDX[29] and the MSR: Linux then sets up no page-table isolation."""
+    g = KvmGuest("mov eax, 7\n xor ecx, ecx\n cpuid\n mov esi, edx\n mov ecx, 0x10a\n rdmsr\n hlt")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rsi") & (1 << 29)
+    caps = (g.reg("rdx") << 32) | g.reg("rax")
+    for bit in (0, 5, 8, 27, 62):     # RDCL_NO (Meltdown), MDS_NO, TAA_NO, RFDS_NO, ITS_NO
+        assert caps >> bit & 1, bit
+
+
 def test_set_cpuid2_changes_what_the_guest_sees():
     g = KvmGuest("xor eax, eax\n cpuid\n hlt")
     entries = g.kvm.get_supported_cpuid()
