@@ -35,10 +35,10 @@ def _brand_leaves():
 
 # CPUID.1:EDX / ECX, 7:EBX and 80000001h feature bits the core implements
 LEAF1_EDX_APIC = 1 << 9            # reflects IA32_APIC_BASE's global enable bit
-LEAF1_EDX = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | \
-    LEAF1_EDX_APIC | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17) | \
-    (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
-# FPU DE PSE TSC MSR PAE CX8 APIC SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2
+LEAF1_EDX = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | \
+    LEAF1_EDX_APIC | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15) | (1 << 16) | \
+    (1 << 17) | (1 << 19) | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26)
+# FPU DE PSE TSC MSR PAE MCE CX8 APIC SEP MTRR PGE MCA CMOV PAT PSE36 CLFSH MMX FXSR SSE SSE2
 # (the local APIC is userspace's: its MSRs reach it through KVM_CAP_X86_USER_SPACE_MSR)
 LEAF1_ECX_X2APIC = 1 << 21
 LEAF1_ECX_TSC_DEADLINE = 1 << 24

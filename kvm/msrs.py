@@ -5,6 +5,7 @@ for the RDMSR/WRMSR exits that the MSR bitmap intercepts and for KVM_GET/SET_MSR
 * in the VMCS guest-state area (VM entry loads them, VM exit saves them): EFER, PAT,
   SYSENTER_*, FS/GS base, DEBUGCTL;
 * the TSC: the processor's, plus the VMCS TSC offset;
+* the machine-check banks (kvm/mce.py);
 * held by the processor itself for the guest (the bitmap passes them through and root
   mode never uses them): STAR/LSTAR/..., KERNEL_GS_BASE, TSC_AUX, MTRRs, MISC_ENABLE.
   Root mode and guest share the one physical processor's registers, so these
@@ -14,6 +15,7 @@ for the RDMSR/WRMSR exits that the MSR bitmap intercepts and for KVM_GET/SET_MSR
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
+from kvm.mce import MCE_MSRS, MachineCheckMsrs
 
 MSR_IA32_TSC = 0x10
 MSR_IA32_APIC_BASE = 0x1B
@@ -46,7 +48,7 @@ MSR_KVM_WALL_CLOCK_NEW = 0x4B564D00
 MSR_KVM_SYSTEM_TIME_NEW = 0x4B564D01
 EMULATED_MSRS = [MSR_IA32_APIC_BASE, MSR_IA32_FEATURE_CONTROL, MSR_IA32_UCODE_REV,
                  MSR_IA32_ARCH_CAPABILITIES, MSR_PLATFORM_INFO,
-                 MSR_KVM_WALL_CLOCK_NEW, MSR_KVM_SYSTEM_TIME_NEW]
+                 MSR_KVM_WALL_CLOCK_NEW, MSR_KVM_SYSTEM_TIME_NEW, *MCE_MSRS]
 # KVM_GET_MSR_INDEX_LIST
 MSR_INDEX_LIST = sorted([MSR_IA32_TSC, *VMCS_MSRS, *PROCESSOR_MSRS, *EMULATED_MSRS])
 _KNOWN = frozenset(MSR_INDEX_LIST)
@@ -59,6 +61,7 @@ class GuestMsrs:
         self.vcpu = vcpu
         self._apic_base = 0xFEE00000 | (1 << 11) | ((1 << 8) if vcpu.id == 0 else 0)
         self._value = ffi.new("uint64_t *")
+        self.mce = MachineCheckMsrs()
 
     @property
     def apic_base(self) -> int:
@@ -133,6 +136,8 @@ class GuestMsrs:
             return ARCH_CAPABILITIES
         if index in (MSR_IA32_UCODE_REV, MSR_PLATFORM_INFO):
             return 0
+        if index in MCE_MSRS:
+            return self.mce.read(index)
         return None
 
     def _emulated_write(self, index: int, value: int) -> bool:
@@ -141,6 +146,8 @@ class GuestMsrs:
                 return False   # reserved bits
             self.apic_base = value
             return True
+        if index in MCE_MSRS:
+            return self.mce.write(index, value)
         return index == MSR_IA32_UCODE_REV
 
     def get(self, indices):

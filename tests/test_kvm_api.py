@@ -550,6 +550,18 @@ def test_arch_capabilities_rule_out_speculation_flaws():
         assert caps >> bit & 1, bit
 
 
+def test_machine_check_banks_are_there_and_clear():
+    g = KvmGuest("mov eax, 1\n cpuid\n mov esi, edx\n mov ecx, 0x179\n rdmsr\n mov edi, eax\n"
+                 " mov ecx, 0x400\n mov eax, -1\n mov edx, -1\n wrmsr\n xor eax, eax\n xor edx, edx\n"
+                 " mov ecx, 0x401\n wrmsr\n rdmsr\n hlt")
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rsi") & (1 << 7) and g.reg("rsi") & (1 << 14)          # MCE, MCA
+    assert g.reg("rdi") == 0x100 | 10                                    # MCG_CTL_P, 10 banks
+    assert g.vcpu.get_msrs([0x400, 0x401]) == {0x400: (1 << 64) - 1, 0x401: 0}
+    assert g.vcpu.set_msrs({0x401: 1}) == 0                              # STATUS can only be cleared
+    assert g.vcpu.set_msrs({0x179: 0}) == 0                              # MCG_CAP is read-only
+
+
 def test_set_cpuid2_changes_what_the_guest_sees():
     g = KvmGuest("xor eax, eax\n cpuid\n hlt")
     entries = g.kvm.get_supported_cpuid()
