@@ -13,6 +13,7 @@ from kvm.constants import (
     KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE,
 )
 from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit
+from kvm.cr import set_cr0, set_cr4
 from kvm.mmio import handle_ept_violation
 from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
@@ -171,23 +172,26 @@ def _msr_to_userspace(vcpu, exit_reason: int, reason: int, index: int, data: int
 
 
 def handle_cr_access(vcpu):
-    """MOV to CR0/CR4 touching a host-owned bit: keep the guest's value in the shadow.
-    CR8 is the userspace local APIC's TPR (bits 7:4): KVM keeps it for the guest, passes
-    it in kvm_run.cr8, and exits with KVM_EXIT_SET_TPR when the guest lowers it, since an
-    interrupt may now be deliverable."""
+    """MOV to CR0/CR4 touching a host-owned bit: carried out by the hypervisor (kvm/cr.py),
+    the guest's value kept in the read shadow.  CR8 is the userspace local APIC's TPR
+    (bits 7:4): KVM keeps it for the guest, passes it in kvm_run.cr8, and exits with
+    KVM_EXIT_SET_TPR when the guest lowers it, since an interrupt may now be deliverable."""
     qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
     cr, access, gpr = qual & 15, (qual >> 4) & 3, (qual >> 8) & 15
     if access == 0 and cr in (0, 4, 8):
         value = vcpu.vmread(vmx.GUEST_RSP) if gpr == 4 else vcpu.get_gpr(gpr)
-        lowered = cr == 8 and value < vcpu.cr8
-        if cr == 0:
-            vcpu.set_guest_cr0(value & 0xFFFFFFFF)
-        elif cr == 4:
-            vcpu.set_guest_cr4(value)
-        else:
+        if cr == 8:
+            lowered = value < vcpu.cr8
             vcpu.cr8 = value
+            vcpu.advance_rip()
+            return KVM_EXIT_SET_TPR if lowered else None
+        if not vcpu.in_64bit_mode():
+            value &= 0xFFFFFFFF      # the high half of the register is not the operand
+        if not (set_cr0 if cr == 0 else set_cr4)(vcpu, value):
+            vcpu.inject_exception(EXC_GP, 0)
+            return None
         vcpu.advance_rip()
-        return KVM_EXIT_SET_TPR if lowered else None
+        return None
     if access == 1 and cr == 8:
         if gpr == 4:
             vcpu.vmwrite(vmx.GUEST_RSP, vcpu.cr8)

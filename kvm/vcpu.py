@@ -314,6 +314,9 @@ class VCPU:
 
     # ---- KVM_RUN --------------------------------------------------------------------------
 
+    def in_64bit_mode(self) -> bool:
+        return bool(self.vmread(vmx.GUEST_IA32_EFER) & EFER_LMA and self.vmread(vmx.GUEST_CS_AR_BYTES) & (1 << 13))
+
     def advance_rip(self):
         """kvm_skip_emulated_instruction: the instruction that exited is complete; then
         come the single-step trap or debugger step it owes."""
