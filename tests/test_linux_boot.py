@@ -27,7 +27,7 @@ class Console:
     def __init__(self, kernel, initrd):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devicemodel", "-m", "256M", "-kernel", str(kernel), "-initrd", str(initrd),
-             "-append", "console=ttyS0", "-nographic", "-no-reboot", "-d", "exits"],
+             "-append", "console=ttyS0", "-nographic", "-no-reboot", "-d", "exits-summary"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.proc.stdout, selectors.EVENT_READ)
