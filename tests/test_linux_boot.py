@@ -1,7 +1,8 @@
 """Debian's Linux kernel boots to the busybox shell of tools/debian_linux.py's initramfs,
 by the bzImage boot protocol and by its PVH entry, with nothing but the serial console on
 the command line: the shell runs what is typed, ``reboot -f`` ends pyhv (-no-reboot),
-and the exit statistics show the exits a PC guest makes and no internal errors."""
+and the exit statistics show the exits a PC guest makes and no internal errors. With
+-smp 2 the kernel brings up the second CPU through the local APICs and uses both."""
 
 import os
 import re
@@ -24,10 +25,10 @@ PROMPT = "/ # "
 class Console:
     """pyhv with its serial console on a pipe: read until some text, type lines."""
 
-    def __init__(self, kernel, initrd):
+    def __init__(self, kernel, initrd, *extra):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devicemodel", "-m", "256M", "-kernel", str(kernel), "-initrd", str(initrd),
-             "-append", "console=ttyS0", "-nographic", "-no-reboot", "-d", "exits-summary"],
+             "-append", "console=ttyS0", "-nographic", "-no-reboot", "-d", "exits-summary", *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.proc.stdout, selectors.EVENT_READ)
@@ -90,5 +91,25 @@ def test_boot_to_the_shell_type_commands_and_reboot(linux, protocol):
         for reason in ("IO_INSTRUCTION", "EPT_VIOLATION", "EXTERNAL_INTERRUPT", "HLT"):
             assert re.search(rf"^\s+{reason}\s+\d+", stats, re.M), stats
         assert "INTERNAL" not in stats and "UNKNOWN" not in stats, stats
+    finally:
+        console.close()
+
+
+def test_two_vcpus_come_online_and_both_run(linux):
+    console = Console(linux.vmlinux, linux.initrd, "-smp", "2")
+    try:
+        boot_log = console.read_until(debian.tool.READY_MARKER, BOOT_TIMEOUT)
+        console.read_until(PROMPT, COMMAND_TIMEOUT)
+        assert "smp: Brought up 1 node, 2 CPUs" in boot_log, boot_log[-3000:]
+        assert console.run("nproc").strip() == "2"
+        assert console.run("grep -c ^processor /proc/cpuinfo").strip() == "2"
+        # both CPUs take local APIC timer interrupts
+        timer = re.search(r"^\s*LOC:\s+(\d+)\s+(\d+)", console.run("cat /proc/interrupts"), re.M)
+        assert timer and int(timer.group(1)) > 0 and int(timer.group(2)) > 0
+        dmesg = console.run("dmesg")
+        assert not re.search(r"BUG:|Oops|WARNING:|soft lockup|Call Trace", dmesg), dmesg
+        console.proc.stdin.write(b"reboot -f\n")
+        console.proc.stdin.flush()
+        assert console.proc.wait(COMMAND_TIMEOUT) == 0
     finally:
         console.close()
