@@ -162,25 +162,27 @@ int root_vcpu_run(root_vcpu_t *v)
         if (root_vmread(cpu, IDT_VECTORING_INFO_FIELD) & INTR_INFO_VALID)
             return rc;
         uint32_t basic = reason & 0xffff;
-        uint64_t rip = root_vmread(cpu, GUEST_RIP);
+        uint64_t proc = root_vmread(cpu, CPU_BASED_VM_EXEC_CONTROL);
+        /* kvm/ traces exits, and owes a single-stepped instruction completed here its
+         * step (kvm_skip_emulated_instruction): only then is the exit reported */
+        int stepping = (proc & CPU_MONITOR_TRAP_FLAG) || (root_vmread(cpu, GUEST_RFLAGS) & F_TF);
+        int watched = v->report_exits || stepping;
+        uint64_t rip = watched ? root_vmread(cpu, GUEST_RIP) : 0;
         if (basic >= 128 || !handle_exit(v, basic))
             return rc;
         v->stats.count[basic]++;
         v->stats.time_ns[basic] += now_ns() - start;
-        /* kvm/ traces this exit, or owes the step of a single-stepped instruction that
-         * was completed here (kvm_skip_emulated_instruction) */
-        int completed = root_vmread(cpu, GUEST_RIP) != rip;
-        int stepping = (root_vmread(cpu, CPU_BASED_VM_EXEC_CONTROL) & CPU_MONITOR_TRAP_FLAG) ||
-                       (root_vmread(cpu, GUEST_RFLAGS) & F_TF);
-        if (v->report_exits || (completed && stepping)) {
-            v->reported_reason = reason;
-            v->reported_rip = rip;
-            v->reported_completed = completed;
-            return ROOT_RUN_REPORTED;
+        if (watched) {
+            int completed = root_vmread(cpu, GUEST_RIP) != rip;
+            if (v->report_exits || completed) {
+                v->reported_reason = reason;
+                v->reported_rip = rip;
+                v->reported_completed = completed;
+                return ROOT_RUN_REPORTED;
+            }
         }
         /* kvm/ injects what is queued and watches for the windows it asked for */
-        if (v->exception_pending ||
-            (root_vmread(cpu, CPU_BASED_VM_EXEC_CONTROL) & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING)))
+        if (v->exception_pending || (proc & (CPU_INTR_WINDOW_EXITING | CPU_NMI_WINDOW_EXITING)))
             return ROOT_RUN_HANDLED;
     }
 }
