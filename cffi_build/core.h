@@ -187,19 +187,22 @@ typedef struct block {
     uint32_t mode;       /* decode mode key (code size) */
     uint32_t gen;        /* page write generation when decoded */
     uint32_t *code_word; /* the page's current generation */
+    struct block *next;  /* the next block of its hash chain */
     uint32_t n;          /* decoded entries (a fused pair is one) */
     uint32_t fast_only;  /* every entry runs a handler of exec_fast.c: none can change
                           * RFLAGS.IF or the interruptibility state */
-    insn_t insns[BLOCK_MAX_INSNS];
+    insn_t insns[];      /* n of them (BLOCK_MAX_INSNS at most) */
 } block_t;
 
-#define BLOCK_CACHE_SIZE 4096
+/* Blocks are laid end to end in an arena and found through a hash table of chains by
+ * host-physical address; when the arena is full, all are dropped at once. */
+#define BLOCK_HASH_BITS 16
+#define BLOCK_ARENA_SIZE (32u << 20)
 
 /* Recently executed blocks by linear address: valid while the TLB has not been flushed
- * since (same epoch) and the block's page has not been written. */
+ * nor the blocks dropped since (same epoch) and the block's page has not been written. */
 typedef struct jump_cache_entry {
     uint64_t lin;
-    uint64_t hpa;        /* the block slot may since hold other code */
     uint32_t key;        /* code size | CPL 3 */
     uint32_t epoch;
     block_t *block;
@@ -301,7 +304,7 @@ struct cpu {
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];
     tlb_entry_t *tlb_cpl;      /* the half for the accesses of the CPL (mode.c keeps it) */
-    uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
+    uint32_t tlb_epoch;  /* counts TLB flushes and block drops, so cached lookups notice them */
     /* supervisor entries of user pages that RFLAGS.AC allowed under SMAP (indices into
      * tlb[0], a ring): clearing AC takes their data access away again */
     uint16_t smap_open[SMAP_OPEN_MAX];
@@ -315,8 +318,10 @@ struct cpu {
     uint64_t dbg_watch[4];
     uint32_t timer_polls;
 
-    /* decoded blocks, direct-mapped by host-physical address */
-    block_t *blocks;
+    /* decoded blocks (run.c) */
+    block_t **block_hash;
+    uint8_t *block_arena;
+    size_t block_arena_used;
     insn_t scratch_insn;
 
     silicon_t *sil;

@@ -12,13 +12,14 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu_t *cpu = calloc(1, sizeof(*cpu));
     if (!cpu)
         return NULL;
-    cpu->blocks = calloc(BLOCK_CACHE_SIZE, sizeof(block_t));
-    if (!cpu->blocks) {
+    cpu->block_hash = calloc((size_t)1 << BLOCK_HASH_BITS, sizeof(block_t *));
+    cpu->block_arena = malloc(BLOCK_ARENA_SIZE);   /* its pages are touched as it fills */
+    if (!cpu->block_hash || !cpu->block_arena) {
+        free(cpu->block_hash);
+        free(cpu->block_arena);
         free(cpu);
         return NULL;
     }
-    for (int k = 0; k < BLOCK_CACHE_SIZE; k++)
-        cpu->blocks[k].hpa = ~0ull;
     cpu->sil = sil;
     cpu->apic_id = apic_id;
     cpu->current_vmcs = NO_VMCS;
@@ -39,7 +40,8 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     pthread_mutex_lock(&sil->lock);
     if (sil->ncpus >= 256) {
         pthread_mutex_unlock(&sil->lock);
-        free(cpu->blocks);
+        free(cpu->block_hash);
+        free(cpu->block_arena);
         free(cpu);
         return NULL;
     }
@@ -65,7 +67,8 @@ void cpu_free(cpu_t *cpu)
     pthread_mutex_unlock(&sil->lock);
     pthread_mutex_destroy(&cpu->wait_lock);
     pthread_cond_destroy(&cpu->wait_cond);
-    free(cpu->blocks);
+    free(cpu->block_hash);
+    free(cpu->block_arena);
     free(cpu);
     silicon_release(sil);
 }
@@ -143,7 +146,27 @@ static inline uint64_t code_linear(cpu_t *cpu, uint64_t rip)
     return (cpu->seg_fast_base[S_CS] + rip) & cpu->lin_mask;
 }
 
-static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, uint32_t *code_word)
+/* Room at the arena's end for a block of BLOCK_MAX_INSNS; when there is none, every
+ * block is dropped, and the jump cache's entries with them (a new epoch). */
+static block_t *block_space(cpu_t *cpu)
+{
+    if (cpu->block_arena_used + sizeof(block_t) + BLOCK_MAX_INSNS * sizeof(insn_t) > BLOCK_ARENA_SIZE) {
+        memset(cpu->block_hash, 0, sizeof(block_t *) << BLOCK_HASH_BITS);
+        cpu->block_arena_used = 0;
+        cpu->tlb_epoch++;
+    }
+    return (block_t *)(cpu->block_arena + cpu->block_arena_used);
+}
+
+static inline block_t **block_bucket(cpu_t *cpu, uint64_t hpa)
+{
+    return &cpu->block_hash[(hpa * 0x9e3779b97f4a7c15ull) >> (64 - BLOCK_HASH_BITS)];
+}
+
+/* Decode the block at `lin` into the arena's free space; it joins the cache only once
+ * complete (decoding can leave through a fault: a page-crossing fetch from a page that
+ * is not mapped). */
+static block_t *build_block(cpu_t *cpu, uint64_t lin, uint64_t hpa, uint32_t *code_word)
 {
     uint32_t w = __atomic_load_n(code_word, __ATOMIC_ACQUIRE);
     if (!(w & 1)) {
@@ -151,10 +174,7 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         tlb_drop_code_page_writes(cpu->sil, hpa & PAGE_MASK);
         w |= 1;
     }
-    /* Invalid until built: decoding can leave through a fault (a page-crossing fetch
-     * from a page that is not mapped), and a half-built block must never match. */
-    b->hpa = ~0ull;
-    b->gen = 0;
+    block_t *b = block_space(cpu);
     b->mode = (uint32_t)cpu->code_size;
     b->code_word = code_word;
     b->n = 0;
@@ -189,6 +209,16 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     optimize_block(b);
     b->hpa = hpa;
     b->gen = w;
+    cpu->block_arena_used += (sizeof(block_t) + b->n * sizeof(insn_t) + 15) & ~(size_t)15;
+    /* the new block takes the place of a stale one of the same code */
+    block_t **link = block_bucket(cpu, hpa);
+    for (block_t **p = link; *p; p = &(*p)->next)
+        if ((*p)->hpa == hpa && (*p)->mode == b->mode) {
+            *p = (*p)->next;
+            break;
+        }
+    b->next = *link;
+    *link = b;
     return b;
 }
 
@@ -204,13 +234,14 @@ static __attribute__((noinline)) block_t *lookup_block_slow(cpu_t *cpu, uint64_t
             FAULT(cpu, EXC_UD);
     }
     uint64_t hpa = e->hpa | (lin & 0xfff);
-    block_t *b = &cpu->blocks[(hpa ^ (hpa >> 12)) & (BLOCK_CACHE_SIZE - 1)];
-    if (!(b->hpa == hpa && b->mode == (uint32_t)cpu->code_size &&
-          b->gen == __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE)))
-        b = build_block(cpu, b, lin, hpa, e->code_word);
+    uint32_t mode = (uint32_t)cpu->code_size;
+    block_t *b = *block_bucket(cpu, hpa);
+    while (b && !(b->hpa == hpa && b->mode == mode))
+        b = b->next;
+    if (!b || b->gen != __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE))
+        b = build_block(cpu, lin, hpa, e->code_word);
     if (b) {
         jc->lin = lin;
-        jc->hpa = hpa;
         jc->key = key;
         jc->epoch = cpu->tlb_epoch;
         jc->block = b;
@@ -225,7 +256,7 @@ static inline block_t *lookup_block(cpu_t *cpu, uint64_t rip)
     jump_cache_entry_t *jc = &cpu->jump_cache[(lin ^ (lin >> 12)) & (JUMP_CACHE_SIZE - 1)];
     if (likely(jc->lin == lin && jc->key == key && jc->epoch == cpu->tlb_epoch)) {
         block_t *b = jc->block;
-        if (likely(b->hpa == jc->hpa && b->gen == __atomic_load_n(b->code_word, __ATOMIC_ACQUIRE)))
+        if (likely(b->gen == __atomic_load_n(b->code_word, __ATOMIC_ACQUIRE)))
             return b;
     }
     return lookup_block_slow(cpu, lin, key, jc);
