@@ -171,12 +171,18 @@ typedef struct insn {
     uint8_t flags_dead;  /* in a block: runs without computing the flags, which a later
                           * instruction overwrites unseen (exec_fast.c); alone it would
                           * be wrong */
-    uint8_t plain;       /* in a block: a register instruction that cannot fault, branch
-                          * or end the block and reads neither RIP nor next_rip */
+    uint8_t kind;        /* in a block, how run.c's loop runs it (enum insn_kind) */
+    uint16_t rip_off;    /* in a block: its distance from the block's first byte */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
 } insn_t;
+
+/* INSN_PLAIN: a register instruction that cannot fault, branch or end the block and
+ * reads neither RIP nor next_rip.  INSN_MEMORY: may fault, VM-exit or stop the block
+ * (a memory access), but neither branches nor reads next_rip: it needs only RIP.
+ * INSN_FULL: anything (RIP and next_rip set; a changed next_rip is a branch). */
+enum insn_kind { INSN_FULL, INSN_PLAIN, INSN_MEMORY };
 
 #define PFX_REP 1
 #define PFX_REPNE 2

@@ -404,6 +404,7 @@ static const flag_use_t flag_uses[] = {
     { not_r4, NULL, FLAGS_TRANSPARENT }, { not_r8, NULL, FLAGS_TRANSPARENT },
     { mov_rr4, NULL, FLAGS_TRANSPARENT }, { mov_rr8, NULL, FLAGS_TRANSPARENT },
     { mov_ri, NULL, FLAGS_TRANSPARENT }, { lea, NULL, FLAGS_TRANSPARENT },
+    { op_nop, NULL, FLAGS_TRANSPARENT },
 };
 
 static const flag_use_t *flag_use(const insn_t *in)
@@ -423,19 +424,46 @@ static const flag_use_t *flag_use(const insn_t *in)
     return NULL;   /* reads flags, may fault or exit, or may leave the block */
 }
 
-/* Dead flags, and the plain instructions (run.c) among those of the table: all are
- * register instructions that cannot fault, except a RIP-relative LEA. */
+/* The memory forms above: none branches, and none reads next_rip unless its operand is
+ * RIP-relative. */
+static int memory_form(insn_fn fn)
+{
+    static const insn_fn forms[] = {
+        mov_load4, mov_load8, mov_store4, mov_store8, mov_store1, movzx_load1,
+        mov_store_imm1, mov_store_imm2, mov_store_imm4, mov_store_imm8,
+    };
+    for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++)
+        if (fn == forms[k])
+            return 1;
+    for (int op = 0; op < 9; op++) {
+        if (alu1[op].mr && (fn == alu1[op].mr || fn == alu1[op].mi))
+            return 1;
+        for (int w = 0; w < 2; w++) {
+            const alu_table_t *t = w ? &alu8[op] : &alu4[op];
+            if (t->rr && (fn == t->rm || fn == t->mr || fn == t->mi))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Dead flags, and how run.c's loop runs each entry: the plain instructions among those
+ * of the table (all are register instructions that cannot fault, except a RIP-relative
+ * LEA), and the memory forms. */
 void optimize_block(block_t *b)
 {
     int live = 1;   /* whether the flags after instruction k can be seen */
     for (int k = (int)b->n - 1; k >= 0; k--) {
         insn_t *in = &b->insns[k];
         const flag_use_t *u = flag_use(in);
+        in->kind = !in->fused && in->has_mem && in->base != 0xfe && memory_form(in->fn) ? INSN_MEMORY
+                                                                                         : INSN_FULL;
         if (!u) {
             live = 1;
             continue;
         }
-        in->plain = u->kind != FLAGS_WRITE_ALL_AND_LEAVE && !(in->fn == lea && in->base == 0xfe);
+        if (u->kind != FLAGS_WRITE_ALL_AND_LEAVE && !(in->fn == lea && in->base == 0xfe))
+            in->kind = INSN_PLAIN;
         switch (u->kind) {
         case FLAGS_WRITE_ALL_AND_LEAVE:
             live = 0;

@@ -180,8 +180,8 @@ static block_t *build_block(cpu_t *cpu, uint64_t lin, uint64_t hpa, uint32_t *co
     b->n = 0;
     b->fast_only = 1;
     uint8_t guest = 0;
-    uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
-    while (b->n < BLOCK_MAX_INSNS) {
+    uint64_t first = lin, page_end = (lin & PAGE_MASK) + PAGE_SIZE;
+    while (b->n < BLOCK_MAX_INSNS && guest < UINT8_MAX) {
         insn_t *in = &b->insns[b->n];
         uint64_t h;
         int avail = (int)(page_end - lin);
@@ -192,11 +192,18 @@ static block_t *build_block(cpu_t *cpu, uint64_t lin, uint64_t hpa, uint32_t *co
                 return NULL;   /* page-crossing instruction: execute it uncached */
             break;
         }
+        in->rip_off = (uint16_t)(lin - first);
         insn_fn generic = in->fn;
         specialize_insn(in);
-        b->fast_only &= in->fn != generic;
+        b->fast_only &= in->fn != generic || generic == op_nop;
         lin += in->len;
-        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in))
+        /* a NOP (function entries have two: ENDBR64 and ftrace's) gives its entry to the
+         * instruction after it: only the offsets of the entries say where they are */
+        int after_nop = b->n > 0 && b->insns[b->n - 1].fn == op_nop;
+        if (after_nop)
+            b->insns[--b->n] = *in;
+        in = &b->insns[b->n];
+        if (b->n > 0 && !after_nop && fuse_compare_branch(&b->insns[b->n - 1], in))
             in = &b->insns[b->n - 1];
         else
             b->n++;
@@ -274,7 +281,7 @@ static void execute_one(cpu_t *cpu, const insn_t *in)
 static void step_one(cpu_t *cpu)
 {
     block_t *b = lookup_block(cpu, cpu->rip);
-    if (b && !b->insns[0].fused && !b->insns[0].flags_dead) {
+    if (b && !b->insns[0].fused && !b->insns[0].flags_dead && b->insns[0].rip_off == 0) {
         execute_one(cpu, &b->insns[0]);
         return;
     }
@@ -466,8 +473,13 @@ static void boundary_events(cpu_t *cpu)
 static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
 {
     for (;;) {
-        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | boundary_controls_armed(cpu)))
+        /* whether the block must stop at its end for the boundary checks: it stays
+         * false while nothing in the block can open an interrupt or NMI window */
+        int armed = boundary_controls_armed(cpu);
+        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | armed)) {
             boundary_events(cpu);
+            armed = boundary_controls_armed(cpu);
+        }
         if (unlikely(needs_checked_step(cpu))) {
             step_checked(cpu);
             continue;
@@ -481,39 +493,48 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
          * that could change its translation or its code happens without stop_block */
         uint64_t start = cpu->rip, rip = start;
         const insn_t *first = b->insns, *end = b->insns + b->n;
-        /* whether the block must stop at its end for the boundary checks: it stays
-         * false while nothing in the block can open an interrupt or NMI window */
-        int armed = boundary_controls_armed(cpu), recheck = !b->fast_only;
+        int recheck = !b->fast_only;
         cpu->stop_block = 0;
         for (;;) {
+            /* RIP stays in registers from one instruction to the next: an instruction's
+             * is the block's plus its offset, stored only for those that may fault or
+             * exit.  next_rip is stored only for the instructions that may branch, and
+             * only compared after them, so that a reload is not on the path of every
+             * instruction; a changed next_rip is a control transfer and ends the block. */
             const insn_t *in = first;
-            /* RIP stays in a register from one instruction to the next: the handler's
-             * next_rip is only compared, so that a store and a reload of it are not on
-             * the path of every instruction, and plain instructions do without both.
-             * A changed next_rip is a control transfer and ends the block. */
-            do {
-                if (in->plain) {
+            for (;;) {
+                if (in->kind == INSN_PLAIN) {
                     in->fn(cpu, in);
-                    rip += in->len;
-                    in++;
-                    continue;
-                }
-                uint64_t next = rip + in->len;
-                cpu->rip = rip;
-                cpu->next_rip = next;
-                in->fn(cpu, in);
-                in++;
-                if (unlikely(cpu->next_rip != next)) {
-                    rip = cpu->next_rip;
+                    if (++in < end)
+                        continue;
                     break;
                 }
-                rip = next;
-            } while (in < end && !cpu->stop_block);
-            cpu->rip = rip;
+                uint64_t at = start + in->rip_off;
+                cpu->rip = at;
+                if (in->kind == INSN_MEMORY) {
+                    in->fn(cpu, in);
+                    in++;
+                } else {
+                    uint64_t next = at + in->len;
+                    cpu->next_rip = next;
+                    in->fn(cpu, in);
+                    in++;
+                    if (unlikely(cpu->next_rip != next)) {
+                        rip = cpu->next_rip;
+                        goto left;
+                    }
+                }
+                if (in >= end || cpu->stop_block)
+                    break;
+            }
+            rip = start + in[-1].rip_off + in[-1].len;
+        left:
             cpu->retired += in[-1].guest_count;
-            if (rip != start || cpu->stop_block || cpu->kicked || armed ||
-                (recheck && boundary_controls_armed(cpu)))
-                break;
+            if (likely(rip == start) && !(cpu->stop_block | cpu->kicked | armed) &&
+                !(recheck && boundary_controls_armed(cpu)))
+                continue;
+            cpu->rip = rip;
+            break;
         }
     }
 }
