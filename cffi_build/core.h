@@ -140,7 +140,8 @@ enum { EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5, 
        EXC_PF = 14, EXC_MF = 16, EXC_AC = 17, EXC_MC = 18, EXC_XM = 19 };
 
 /* lazy flags: which operation produced the arithmetic flags */
-enum { LF_NONE, LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC };
+/* LF_MUL (IMUL's two- and three-operand forms): lf_a is 1 if the product overflowed */
+enum { LF_NONE, LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC, LF_MUL };
 
 /* ---- decoded instructions -------------------------------------------------------- */
 
@@ -533,6 +534,7 @@ static inline uint64_t lazy_carry(cpu_t *cpu)
     case LF_SUB: return (cpu->lf_a & m) < (cpu->lf_b & m);
     case LF_LOGIC: return 0;
     case LF_INC: case LF_DEC: return cpu->lf_carry_in;
+    case LF_MUL: return cpu->lf_a;
     default: return cpu_get_rflags(cpu) & F_CF;
     }
 }
