@@ -480,29 +480,39 @@ static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t
 static inline int cond_true(cpu_t *cpu, int cc)
 {
     int r;
-    if (cpu->lf_op == LF_SUB || cpu->lf_op == LF_LOGIC) {
-        /* the common compare/test + branch pair, without materializing flags */
+    if (cpu->lf_op != LF_NONE) {
+        /* the common compare/test + branch pair, and ZF, SF or an addition's CF after
+         * any operation, without materializing flags */
         int size = cpu->lf_size;
         uint64_t m = size_mask(size);
         uint64_t res = cpu->lf_res & m;
+        if ((cc >> 1) == 2) {
+            r = res == 0;
+            goto out;
+        }
+        if ((cc >> 1) == 4) {
+            r = (res >> (size * 8 - 1)) & 1;
+            goto out;
+        }
+        if (cpu->lf_op == LF_ADD && (cc >> 1) == 1) {
+            r = res < (cpu->lf_a & m);
+            goto out;
+        }
         if (cpu->lf_op == LF_SUB) {
             uint64_t a = cpu->lf_a & m, b = cpu->lf_b & m;
             int64_t sa = (int64_t)sign_extend(a, size), sb = (int64_t)sign_extend(b, size);
             switch (cc >> 1) {
             case 1: r = a < b; goto out;             /* B */
-            case 2: r = res == 0; goto out;          /* Z */
             case 3: r = a <= b; goto out;            /* BE */
             case 6: r = sa < sb; goto out;           /* L */
             case 7: r = sa <= sb; goto out;          /* LE */
             }
-        } else {
+        } else if (cpu->lf_op == LF_LOGIC) {
             int64_t sr = (int64_t)sign_extend(res, size);
             switch (cc >> 1) {
             case 0: r = 0; goto out;                 /* O */
             case 1: r = 0; goto out;                 /* B */
-            case 2: r = res == 0; goto out;
-            case 3: r = res == 0; goto out;
-            case 4: r = sr < 0; goto out;            /* S */
+            case 3: r = res == 0; goto out;          /* BE: CF = 0 */
             case 6: r = sr < 0; goto out;            /* L: SF != OF, OF = 0 */
             case 7: r = res == 0 || sr < 0; goto out;
             }
