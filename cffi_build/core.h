@@ -230,6 +230,17 @@ typedef struct tlb_entry {
     uint8_t global;
 } tlb_entry_t;
 
+/* Guest-physical mappings that EPT walks produced (SDM Vol. 3 29.4.1): a TLB fill's
+ * guest page-table reads and its final translation skip the walk when cached.  Dropped
+ * with the TLB by INVEPT and context changes (tlb_flush_all without keep_global). */
+typedef struct ept_cache_entry {
+    uint64_t gpa;        /* guest-physical page, or TLB_INVALID */
+    uint64_t hpa;        /* host-physical page */
+    uint8_t perms;       /* EPT R/W/X of the walk */
+    uint8_t dirty;       /* a write needs no walk to set the dirty flag */
+} ept_cache_entry_t;
+#define EPT_CACHE_SIZE 256
+
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
 #define TLB_INVALID (~0ull)
@@ -317,6 +328,7 @@ struct cpu {
     uint16_t smap_open[SMAP_OPEN_MAX];
     uint32_t smap_open_count;
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
+    ept_cache_entry_t ept_cache[EPT_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
     int mtf_pending;     /* an MTF VM exit is due at the next instruction boundary */
     /* debug.c: the breakpoints DR7 enables (bit n: DRn) and the data breakpoints
@@ -477,7 +489,7 @@ static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t
 }
 /* Condition codes 0..15 as in Jcc/SETcc/CMOVcc; inlined so that a constant cc folds,
  * with the compare-and-branch cases answered from the lazy flags. */
-static inline int cond_true(cpu_t *cpu, int cc)
+static inline __attribute__((always_inline)) int cond_true(cpu_t *cpu, int cc)
 {
     int r;
     if (cpu->lf_op != LF_NONE) {
