@@ -132,7 +132,7 @@ static const alu_reg_byte_table_t alu1r[9] = {
     ALU_REG_BYTE_ENTRY(add), ALU_REG_BYTE_ENTRY(or), {0}, {0}, ALU_REG_BYTE_ENTRY(and),
     ALU_REG_BYTE_ENTRY(sub), ALU_REG_BYTE_ENTRY(xor), ALU_REG_BYTE_ENTRY(cmp), ALU_REG_BYTE_ENTRY(test) };
 
-/* ---- SHL/SHR/SAR of a register by a constant (flags as op_shift computes them) ---- */
+/* ---- SHL/SHR/SAR of a register by a constant or CL (flags as op_shift computes them) ---- */
 
 static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of, int size)
 {
@@ -144,35 +144,36 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
 /* a zero count changes nothing, but a 32-bit destination is still written (zero-extended) */
 #define ZERO_COUNT(S) do { if ((S) == 4) cpu->gpr[i->rm] = (uint32_t)cpu->gpr[i->rm]; return; } while (0)
 
-#define SHIFTS_IMM(T, S, MASK)                                                         \
-    static void shl_ri##S(cpu_t *cpu, const insn_t *i)                                \
+#define SHIFTS(T, S, MASK, form, COUNT)                                                \
+    static void shl_##form##S(cpu_t *cpu, const insn_t *i)                             \
     {                                                                                  \
-        unsigned c = (unsigned)i->imm & MASK;                                          \
+        unsigned c = (unsigned)(COUNT) & MASK;                                          \
         if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm], r = (T)(a << c);                                     \
         uint64_t cf = (a >> (S * 8 - c)) & 1;                                          \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, cf, ((r >> (S * 8 - 1)) & 1) ^ cf, S);                     \
     }                                                                                  \
-    static void shr_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    static void shr_##form##S(cpu_t *cpu, const insn_t *i)                             \
     {                                                                                  \
-        unsigned c = (unsigned)i->imm & MASK;                                          \
+        unsigned c = (unsigned)(COUNT) & MASK;                                          \
         if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm], r = (T)(a >> c);                                     \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, (a >> (c - 1)) & 1, (a >> (S * 8 - 1)) & 1, S);            \
     }                                                                                  \
-    static void sar_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    static void sar_##form##S(cpu_t *cpu, const insn_t *i)                             \
     {                                                                                  \
-        unsigned c = (unsigned)i->imm & MASK;                                          \
+        unsigned c = (unsigned)(COUNT) & MASK;                                          \
         if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm];                                                      \
         T r = (T)((int64_t)sign_extend(a, S) >> c);                                    \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, ((int64_t)sign_extend(a, S) >> (c - 1)) & 1, 0, S);        \
     }
-SHIFTS_IMM(uint32_t, 4, 31)
-SHIFTS_IMM(uint64_t, 8, 63)
+SHIFTS(uint32_t, 4, 31, ri, i->imm) SHIFTS(uint64_t, 8, 63, ri, i->imm)
+/* by CL: a zero count leaves the flags as they were (FLAGS_READ below) */
+SHIFTS(uint32_t, 4, 31, rc, cpu->gpr[R_CX]) SHIFTS(uint64_t, 8, 63, rc, cpu->gpr[R_CX])
 
 /* with a count that is not zero (dead_flags only uses these then) */
 #define SHIFTS_IMM_NF(T, S, MASK)                                                      \
@@ -209,6 +210,7 @@ static void mov_store_imm2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg,
 static void mov_store_imm4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, i->imm); }
 static void mov_store_imm8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, i->imm); }
 static void mov_store1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, reg_read(cpu, i->reg, 1)); }
+static void mov_store2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 2, cpu->gpr[i->reg]); }
 static void movzx_load1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 1); }
 static void lea(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = ea_of(cpu, i) & size_mask(i->opsize); }
 
@@ -506,6 +508,14 @@ void specialize_insn(insn_t *i)
         i->fn = shifts[s == 8][i->op];
         return;
     }
+    if (i->fn == op_shift && !i->has_mem && (s == 4 || s == 8) && i->opcode == 0xd3 &&
+        (i->op == 4 || i->op == 5 || i->op == 7)) {
+        static const insn_fn shifts[2][8] = {
+            [0] = { [4] = shl_rc4, [5] = shr_rc4, [7] = sar_rc4 },
+            [1] = { [4] = shl_rc8, [5] = shr_rc8, [7] = sar_rc8 } };
+        i->fn = shifts[s == 8][i->op];
+        return;
+    }
     if (s == 1 && i->has_mem && !i->lock &&
         (i->fn == op_alu_rm_r || i->fn == op_alu_rm_imm || i->fn == op_test_rm_r || i->fn == op_test_rm_imm)) {
         int op = (i->fn == op_test_rm_r || i->fn == op_test_rm_imm) ? 8 : i->op;
@@ -521,8 +531,8 @@ void specialize_insn(insn_t *i)
         return;
     }
     if (s != 4 && s != 8) {
-        if (i->fn == op_mov_rm_r && s == 1 && i->has_mem)
-            i->fn = mov_store1;
+        if (i->fn == op_mov_rm_r && i->has_mem)
+            i->fn = s == 1 ? mov_store1 : mov_store2;
         return;
     }
     if (i->fn == op_movzx && i->opcode == 0xb6 && i->has_mem) {
@@ -594,6 +604,8 @@ static const flag_use_t flag_uses[] = {
     ALU_OPS(FU_ALU_BYTE)
     FU_CC(0) FU_CC(1) FU_CC(2) FU_CC(3) FU_CC(4) FU_CC(5) FU_CC(6) FU_CC(7)
     FU_CC(8) FU_CC(9) FU_CC(10) FU_CC(11) FU_CC(12) FU_CC(13) FU_CC(14) FU_CC(15)
+    { shl_rc4, NULL, FLAGS_READ }, { shr_rc4, NULL, FLAGS_READ }, { sar_rc4, NULL, FLAGS_READ },
+    { shl_rc8, NULL, FLAGS_READ }, { shr_rc8, NULL, FLAGS_READ }, { sar_rc8, NULL, FLAGS_READ },
     { imul_rr4, imul_rr4_nf, FLAGS_WRITE_ALL }, { imul_rr8, imul_rr8_nf, FLAGS_WRITE_ALL },
     { imul_rri4, imul_rri4_nf, FLAGS_WRITE_ALL }, { imul_rri8, imul_rri8_nf, FLAGS_WRITE_ALL },
     { adc_rr4, NULL, FLAGS_READ }, { adc_rr8, NULL, FLAGS_READ }, { adc_ri4, NULL, FLAGS_READ },
@@ -635,7 +647,7 @@ static const flag_use_t *flag_use(const insn_t *in)
 static int memory_form(insn_fn fn)
 {
     static const insn_fn forms[] = {
-        mov_load4, mov_load8, mov_store4, mov_store8, mov_store1, movzx_load1,
+        mov_load4, mov_load8, mov_store4, mov_store8, mov_store1, mov_store2, movzx_load1,
         mov_store_imm1, mov_store_imm2, mov_store_imm4, mov_store_imm8,
         movzx_load2, movsxd_load, push_r8, pop_r8,
     };
