@@ -207,10 +207,13 @@ typedef struct block {
 #define BLOCK_ARENA_SIZE (32u << 20)
 
 /* Recently executed blocks by linear address: valid while the TLB has not been flushed
- * nor the blocks dropped since (same epoch) and the block's page has not been written. */
+ * nor the blocks dropped since (same epoch) and the block's page has not been written.
+ * An entry of a global page (its TLB entry survives MOV to CR3) follows the epoch of
+ * the flushes that drop global entries. */
 typedef struct jump_cache_entry {
     uint64_t lin;
-    uint32_t key;        /* code size | CPL 3 */
+    uint16_t key;        /* code size | CPL 3 << 8 */
+    uint8_t global;
     uint32_t epoch;
     block_t *block;
 } jump_cache_entry_t;
@@ -322,7 +325,9 @@ struct cpu {
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];
     tlb_entry_t *tlb_cpl;      /* the half for the accesses of the CPL (mode.c keeps it) */
-    uint32_t tlb_epoch;  /* counts TLB flushes and block drops, so cached lookups notice them */
+    /* count TLB flushes and block drops, so that cached lookups notice them: [0] all of
+     * them, [1] those that drop global entries too */
+    uint32_t tlb_epoch[2];
     /* supervisor entries of user pages that RFLAGS.AC allowed under SMAP (indices into
      * tlb[0], a ring): clearing AC takes their data access away again */
     uint16_t smap_open[SMAP_OPEN_MAX];

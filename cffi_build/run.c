@@ -153,7 +153,8 @@ static block_t *block_space(cpu_t *cpu)
     if (cpu->block_arena_used + sizeof(block_t) + BLOCK_MAX_INSNS * sizeof(insn_t) > BLOCK_ARENA_SIZE) {
         memset(cpu->block_hash, 0, sizeof(block_t *) << BLOCK_HASH_BITS);
         cpu->block_arena_used = 0;
-        cpu->tlb_epoch++;
+        cpu->tlb_epoch[0]++;
+        cpu->tlb_epoch[1]++;
     }
     return (block_t *)(cpu->block_arena + cpu->block_arena_used);
 }
@@ -249,8 +250,9 @@ static __attribute__((noinline)) block_t *lookup_block_slow(cpu_t *cpu, uint64_t
         b = build_block(cpu, lin, hpa, e->code_word);
     if (b) {
         jc->lin = lin;
-        jc->key = key;
-        jc->epoch = cpu->tlb_epoch;
+        jc->key = (uint16_t)key;
+        jc->global = e->global;
+        jc->epoch = cpu->tlb_epoch[e->global];
         jc->block = b;
     }
     return b;
@@ -261,7 +263,7 @@ static inline block_t *lookup_block(cpu_t *cpu, uint64_t rip)
     uint64_t lin = code_linear(cpu, rip);
     uint32_t key = cpu->code_key;
     jump_cache_entry_t *jc = &cpu->jump_cache[(lin ^ (lin >> 12)) & (JUMP_CACHE_SIZE - 1)];
-    if (likely(jc->lin == lin && jc->key == key && jc->epoch == cpu->tlb_epoch)) {
+    if (likely(jc->lin == lin && jc->key == key && jc->epoch == cpu->tlb_epoch[jc->global])) {
         block_t *b = jc->block;
         if (likely(b->gen == __atomic_load_n(b->code_word, __ATOMIC_ACQUIRE)))
             return b;

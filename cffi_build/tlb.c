@@ -4,7 +4,9 @@
 
 void tlb_flush_all(cpu_t *cpu, int keep_global)
 {
-    cpu->tlb_epoch++;
+    cpu->tlb_epoch[0]++;
+    if (!keep_global)
+        cpu->tlb_epoch[1]++;
     if (!keep_global)
         for (unsigned i = 0; i < EPT_CACHE_SIZE; i++)
             cpu->ept_cache[i].gpa = TLB_INVALID;
@@ -19,7 +21,8 @@ void tlb_flush_all(cpu_t *cpu, int keep_global)
 
 void tlb_flush_page(cpu_t *cpu, uint64_t lin)
 {
-    cpu->tlb_epoch++;
+    cpu->tlb_epoch[0]++;
+    cpu->tlb_epoch[1]++;
     uint64_t page = lin & PAGE_MASK;
     for (int u = 0; u < 2; u++) {
         tlb_entry_t *e = &cpu->tlb[u][(lin >> 12) & (TLB_SIZE - 1)];
