@@ -175,6 +175,35 @@ SHIFTS(uint32_t, 4, 31, ri, i->imm) SHIFTS(uint64_t, 8, 63, ri, i->imm)
 /* by CL: a zero count leaves the flags as they were (FLAGS_READ below) */
 SHIFTS(uint32_t, 4, 31, rc, cpu->gpr[R_CX]) SHIFTS(uint64_t, 8, 63, rc, cpu->gpr[R_CX])
 
+/* 16-bit registers by a constant of 1..15 (only then are the results those above): the
+ * rest of the register stays */
+#define SET_LOW_WORD(r) (cpu->gpr[i->rm] = (cpu->gpr[i->rm] & ~0xffffull) | (uint16_t)(r))
+static void shl_ri2(cpu_t *cpu, const insn_t *i)
+{
+    unsigned c = (unsigned)i->imm;
+    uint32_t a = (uint16_t)cpu->gpr[i->rm], r = (uint16_t)(a << c), cf = (a >> (16 - c)) & 1;
+    SET_LOW_WORD(r);
+    shift_flags(cpu, r, cf, ((r >> 15) & 1) ^ cf, 2);
+}
+static void shr_ri2(cpu_t *cpu, const insn_t *i)
+{
+    unsigned c = (unsigned)i->imm;
+    uint32_t a = (uint16_t)cpu->gpr[i->rm], r = a >> c;
+    SET_LOW_WORD(r);
+    shift_flags(cpu, r, (a >> (c - 1)) & 1, (a >> 15) & 1, 2);
+}
+static void sar_ri2(cpu_t *cpu, const insn_t *i)
+{
+    unsigned c = (unsigned)i->imm;
+    int32_t a = (int16_t)cpu->gpr[i->rm];
+    uint32_t r = (uint16_t)(a >> c);
+    SET_LOW_WORD(r);
+    shift_flags(cpu, r, (uint64_t)(a >> (c - 1)) & 1, 0, 2);
+}
+static void shl_ri2_nf(cpu_t *cpu, const insn_t *i) { SET_LOW_WORD((uint32_t)cpu->gpr[i->rm] << i->imm); }
+static void shr_ri2_nf(cpu_t *cpu, const insn_t *i) { SET_LOW_WORD((uint16_t)cpu->gpr[i->rm] >> i->imm); }
+static void sar_ri2_nf(cpu_t *cpu, const insn_t *i) { SET_LOW_WORD((int16_t)cpu->gpr[i->rm] >> i->imm); }
+
 /* with a count that is not zero (dead_flags only uses these then) */
 #define SHIFTS_IMM_NF(T, S, MASK)                                                      \
     static void shl_ri##S##_nf(cpu_t *cpu, const insn_t *i)                           \
@@ -508,6 +537,17 @@ void specialize_insn(insn_t *i)
         i->fn = shifts[s == 8][i->op];
         return;
     }
+    if (i->fn == op_shift && !i->has_mem && s == 2 && (i->opcode == 0xc1 || i->opcode == 0xd1) &&
+        (i->op == 4 || i->op == 5 || i->op == 7)) {
+        if (i->opcode == 0xd1)
+            i->imm = 1;
+        if ((i->imm & 31) == 0 || (i->imm & 31) >= 16)
+            return;
+        i->imm &= 31;
+        static const insn_fn shifts[8] = { [4] = shl_ri2, [5] = shr_ri2, [7] = sar_ri2 };
+        i->fn = shifts[i->op];
+        return;
+    }
     if (i->fn == op_shift && !i->has_mem && (s == 4 || s == 8) && i->opcode == 0xd3 &&
         (i->op == 4 || i->op == 5 || i->op == 7)) {
         static const insn_fn shifts[2][8] = {
@@ -615,7 +655,7 @@ static const flag_use_t flag_uses[] = {
     { movsx_rr1_4, NULL, FLAGS_TRANSPARENT }, { movsx_rr1_8, NULL, FLAGS_TRANSPARENT },
     { movsx_rr2_4, NULL, FLAGS_TRANSPARENT }, { movsx_rr2_8, NULL, FLAGS_TRANSPARENT },
     { movsxd_rr, NULL, FLAGS_TRANSPARENT },
-    FU_SHIFTS(4) FU_SHIFTS(8)
+    FU_SHIFTS(2) FU_SHIFTS(4) FU_SHIFTS(8)
     { neg_r4, neg_r4_nf, FLAGS_WRITE_ALL }, { neg_r8, neg_r8_nf, FLAGS_WRITE_ALL },
     { inc4, inc4_nf, FLAGS_WRITE_SOME }, { inc8, inc8_nf, FLAGS_WRITE_SOME },   /* CF stays */
     { dec4, dec4_nf, FLAGS_WRITE_SOME }, { dec8, dec8_nf, FLAGS_WRITE_SOME },
