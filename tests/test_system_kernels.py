@@ -331,10 +331,10 @@ def kernel_lines(text: str, kernel: SystemKernel) -> list[str]:
     return lines
 
 
-def run_pyhv(kernel: SystemKernel, firmware_dir, timeout=120):
+def run_pyhv(kernel: SystemKernel, firmware_dir, timeout=120, extra_args=()):
     path = guests.guest_path(kernel.name, firmware_dir)
     r = subprocess.run(PYHV + ["-m", "128M", "-kernel", str(path), "-nographic",
-                               *guests.DEBUG_EXIT_ARGS],
+                               *guests.DEBUG_EXIT_ARGS, *extra_args],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout.replace("\r", ""), r.stderr
 
@@ -355,6 +355,18 @@ def test_kernel_under_pyhv_gives_the_sdm_results(kernel, firmware_dir):
     assert not missing, out
     for name, (sdm, _) in kernel.qemu_deviations.items():
         assert f"{name}: {sdm}" in lines, (name, out)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_tracing_interrupts_changes_nothing_the_kernel_sees(kernel, firmware_dir, tmp_path):
+    """-d int makes every exception pass through the hypervisor, which must deliver it
+    exactly as the processor does (error codes, CR2, RF, #DF, INT n cut short)."""
+    log = tmp_path / "int.log"
+    plain = run_pyhv(kernel, firmware_dir)
+    traced = run_pyhv(kernel, firmware_dir, extra_args=("-d", "int", "-D", str(log)))
+    assert traced[:2] == plain[:2]
+    if kernel.name != "realmode":      # as QEMU, only events in protected mode are logged
+        assert ": v=" in log.read_text()
 
 
 @pytest.mark.qemu
