@@ -227,13 +227,30 @@ USERMODE = SystemKernel(
         "lcall conforming: cs=0x3b",
         "lcall ring-0 code: " + _gp3("0x0008"),
         # SYSENTER: CS = SYSENTER_CS, SS = +8, IF cleared; SYSEXIT: CS +16, SS +24, RPL 3
+        # call gates: a CALL to a more privileged level switches to the TSS's stack and
+        # copies the gate's parameter count of dwords; LRET $8 releases them on both stacks
+        "lcall dpl-0 gate at ring 0: target cs=0x30 back cs=0x08",
+        "lcall gate to ring 0: cs=0x08 ss=0x10 esp=esp0-24",
+        "lcall gate frame: cs=0x1b params=0x1111,0x2222 esp=caller's-0 ss=0x23",
+        "lret $8 to ring 3: cs=0x1b ss=0x23 esp=past the parameters",
+        # JMP through a gate keeps the CPL: non-conforming ring-0 code is refused (its CS)
+        "ljmp gate to ring-0 code: " + _gp3("0x0008"),
+        "lcall dpl-0 gate: " + _gp3("0x0048"),
+        "lcall not-present gate: #11 err=0x0050 eip=+0 cs=0x1b fl=0x00000002",
+        "lcall gate to data: " + _gp3("0x0010"),
         "sysenter: cs=0x08 ss=0x10 esp=top-0 if=0",
         "sysexit: cs=0x1b ss=0x23 if=0",
         "int with null ss0: #TS count=1 err=0x0000",
-        "int with rpl-3 ss0: #TS count=2 err=0x0020",
+        "lcall gate with null ss0: #TS count=2 err=0x0000",
+        "int with rpl-3 ss0: #TS count=3 err=0x0020",
         "back in ring 0: cs=0x08 ss=0x10",
     ),
     sdm_prefixes=("int 0x80 from ring 3: handler esp=esp0-20 if=0; pushed ss=0x23 esp=user top-",),
+    qemu_deviations={
+        # through a call gate to conforming code the CPL stays 3 and CS.RPL = CPL (SDM
+        # CALL, "SAME-PRIVILEGE"); QEMU loads the segment's DPL into the RPL
+        "lcall gate to conforming code": ("cs=0x3b", "cs=0x38"),
+    },
 )
 
 def _lm_arith_lines():
