@@ -397,7 +397,9 @@ class VCPU:
             complete, self.completion = self.completion, None
             result = complete()
         while result is None:
-            if run.immediate_exit:
+            # a kick ends KVM_RUN before the next entry too, as a pending signal does in
+            # KVM: a guest whose exits never reach an instruction boundary stays kickable
+            if run.immediate_exit or self.take_kick():
                 result = KVM_EXIT_INTR
                 break
             step = self.guest_debug.take_completed_step()
