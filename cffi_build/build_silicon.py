@@ -31,10 +31,13 @@ ffibuilder.cdef(
     enum { VMX_SUCCEED = 0, VMX_FAIL_INVALID = 1, VMX_FAIL_VALID = 2, VMX_EXITED = 3 };
     """
 )
+# a direct build with --out DIR goes to DIR/kvm; cffi compiles there, so with absolute
+# sources (setuptools wants them relative to the project root)
+OUT = sys.argv[sys.argv.index("--out") + 1] if __name__ == "__main__" and "--out" in sys.argv else None
 ffibuilder.set_source(
     "kvm._silicon",
     '#include "core.h"\n#include "root.h"\n',
-    sources=SOURCES,
+    sources=SOURCES if OUT is None else [os.path.join(HERE, "..", source) for source in SOURCES],
     include_dirs=[HERE],
     # internal calls stay inside the library (no PLT): only the module's init is exported
     extra_compile_args=["-std=gnu11", *OPTIMIZE, "-fno-strict-aliasing", "-fvisibility=hidden",
@@ -45,8 +48,6 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    # a direct build (for working on the core): from the repository root, in place, or
-    # with --out DIR into DIR/kvm
+    # a direct build (for working on the core): from the repository root, in place
     os.chdir(os.path.join(HERE, ".."))
-    out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "."
-    ffibuilder.compile(tmpdir=out, verbose=False)
+    ffibuilder.compile(tmpdir=OUT or ".", verbose=False)
