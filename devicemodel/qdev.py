@@ -75,12 +75,6 @@ def _virtio_port(name: str, description: str, create: Callable) -> "DeviceType":
 
 
 DEVICE_TYPES = {
-    "ide-hd": DeviceType(
-        name="ide-hd", bus="IDE", description="virtual IDE disk", category="Storage devices",
-        properties=(Property("drive", None, "str"), Property("bus", None, "str"), Property("unit", AUTO_UNIT),
-                    Property("serial", None, "str"), Property("model", None, "str"), Property("ver", None, "str")),
-        create=create_ide_hd,
-    ),
     "isa-debug-exit": DeviceType(
         name="isa-debug-exit", bus="ISA",
         description="I/O port that ends the VM with exit status (value << 1) | 1",
@@ -121,6 +115,12 @@ DEVICE_TYPES = {
                                 create_virtconsole),
     "virtserialport": _virtio_port("virtserialport", "Virtio serial port on a character device",
                                    create_virtserialport),
+    "ide-hd": DeviceType(
+        name="ide-hd", bus="IDE", description="virtual IDE disk", category="Storage devices",
+        properties=(Property("drive", None, "str"), Property("bus", None, "str"), Property("unit", AUTO_UNIT),
+                    Property("serial", None, "str"), Property("model", None, "str"), Property("ver", None, "str")),
+        create=create_ide_hd,
+    ),
 }
 
 

@@ -242,7 +242,7 @@ def cmd_dsm(ch, u, cmd) -> bool:
     if u.feature != ata.DSM_TRIM or refuse_read_only(u):
         u.abort()
         return True
-    u.nsector = u.hob_nsector << 8 | u.nsector     # 512-byte blocks of ranges
+    u.nsector &= 0xFF                  # 512-byte blocks of ranges (QEMU reads only the low byte)
     if not u.nsector:
         return True
     ch.start_dma(u, DMA_TRIM)
