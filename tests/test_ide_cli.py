@@ -114,3 +114,37 @@ def test_help_lists_ide(capsys):
     assert "drive=<str>" in out and "unit=<uint32>" in out and "bus=<str>" in out
     assert main(["-help"]) == 0
     assert "-hda/-hdb file" in capsys.readouterr().out
+
+
+def test_info_block_and_qtree(kernel, disk, tmp_path):
+    from types import SimpleNamespace
+
+    from devicemodel.monitor.info import info_block, info_qtree
+    other = tmp_path / "other.img"
+    other.write_bytes(bytes(MiB))
+    escaped = disk.replace(",", ",,")
+    config = parse_command_line(["-kernel", kernel, "-drive", f"file={escaped},format=raw,cache=unsafe",
+                                 "-drive", f"file={other},format=raw,index=3,readonly=on",
+                                 "-drive", f"file={other},format=raw,if=none,id=spare"])
+    machine = Machine(config)
+    try:
+        mon = SimpleNamespace(machine=machine)
+        assert info_block(mon, {}).split("\n\n") == [
+            f"ide0-hd0: {disk} (raw)\n    Attached to:      ide-hd (ide.0, unit 0)\n"
+            "    Cache mode:       writeback, ignore flushes",
+            f"ide1-hd1: {other} (raw, read-only)\n    Attached to:      ide-hd (ide.1, unit 1)\n"
+            "    Cache mode:       writeback",
+            f"spare: {other} (raw)\n    Cache mode:       writeback"]
+        qtree = info_qtree(mon, {}).splitlines()
+        start = qtree.index('      dev: piix3-ide, id ""')
+        assert qtree[start:start + 16] == [
+            '      dev: piix3-ide, id ""', "        addr = 01.1",
+            "        bus: ide.1", "          type IDE",
+            '          dev: ide-hd, id ""', '            drive = "ide1-hd1"', '            serial = "QM00004"',
+            '            model = "QEMU HARDDISK"', "            unit = 1 (0x1)",
+            "        bus: ide.0", "          type IDE",
+            '          dev: ide-hd, id ""', '            drive = "ide0-hd0"', '            serial = "QM00001"',
+            '            model = "QEMU HARDDISK"', "            unit = 0 (0x0)"]
+        assert 'dev: piix3-ide, id ""' not in qtree[:start]        # not an ISA device
+    finally:
+        machine.close()
