@@ -3,13 +3,10 @@ Linux's include/linux/ata.h and QEMU's hw/ide have them)."""
 
 SECTOR_SIZE = 512
 
-# Command block registers, by offset from the block's base (0x1f0 / 0x170).
+# Command block registers, by offset from the block's base (0x1f0 / 0x170); 2-5 are the
+# sector count and LBA low/mid/high (devicemodel.ide.unit.TASKFILE).
 REG_DATA = 0
 REG_ERROR_FEATURE = 1
-REG_NSECTOR = 2
-REG_LBAL = 3            # sector number
-REG_LBAM = 4            # cylinder low
-REG_LBAH = 5            # cylinder high
 REG_DEVICE = 6          # device/head
 REG_STATUS_COMMAND = 7
 
@@ -17,15 +14,12 @@ REG_STATUS_COMMAND = 7
 ERR = 0x01
 DRQ = 0x08
 DSC = 0x10              # device seek complete (ATA-6: "device specific"; QEMU's SEEK_STAT)
-DF = 0x20
 DRDY = 0x40
 BSY = 0x80
 
 # Error register
-AMNF = 0x01
 ABRT = 0x04
 IDNF = 0x10
-UNC = 0x40
 DIAG_PASSED = 0x01      # EXECUTE DEVICE DIAGNOSTIC: device 0 passed, device 1 passed or absent
 
 # Device/head register
@@ -40,9 +34,7 @@ CTL_SRST = 0x04
 CTL_HOB = 0x80
 
 # Commands
-CMD_NOP = 0x00
 CMD_DSM = 0x06                      # DATA SET MANAGEMENT (TRIM)
-CMD_DEVICE_RESET = 0x08
 CMD_RECALIBRATE = 0x10
 CMD_READ = 0x20
 CMD_READ_ONCE = 0x21                # without retries (obsolete)
@@ -67,9 +59,6 @@ CMD_STANDBY2 = 0x96
 CMD_SETIDLE2 = 0x97
 CMD_CHK_POWER2 = 0x98
 CMD_SLEEP2 = 0x99
-CMD_PACKET = 0xA0
-CMD_ID_ATAPI = 0xA1                 # IDENTIFY PACKET DEVICE
-CMD_SMART = 0xB0
 CMD_READ_MULTI = 0xC4
 CMD_WRITE_MULTI = 0xC5
 CMD_SET_MULTI = 0xC6

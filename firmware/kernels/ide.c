@@ -26,7 +26,6 @@
 
 #define EXIT_CODE 0x15
 
-#define ATA_DATA 0
 #define ATA_ERROR 1
 #define ATA_FEATURE 1
 #define ATA_NSECT 2
@@ -37,7 +36,6 @@
 #define ATA_STATUS 7
 #define ATA_COMMAND 7
 
-#define ST_ERR 0x01
 #define ST_DRQ 0x08
 #define ST_BSY 0x80
 
@@ -394,9 +392,9 @@ static void test_pio(void)
     /* WRITE SECTORS: the first block without an interrupt, an interrupt after each */
     fill_written(buffer, 100);
     fill_written(buffer + SECTOR, 101);
+    uint32_t irqs = irq_count[0];
     command28(&primary, 0x30, 100, 2, 0);
     wait_not_busy(&primary);
-    uint32_t irqs = irq_count[0];
     printf("write sectors: drq at once %s, interrupts before data %u\n",
            altstatus(&primary) & ST_DRQ ? "yes" : "no", irq_count[0] - irqs);
     for (int s = 0; s < 2; s++) {
