@@ -150,14 +150,14 @@ class Machine:
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
                                    hpet=options.hpet, minimal=options.type == "microvm", rtc=options.rtc)
+        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
                                      set_gsi=self.line.set_irq,
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
-                                     com_ports=COM_PORTS[:len(serials)])
-        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
+                                     com_ports=COM_PORTS[:len(serials)], memory=self.guest_memory)
         self.fw_cfg = pc_fw_cfg(self.guest_memory.read, self.guest_memory.write, config.ram_size, cpus,
                                 kernel=read_kernel_file(config.kernel),
                                 initrd=read_initrd(config.initrd) if config.initrd else None,

@@ -13,6 +13,7 @@ from typing import Callable, Union
 from devicemodel.devices.debug_exit import DebugExit
 from devicemodel.devices.pc_testdev import PcTestdev
 from devicemodel.errors import ConfigError
+from devicemodel.ide.machine_devices import AUTO_UNIT, create_ide_hd
 from devicemodel.qemu_opts import parse_bool, parse_opts, parse_uint
 from devicemodel.virtio.machine_devices import (AUTO_PORT_NR, create_virtconsole, create_virtio_blk,
                                                 create_virtio_rng, create_virtio_serial,
@@ -114,6 +115,12 @@ DEVICE_TYPES = {
                                 create_virtconsole),
     "virtserialport": _virtio_port("virtserialport", "Virtio serial port on a character device",
                                    create_virtserialport),
+    "ide-hd": DeviceType(
+        name="ide-hd", bus="IDE", description="virtual IDE disk", category="Storage devices",
+        properties=(Property("drive", None, "str"), Property("bus", None, "str"), Property("unit", AUTO_UNIT),
+                    Property("serial", None, "str"), Property("model", None, "str"), Property("ver", None, "str")),
+        create=create_ide_hd,
+    ),
 }
 
 

@@ -363,7 +363,7 @@ def test_initrd_with_a_multiboot_kernel_is_refused(capsys, fake, kernel, tmp_pat
     (["-display", "none,gl=on"], "Parameter 'type' does not accept value 'none,gl=on'"),
     (["-display", "fancy"], "does not accept value 'fancy'"),
     (["-nographic", "-display", "none"], "-nographic cannot be used with -display"),
-    (["-hda", "disk.img"], "pyhv: -hda: this QEMU option is not supported by pyhv"),
+    (["-fda", "disk.img"], "pyhv: -fda: this QEMU option is not supported by pyhv"),
     (["-enable-kvm"], "pyhv: -enable-kvm: this QEMU option is not supported by pyhv"),
     (["-vnc", ":0"], "-vnc: this QEMU option is not supported"),
     (["-netdev", "user,id=n0"], "-netdev: this QEMU option is not supported"),

@@ -52,11 +52,11 @@ def test_ids_and_indexes_as_qemu_names_them(disk):
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("file=DISK", "interface 'ide' is not supported by pyhv yet"),
     ("file=DISK,if=scsi", "interface 'scsi' is not supported by pyhv yet"),
     ("file=DISK,if=bogus", "unsupported bus type 'bogus'"),
     ("file=DISK,if=virtio,format=vmdk", "Unknown driver 'vmdk'"),
-    ("file=DISK,if=virtio,media=cdrom", "'cdrom' invalid media"),
+    ("file=DISK,if=virtio,media=cdrom", "media=cdrom is not supported: pyhv has no ATAPI CD-ROM drives"),
+    ("file=DISK,if=virtio,media=tape", "'tape' invalid media"),
     ("file=DISK,if=virtio,cache=fast", "invalid cache option"),
     ("file=DISK,if=virtio,readonly=maybe", "Parameter 'readonly' expects 'on' or 'off'"),
     ("file=DISK,if=virtio,bogus=1", "Invalid parameter 'bogus'"),

@@ -382,6 +382,7 @@ INFO_COMMANDS = [
     Command("tlb", "", "", "show virtual to physical memory mappings", info.info_tlb),
     Command("mem", "", "", "show the active virtual memory mappings", info.info_mem),
     Command("qtree", "", "", "show device tree", info.info_qtree),
+    Command("block", "", "", "show the block devices", info.info_block),
     Command("chardev", "", "", "show the character devices", info.info_chardev),
     Command("roms", "", "", "show roms", info.info_roms),
     Command("history", "", "", "show the command line history", info.info_history),

@@ -116,10 +116,11 @@ def _qdev_name(device) -> str:
 
 
 def info_qtree(mon, args) -> str:
+    from devicemodel.pci.device import PciDevice
     from devicemodel.system_reset import devices_of
     machine = mon.machine
     lines = ["bus: main-system-bus", "  type System"]
-    isa = [d for d in devices_of(machine.pio)]
+    isa = [d for d in devices_of(machine.pio) if not isinstance(d, PciDevice)]
     lines += ["  dev: isa-bus-bridge, id \"\"", "    bus: isa.0", "      type ISA"]
     for device in isa:
         lines.append(f'      dev: {_qdev_name(device)}, id ""')
@@ -133,10 +134,39 @@ def info_qtree(mon, args) -> str:
         if chardev is not None:
             lines.append(f'        chardev = "{chardev.label}"')
     for device in devices_of(machine.mmio):
+        if isinstance(device, PciDevice):
+            continue
         region = next(r for r in machine.mmio.regions if r.owner is device)
         lines.append(f'  dev: {_qdev_name(device)}, id ""')
         lines.append(f"    mmio {region.base:016x}/{region.size:016x}")
+    if getattr(machine, "chipset", None) is not None:
+        lines += ['  dev: i440FX-pcihost, id ""', "    bus: pci.0", "      type PCI"]
+        for number, device in sorted(machine.chipset.bus.devices.items()):
+            lines += [f'      dev: {_qdev_name(device)}, id ""', f"        addr = {number >> 3:02x}.{number & 7}"]
+            if hasattr(device, "qtree_lines"):
+                lines += device.qtree_lines("        ")
     return "\n".join(lines)
+
+
+CACHE_MODE_TEXT = {"writeback": "writeback", "none": "writeback, direct", "writethrough": "writethrough",
+                   "directsync": "writethrough, direct", "unsafe": "writeback, ignore flushes"}
+
+
+def info_block(mon, args) -> str:
+    """QEMU's layout: each drive, its image and format, its device, its cache mode."""
+    machine = mon.machine
+    ide = machine.chipset.ide if getattr(machine, "chipset", None) is not None else None
+    places = {disk.drive.id: f"{disk.bus_name}, unit {disk.unit}" for disk in (ide.disks() if ide else [])}
+    blocks = []
+    for drive in machine.drives.values():
+        flags = drive.image.format + (", read-only" if drive.read_only else "")
+        lines = [f"{drive.id}: {drive.spec.file} ({flags})"]
+        if drive.user is not None:
+            place = places.get(drive.id)
+            lines.append(f"    Attached to:      {drive.user}" + (f" ({place})" if place else ""))
+        lines.append(f"    Cache mode:       {CACHE_MODE_TEXT[drive.spec.cache]}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def info_irq(mon, args) -> str:
