@@ -418,6 +418,8 @@ class Machine:
                 finish_pending_io(vcpu)
             reset_devices(devices_of(self.pio, self.mmio))
             self.irqchip.system_reset()
+            if self.chipset is not None:
+                self.chipset.init_firmware(self.layout.low_top)   # the firmware's PCI set-up runs again
             clear_ram(self.ram)
             try:
                 self._load_ram()
