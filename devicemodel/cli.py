@@ -61,8 +61,8 @@ Block device options:
 -drive file=file[,if=virtio|none][,format=raw|qcow2][,id=name][,index=i]
        [,media=disk][,readonly=on|off][,snapshot=on|off]
        [,cache=writeback|none|writethrough|directsync|unsafe]
-                   use 'file' as a disk image; if=virtio adds a virtio-blk-device
-                   for it, if=none leaves it to -device virtio-blk-device,drive=name
+                   use 'file' as a disk image; if=virtio adds a virtio-blk-pci
+                   for it, if=none leaves it to -device virtio-blk-...,drive=name
 -snapshot          write to temporary files instead of disk image files
 
 Boot options:
@@ -280,7 +280,7 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         drive = parse_drive(value, config.drives)
         config.drives.append(drive)
         if drive.interface == "virtio":
-            config.devices.append(parse_device(f"virtio-blk-device,drive={drive.id}"))
+            config.devices.append(parse_device(f"virtio-blk,drive={drive.id}"))   # QEMU's alias: -pci
     elif name == "snapshot":
         config.snapshot = True
     elif name == "d":
