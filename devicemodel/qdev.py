@@ -19,7 +19,8 @@ from devicemodel.devices.pc_testdev import PcTestdev
 from devicemodel.errors import ConfigError
 from devicemodel.qemu_opts import parse_bool, parse_opts, parse_uint
 from devicemodel.virtio.machine_devices import (AUTO_NUM_QUEUES, AUTO_PORT_NR, VECTORS_UNSPECIFIED,
-                                                create_virtconsole, create_virtio_blk, create_virtio_blk_pci,
+                                                create_virtconsole, create_virtio_balloon,
+                                                create_virtio_balloon_pci, create_virtio_blk, create_virtio_blk_pci,
                                                 create_virtio_rng, create_virtio_rng_pci, create_virtio_serial,
                                                 create_virtio_serial_pci, create_virtserialport)
 
@@ -105,13 +106,18 @@ def _virtio_port(name: str, description: str, create: Callable) -> "DeviceType":
 
 
 def _virtio_pci(name: str, description: str, properties: tuple, create: Callable,
-                category: str = "Misc devices", vectors: int = VECTORS_UNSPECIFIED) -> "DeviceType":
-    """A virtio device on virtio-pci, with the transport's properties (QEMU's names)."""
-    return DeviceType(
-        name=name, bus="PCI", description=description, category=category, create=create,
-        properties=(Property("addr", -1, "pci-devfn"), Property("disable-legacy", "auto", "OnOffAuto"),
-                    Property("disable-modern", False, "bool"), Property("vectors", vectors)) + properties,
-    )
+                category: str = "Misc devices", vectors=VECTORS_UNSPECIFIED) -> "DeviceType":
+    """A virtio device on virtio-pci, with the transport's properties (QEMU's names;
+    ``vectors=None``: no such property, the function has no MSI-X)."""
+    transport = (Property("addr", -1, "pci-devfn"), Property("disable-legacy", "auto", "OnOffAuto"),
+                 Property("disable-modern", False, "bool"))
+    if vectors is not None:
+        transport += (Property("vectors", vectors),)
+    return DeviceType(name=name, bus="PCI", description=description, category=category, create=create,
+                      properties=transport + properties)
+
+
+BALLOON_PROPERTIES = (Property("deflate-on-oom", False, "bool"), Property("guest-stats-polling-interval", 0))
 
 
 DEVICE_TYPES = {
@@ -163,6 +169,14 @@ DEVICE_TYPES = {
         "virtio-serial-pci", "Virtio serial bus for virtconsole/virtserialport ports (PCI, modern)",
         (Property("max_ports", 31), Property("emergency-write", True, "bool")),
         create_virtio_serial_pci, category="Input devices", vectors=2),
+    "virtio-balloon-pci": _virtio_pci(
+        "virtio-balloon-pci", "Virtio memory balloon (PCI, modern; INTx)", BALLOON_PROPERTIES,
+        create_virtio_balloon_pci, vectors=None),
+    "virtio-balloon-device": DeviceType(
+        name="virtio-balloon-device", bus="virtio-bus",
+        description="Virtio memory balloon (on a virtio-mmio transport)",
+        properties=BALLOON_PROPERTIES, create=create_virtio_balloon,
+    ),
     "virtconsole": _virtio_port("virtconsole", "Virtio console port (hvc) on a character device",
                                 create_virtconsole),
     "virtserialport": _virtio_port("virtserialport", "Virtio serial port on a character device",
@@ -172,7 +186,7 @@ DEVICE_TYPES = {
 
 # QEMU's qdev aliases on x86 (qdev-monitor.c): the PCI variant of each virtio device
 DEVICE_ALIASES = {"virtio-blk": "virtio-blk-pci", "virtio-rng": "virtio-rng-pci",
-                  "virtio-serial": "virtio-serial-pci"}
+                  "virtio-serial": "virtio-serial-pci", "virtio-balloon": "virtio-balloon-pci"}
 
 
 @dataclass(frozen=True)

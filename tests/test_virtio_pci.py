@@ -354,3 +354,49 @@ def test_blk_with_several_queues_and_requests_in_flight(tmp_path):
     assert [s.memory.read(status, 1) for status in statuses] == [b"\0"] * 3
     assert s.board.messages == [(MSI_ADDRESS, 0x42)]             # one interrupt, queue 1's vector
     assert device["blk"].drive.read(512, 512) == bytes([2]) * 512
+
+
+def test_monitor_info_pci_and_qtree(tmp_path):
+    from devicemodel.cli import parse_command_line
+    from devicemodel.machine import Machine
+    from devicemodel.monitor.hmp import Monitor
+    from test_multiboot_loader import simple_kernel
+    kernel = tmp_path / "kernel.elf"
+    kernel.write_bytes(simple_kernel())
+    machine = Machine(parse_command_line(["-kernel", str(kernel), "-device", "virtio-rng-pci,addr=06.0",
+                                          "-device", "virtio-balloon-pci", "-device", "virtio-rng-pci,vectors=0"]))
+    try:
+        out = []
+        Monitor(machine, out.append).handle_line("info pci")
+        text = "".join(out)
+        assert ("  Bus  0, device   6, function 0:\n"
+                "    Class 0255: PCI device 1af4:1044\n"
+                "      PCI subsystem 1af4:1100\n"
+                "      IRQ 10, pin A\n"
+                "      BAR1: 32 bit memory at 0x") in text
+        assert "  Bus  0, device   1, function 3:\n    Bridge: PCI device 8086:7113\n" in text
+        bars = [line for line in text.splitlines() if "BAR4" in line]
+        assert len(bars) == 3 and all("64 bit prefetchable memory at 0xfeb" in line for line in bars)
+        out.clear()
+        Monitor(machine, out.append).handle_line("info qtree")
+        text = "".join(out)
+        assert ('      dev: virtio-rng-pci, id ""\n        vectors = 2 (0x2)\n        addr = 06.0\n'
+                "        class Class 00ff, addr 00:06.0, pci id 1af4:1044 (sub 1af4:1100)\n") in text
+        assert '          dev: virtio-balloon-device, id ""' in text
+        assert "\n  dev: virtio-rng-pci" not in text                 # not on the system bus
+    finally:
+        machine.close()
+
+
+def test_device_options(tmp_path, capsys):
+    from devicemodel.cli import main
+    from test_multiboot_loader import simple_kernel
+    kernel = tmp_path / "kernel.elf"
+    kernel.write_bytes(simple_kernel())
+    for args, message in [(["-device", "virtio-rng-pci,addr=40"], "Property 'virtio-rng-pci.addr' doesn't take"),
+                          (["-device", "virtio-rng-pci,addr=1.0"], "PCI address 01.0 is taken by PIIX3"),
+                          (["-device", "virtio-rng-pci,disable-legacy=off"], "modern only"),
+                          (["-device", "virtio-rng-pci,disable-legacy=maybe"], "expects on, off or auto"),
+                          (["-M", "microvm", "-device", "virtio-rng"], "No 'PCI' bus found")]:
+        assert main(["-kernel", str(kernel), *args]) == 1
+        assert message in capsys.readouterr().err

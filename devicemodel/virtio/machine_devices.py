@@ -1,19 +1,23 @@
 """Creating the virtio devices of ``-device`` on a machine, as QEMU spells them:
-``virtio-blk-device``, ``virtio-rng-device`` and ``virtio-serial-device`` on a
-virtio-mmio transport; ``virtio-blk-pci``, ``virtio-rng-pci`` and ``virtio-serial-pci``
-on virtio-pci (the machine puts the PCI function in its slot); and the
+``virtio-blk-device``, ``virtio-rng-device``, ``virtio-serial-device`` and
+``virtio-balloon-device`` on a virtio-mmio transport; ``virtio-blk-pci``,
+``virtio-rng-pci``, ``virtio-serial-pci`` and ``virtio-balloon-pci`` on virtio-pci (the machine puts the PCI function in its slot); and the
 ``virtconsole``/``virtserialport`` ports of a virtio-serial device. Each ``create_*``
 takes the machine and the property values and returns what goes in the machine's device
 list.
 
 A virtio-pci device's ``vectors`` default is QEMU's: one per queue plus one for
 configuration changes for virtio-blk (whose ``num-queues`` default is the number of
-vCPUs, as QEMU's), 2 for the others."""
+vCPUs, as QEMU's), none for virtio-balloon (INTx only, as QEMU's), 2 for the others.
+There is at most one balloon (``balloon_of(machine)``), as in QEMU."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from devicemodel.chardev import NullChardev
-from devicemodel.errors import ConfigError
+from devicemodel.errors import ConfigError, PyhvError
+from devicemodel.virtio.balloon import VirtioBalloon
 from devicemodel.virtio.blk import VirtioBlk
 from devicemodel.virtio.pci import (CLASS_COMMUNICATION_OTHER, CLASS_OTHERS, CLASS_STORAGE_SCSI,
                                     VirtioPci)
@@ -63,6 +67,52 @@ def create_virtio_blk_pci(machine, props):
         raise ConfigError(f"num-queues property must be larger than 0 and at most {QEMU_QUEUE_MAX_SIZE}")
     device = _virtio_blk(machine, props, "virtio-blk-pci", num_queues)
     return virtio_pci(device, props, "virtio-blk-pci", CLASS_STORAGE_SCSI, default_vectors=num_queues + 1)
+
+
+def balloon_of(machine) -> Optional[VirtioBalloon]:
+    """The machine's balloon device, if it has one."""
+    for device in machine.devices:
+        if isinstance(getattr(device, "device", None), VirtioBalloon):
+            return device.device
+    return None
+
+
+class NoBalloon(PyhvError):
+    """QEMU's DeviceNotActive error of the balloon commands."""
+
+
+def active_balloon(machine) -> VirtioBalloon:
+    """The balloon for the monitor's commands; NoBalloon as QEMU says it."""
+    balloon = balloon_of(machine)
+    if balloon is None:
+        raise NoBalloon("No balloon device has been activated")
+    return balloon
+
+
+def set_balloon_target(machine, target: int) -> None:
+    """QEMU's balloon command: the guest should keep ``target`` bytes of RAM."""
+    balloon = active_balloon(machine)
+    if target <= 0:
+        raise PyhvError("Parameter 'target' expects a size")
+    with machine.bql:
+        balloon.set_target(target)
+
+
+def _virtio_balloon(machine, props) -> VirtioBalloon:
+    if balloon_of(machine) is not None:
+        raise ConfigError("Only one balloon device is supported")
+    return VirtioBalloon(machine.guest_memory, machine.config.ram_size, deflate_on_oom=props["deflate-on-oom"],
+                         on_actual_change=lambda actual: machine.events.emit("BALLOON_CHANGE", {"actual": actual}),
+                         clock=machine.clock, stats_interval=props["guest-stats-polling-interval"])
+
+
+def create_virtio_balloon(machine, props):
+    return machine.virtio_mmio_bus().plug(_virtio_balloon(machine, props), "virtio-balloon-device")
+
+
+def create_virtio_balloon_pci(machine, props):
+    props = dict(props, vectors=0)
+    return virtio_pci(_virtio_balloon(machine, props), props, "virtio-balloon-pci", CLASS_OTHERS)
 
 
 def create_virtio_rng(machine, props):
