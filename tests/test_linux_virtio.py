@@ -1,8 +1,9 @@
 """Debian's kernel drives pyhv's virtio-pci devices with its own drivers (virtio_pci,
-virtio_blk, virtio_rng, virtio_balloon from the initramfs): it finds them through the
+virtio_blk, virtio_rng, virtio_balloon, virtio_console from the initramfs): it finds them through the
 DSDT's PCI root bridge, gives virtio-blk and virtio-rng MSI-X vectors (PCI-MSI in
 /proc/interrupts) and the balloon its INTx line; reads a known pattern from a raw image
-and writes one that the host then finds in the file; reads /dev/hwrng; and gives memory
+and writes one that the host then finds in the file; reads /dev/hwrng; writes to a
+virtconsole on virtio-serial-pci (/dev/hvc0) what the host finds in its file; and gives memory
 back and takes it again when the monitor's ``balloon`` asks, which ``info balloon`` and
 the guest's MemTotal show."""
 
@@ -19,7 +20,7 @@ from test_linux_boot import BOOT_TIMEOUT, COMMAND_TIMEOUT, PROMPT, Console
 pytestmark = pytest.mark.slow
 
 MiB = 1 << 20
-MODULES = ("virtio_pci", "virtio_blk", "virtio_rng", "virtio_balloon")
+MODULES = ("virtio_pci", "virtio_blk", "virtio_rng", "virtio_balloon", "virtio_console")
 WRITTEN = b"pyhv-written-by-Linux"
 
 
@@ -42,9 +43,12 @@ def test_virtio_pci_devices_under_linux(linux, tmp_path):
     image = tmp_path / "disk.img"
     data = make_image(image)
     monitor = tmp_path / "monitor.sock"
+    console_log = tmp_path / "hvc0.log"
     console = Console(linux.vmlinux, linux.initrd, "-drive", f"file={image},if=none,id=d0,format=raw",
                       "-device", "virtio-blk-pci,drive=d0,serial=pyhv-linux", "-device", "virtio-rng-pci",
-                      "-device", "virtio-balloon-pci", "-monitor", f"unix:{monitor},server=on,wait=off")
+                      "-device", "virtio-balloon-pci", "-monitor", f"unix:{monitor},server=on,wait=off",
+                      "-device", "virtio-serial-pci", "-chardev", f"file,id=c0,path={console_log}",
+                      "-device", "virtconsole,chardev=c0")
     try:
         boot_log = console.read_until(debian.tool.READY_MARKER, BOOT_TIMEOUT)
         console.read_until(PROMPT, COMMAND_TIMEOUT)
@@ -65,10 +69,15 @@ def test_virtio_pci_devices_under_linux(linux, tmp_path):
         random = console.run("dd if=/dev/hwrng bs=32 count=1 2>/dev/null | od -An -tx1 | tr -d ' \\n'").strip()
         assert len(random) == 64 and random != "0" * 64
 
+        # a console port on virtio-serial-pci
+        console.run("echo hello from hvc0 > /dev/hvc0")
+        assert console_log.read_bytes() == b"hello from hvc0\r\n"             # a tty: ONLCR
+
         interrupts = console.run("cat /proc/interrupts")
         assert re.search(r"PCI-MSI.*virtio0-req\.0", interrupts), interrupts
         assert re.search(r"PCI-MSI.*virtio1-input", interrupts), interrupts
         assert re.search(r"IO-APIC\s+\d+-fasteoi\s+virtio2", interrupts), interrupts   # the balloon: INTx
+        assert re.search(r"PCI-MSI.*virtio3-virtqueues", interrupts), interrupts
 
         # the balloon, from the monitor
         total = mem_total_kib(console)
