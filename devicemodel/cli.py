@@ -65,8 +65,8 @@ Block device options:
                    use 'file' as a disk image; if=ide (the default) adds an IDE
                    disk for it (index 0-3: primary master, primary slave,
                    secondary master, secondary slave), if=virtio a
-                   virtio-blk-device, if=none leaves it to -device
-                   ide-hd|virtio-blk-device,drive=name
+                   virtio-blk-pci, if=none leaves it to -device
+                   ide-hd|virtio-blk-...,drive=name
 -hda/-hdb file     use 'file' as IDE hard disk 0/1 image
 -hdc/-hdd file     use 'file' as IDE hard disk 2/3 image
 -snapshot          write to temporary files instead of disk image files
@@ -286,7 +286,7 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         drive = parse_drive(value if name == "drive" else hd_option_drive_arg(name, value), config.drives)
         config.drives.append(drive)
         if drive.interface == "virtio":
-            config.devices.append(parse_device(f"virtio-blk-device,drive={drive.id}"))
+            config.devices.append(parse_device(f"virtio-blk,drive={drive.id}"))   # QEMU's alias: -pci
         elif drive.interface == "ide":
             config.devices.append(parse_device(ide_device_arg(drive)))
     elif name == "snapshot":

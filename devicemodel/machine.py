@@ -154,7 +154,7 @@ class Machine:
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
-                                     set_gsi=self.line.set_irq,
+                                     set_gsi=self.line.set_irq, deliver_msi=self.irqchip.bus.deliver_msi,
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
                                      com_ports=COM_PORTS[:len(serials)], memory=self.guest_memory)
@@ -284,13 +284,18 @@ class Machine:
             self.serials.append(uart)
 
     def _plug_pci(self, device: PciDevice, spec: DeviceSpec) -> None:
-        """A PCI -device goes into the first free slot (00:02.0 first, as in QEMU without
-        its default VGA and NIC); the firmware set-up gives it addresses afterwards."""
+        """A PCI -device goes where its ``addr`` says, else into the first free slot (00:02.0
+        first, as in QEMU without its default VGA and NIC); the firmware set-up gives it
+        addresses afterwards."""
         if self.chipset is None:
             raise ConfigError(f"-device {spec.arg}: No 'PCI' bus found for device '{spec.driver}'")
         bus = self.chipset.bus
+        devfn = spec.props.get("addr", -1)
         try:
-            bus.add(device, bus.free_slot())
+            if devfn >= 0:
+                bus.add(device, devfn >> 3, devfn & 7)
+            else:
+                bus.add(device, bus.free_slot())
         except ValueError as e:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)

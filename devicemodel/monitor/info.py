@@ -133,19 +133,29 @@ def info_qtree(mon, args) -> str:
         chardev = getattr(device, "chardev", None)
         if chardev is not None:
             lines.append(f'        chardev = "{chardev.label}"')
+    from devicemodel.pci.device import PciDevice
     for device in devices_of(machine.mmio):
         if isinstance(device, PciDevice):
-            continue
+            continue                          # on the PCI bus, below
         region = next(r for r in machine.mmio.regions if r.owner is device)
         lines.append(f'  dev: {_qdev_name(device)}, id ""')
         lines.append(f"    mmio {region.base:016x}/{region.size:016x}")
-    if getattr(machine, "chipset", None) is not None:
-        lines += ['  dev: i440FX-pcihost, id ""', "    bus: pci.0", "      type PCI"]
-        for number, device in sorted(machine.chipset.bus.devices.items()):
-            lines += [f'      dev: {_qdev_name(device)}, id ""', f"        addr = {number >> 3:02x}.{number & 7}"]
-            if hasattr(device, "qtree_lines"):
-                lines += device.qtree_lines("        ")
+    if machine.chipset is not None:
+        from devicemodel.monitor.pci_info import qtree_pci_lines
+        lines.append('  dev: i440FX-pcihost, id ""')
+        lines += qtree_pci_lines(machine.chipset.bus, 4)
     return "\n".join(lines)
+
+
+def info_balloon(mon, args) -> str:
+    from devicemodel.virtio.machine_devices import active_balloon
+    return f"balloon: actual={active_balloon(mon.machine).actual_bytes >> 20}"
+
+
+def info_pci(mon, args) -> str:
+    from devicemodel.monitor.pci_info import pci_lines
+    chipset = mon.machine.chipset
+    return "\n".join(pci_lines(chipset.bus)) if chipset is not None else ""
 
 
 CACHE_MODE_TEXT = {"writeback": "writeback", "none": "writeback, direct", "writethrough": "writethrough",

@@ -9,7 +9,8 @@ dword: as in QEMU it is mapped over it with priority 1, so that byte accesses to
 reset the machine and 32-bit accesses to 0xcf8 still reach the host bridge.
 
 ``set_isa_irq(irq, level)`` carries PCI interrupts (and the SCI, on IRQ 9) to the
-machine's ISA interrupt lines; ``set_gsi`` optionally wires PIRQA..D to GSIs 16..19.
+machine's ISA interrupt lines; ``set_gsi`` optionally wires PIRQA..D to GSIs 16..19;
+``deliver_msi(address, data)`` takes the functions' MSI and MSI-X messages (the APIC bus).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ PM_FUNCTION = 3
 
 class PcChipset:
     def __init__(self, *, pio, mmio, clock, set_isa_irq, request_reset, power_off, suspend,
-                 acpi: bool = True, pm_timer_bits: int = 24, com_ports=(), set_gsi=None, memory=None):
+                 acpi: bool = True, pm_timer_bits: int = 24, com_ports=(), set_gsi=None, memory=None,
+                 deliver_msi=None):
         self.pio = pio
         self.bus = PciBus(pio, mmio)
+        self.bus.deliver_msi = deliver_msi
         self.host = PciHost(self.bus)
         self.i440fx = self.bus.add(I440fx(), 0)
         self.piix3 = self.bus.add(Piix3(self.bus, set_isa_irq, set_gsi), PIIX_SLOT)
