@@ -137,8 +137,10 @@ def test_info_block_and_qtree(kernel, disk, tmp_path):
             f"spare: {other} (raw)\n    Cache mode:       writeback"]
         qtree = info_qtree(mon, {}).splitlines()
         start = qtree.index('      dev: piix3-ide, id ""')
-        assert qtree[start:start + 16] == [
-            '      dev: piix3-ide, id ""', "        addr = 01.1",
+        assert qtree[start + 1] == "        addr = 01.1"
+        assert qtree[start + 2].startswith("        class IDE controller, addr 00:01.1, pci id 8086:7010")
+        assert qtree[start + 3].startswith("        bar 4: i/o at 0x")
+        assert qtree[start + 4:start + 18] == [
             "        bus: ide.1", "          type IDE",
             '          dev: ide-hd, id ""', '            drive = "ide1-hd1"', '            serial = "QM00004"',
             '            model = "QEMU HARDDISK"', "            unit = 1 (0x1)",
