@@ -27,6 +27,10 @@ injects before the next run (``before_run``), on its own thread:
 CR8 and the APIC's TPR are one register: kvm_run.cr8 carries TPR[7:4] into KVM_RUN and the
 guest's CR8 back out (``after_run``), as QEMU's kvm_arch_pre_run/post_run do.
 
+With APIC virtualization (``lapic.apicv``, devicemodel.cpu_apicv) the processor takes the
+local APIC's interrupts itself from the virtual-APIC page, and the TPR there is CR8:
+only the 8259's go through KVM_INTERRUPT, and kvm_run.cr8 carries nothing.
+
 A halted vCPU (HLT) sleeps in ``wait_for_interrupt`` until something would wake the
 processor: INIT, a SIPI, an NMI, or with RFLAGS.IF set a maskable interrupt.
 """
@@ -106,6 +110,10 @@ class CpuInterrupts:
     def interrupt_pending(self) -> bool:
         return self._pic_pending() or self.lapic.pending_vector() is not None
 
+    def _injection_pending(self) -> bool:
+        """An interrupt for KVM_INTERRUPT: under APIC virtualization only the 8259's."""
+        return self._pic_pending() if self.lapic.apicv is not None else self.interrupt_pending()
+
     def acknowledge(self) -> int:
         """The vector of the interrupt the processor takes now (the INTA cycle)."""
         if self._pic_pending():
@@ -114,16 +122,18 @@ class CpuInterrupts:
         return self.lapic.acknowledge()
 
     def wakes(self, if_flag: int) -> bool:
-        """Whether a processor halted with RFLAGS.IF = ``if_flag`` would wake now."""
+        """Whether a processor halted with RFLAGS.IF = ``if_flag`` would wake now (an
+        interrupt waiting for the EOI-exit bitmap counts: the next run takes it in)."""
+        apicv = self.lapic.apicv
         return (self.init_pending or self.sipi_vector is not None or self.nmi_pending
-                or bool(if_flag and self.interrupt_pending()))
+                or bool(if_flag and (self.interrupt_pending() or (apicv is not None and apicv.has_waiting()))))
 
     # ---- the vCPU thread ------------------------------------------------------------------------------
 
     def after_run(self, run) -> None:
         """After KVM_RUN (big lock held): the guest may have moved CR8, which is the TPR's
         priority class (KVM reports it in kvm_run.cr8; KVM_EXIT_SET_TPR when lowered)."""
-        if run.cr8 != self.lapic.read32(TPR) >> 4:
+        if self.lapic.apicv is None and run.cr8 != self.lapic.read32(TPR) >> 4:
             self.lapic.write_register(TPR, run.cr8 << 4)
 
     def before_run(self, run, vcpu) -> None:
@@ -150,15 +160,19 @@ class CpuInterrupts:
         if self.nmi_pending:
             self.nmi_pending = False
             vcpu.nmi()
-        if not self.interrupt_pending():
+        if self.lapic.apicv is not None:
+            self.lapic.apicv.before_run()
+        if not self._injection_pending():
             run.request_interrupt_window = 0
         elif ready:
             vcpu.interrupt(self.acknowledge())
-            run.request_interrupt_window = int(self.interrupt_pending())
+            run.request_interrupt_window = int(self._injection_pending())
         else:
             run.request_interrupt_window = 1
 
     def _enter_init_state(self, vcpu) -> None:
+        if self.lapic.apicv is not None:    # the page is the processor's while it runs
+            self.lapic.init_reset()
         vcpu.reset()
         vcpu.set_vcpu_events(VcpuEvents(flags=KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW))
         vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE if self.is_bsp else KVM_MP_STATE_INIT_RECEIVED)
