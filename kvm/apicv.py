@@ -11,7 +11,8 @@ its IRR bit in the page (`post_interrupt`) and kicking the vCPU.  What the proce
 leaves to software reaches userspace as exits:
 
 * an APIC-write VM exit (a register write with side effects: ICR, LVTs, timer, ...)
-  -> KVM_EXIT_MMIO, a write of the value now in the page; nothing to complete;
+  -> KVM_EXIT_MMIO, a write of the value now in the page; nothing to complete; in x2APIC
+  mode (a SELF IPI of an illegal vector) KVM_EXIT_X86_WRMSR, already completed;
 * an EOI-induced VM exit (the EOI-exit bitmap bit of the vector is set: level-triggered
   interrupts) -> KVM_EXIT_IOAPIC_EOI with kvm_run.eoi.vector;
 * an APIC-access VM exit (an access the processor does not virtualize) -> the instruction
@@ -22,8 +23,8 @@ leaves to software reaches userspace as exits:
 from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import (
-    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_DELIVERY_EV,
-    KVM_INTERNAL_ERROR_EMULATION,
+    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_EXIT_X86_WRMSR, KVM_INTERNAL_ERROR_DELIVERY_EV,
+    KVM_INTERNAL_ERROR_EMULATION, KVM_MSR_EXIT_REASON_UNKNOWN,
 )
 from kvm.errors import KvmError
 from kvm.mmio import emulate_mmio
@@ -180,6 +181,11 @@ def handle_apic_write(vcpu):
     (the exit is trap-like), so userspace sees it as a completed MMIO write of the whole
     register (a write to part of one is a write of it, as KVM's handle_apic_write has it)."""
     offset = vcpu.vmread(vmx.EXIT_QUALIFICATION) & vmx.APIC_ACCESS_OFFSET & ~0xF
+    if vcpu.apicv.x2apic:
+        msr = vcpu.kvm_run.msr
+        msr.error, msr.reason = 0, KVM_MSR_EXIT_REASON_UNKNOWN
+        msr.index, msr.data = X2APIC_MSRS.start + (offset >> 4), vcpu.apicv.read32(offset)
+        return KVM_EXIT_X86_WRMSR
     mmio = vcpu.kvm_run.mmio
     mmio.phys_addr = vcpu.apicv.base + offset
     mmio.len = 4

@@ -35,7 +35,7 @@ GP = "#13 err=0x0000 eip=+0 cs=0x08 fl=0x00000002"
 X2APIC_LINES = [
     "cpuid x2apic: yes", "x2apic base: 0xfee00d00",
     "x2apic id: 0x00000000 version: 0x00050014 ldr: 0x00000001 svr: 0x000001ff",
-    "x2apic self ipi: 1", "x2apic nmi ipi: 2 icr 0x00004400",
+    "x2apic self ipi: 1", "x2apic self ipi of vector 5: esr 0x20", "x2apic nmi ipi: 2 icr 0x00004400",
     *(f"{name}: {GP}" for name in ("wrmsr id", "rdmsr eoi", "wrmsr eoi 1", "rdmsr dfr", "rdmsr icr2",
                                    "wrmsr tpr 0x100", "wrmsr tpr high", "rdmsr self ipi")),
     "wrmsr tpr 0x10: none", f"back to xapic: {GP}", "disable: none", "enable xapic: none",
