@@ -28,8 +28,8 @@ CR8 and the APIC's TPR are one register: kvm_run.cr8 carries TPR[7:4] into KVM_R
 guest's CR8 back out (``after_run``), as QEMU's kvm_arch_pre_run/post_run do.
 
 With APIC virtualization (``lapic.apicv``, devicemodel.cpu_apicv) the processor takes the
-local APIC's interrupts itself from the virtual-APIC page, and the TPR there is CR8:
-only the 8259's go through KVM_INTERRUPT, and kvm_run.cr8 carries nothing.
+local APIC's interrupts itself from the virtual-APIC page, whose TPR is CR8 (KVM reports
+it in kvm_run.cr8 and takes nothing from there): only the 8259's go through KVM_INTERRUPT.
 
 A halted vCPU (HLT) sleeps in ``wait_for_interrupt`` until something would wake the
 processor: INIT, a SIPI, an NMI, or with RFLAGS.IF set a maskable interrupt.
@@ -133,7 +133,7 @@ class CpuInterrupts:
     def after_run(self, run) -> None:
         """After KVM_RUN (big lock held): the guest may have moved CR8, which is the TPR's
         priority class (KVM reports it in kvm_run.cr8; KVM_EXIT_SET_TPR when lowered)."""
-        if self.lapic.apicv is None and run.cr8 != self.lapic.read32(TPR) >> 4:
+        if run.cr8 != self.lapic.read32(TPR) >> 4:
             self.lapic.write_register(TPR, run.cr8 << 4)
 
     def before_run(self, run, vcpu) -> None:

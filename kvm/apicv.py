@@ -33,6 +33,7 @@ from kvm.vmcs_setup import set_msr_intercept
 APIC_DEFAULT_BASE = 0xFEE00000
 APIC_BASE_EXTD = 1 << 10                      # IA32_APIC_BASE: x2APIC mode
 APIC_BASE_ADDRESS = ((1 << 40) - 1) & ~0xFFF
+APIC_TPR = 0x080
 APIC_PPR = 0x0A0
 APIC_ISR = 0x100
 APIC_IRR = 0x200

@@ -225,3 +225,17 @@ def test_x2apic_self_ipi_of_an_illegal_vector_is_a_completed_wrmsr_for_userspace
     assert g.vcpu.exit_stats()["APIC_WRITE"]["count"] == 1
     run.msr.error = 1
     assert g.run().exit_reason == KVM_EXIT_HLT and g.reg("rbx") == 1
+
+
+def test_cr8_is_the_tpr_of_the_virtual_apic_page():
+    """As with KVM's in-kernel APIC: kvm_run.cr8 reports the TPR the guest wrote without
+    exits, and does not go in; KVM_SET_SREGS's CR8 is the TPR."""
+    g = apic_guest("mov dword ptr [0xFEE00080], 0x5A\nhlt")
+    g.vcpu.kvm_run.cr8 = 3
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_HLT and run.cr8 == 5
+    assert reg32(g.vcpu, 0x80) == 0x5A and g.vcpu.get_sregs().cr8 == 5
+    sregs = g.vcpu.get_sregs()
+    sregs.cr8 = 2
+    g.vcpu.set_sregs(sregs)
+    assert reg32(g.vcpu, 0x80) == 0x20
