@@ -18,11 +18,12 @@ all without VM exits. What still reaches the device model:
 
 Fixed interrupts are posted: the IRR bit is set atomically in the page (the processor
 may be using it) and the processor is interrupted to take it in (``post_apic_interrupt``),
-without a return to the device model. A level-triggered vector must be in the
-EOI-exit bitmap before the processor can take it, and the bitmap is only written
-before the vCPU enters the guest: such an interrupt from another thread waits for that
-(``before_run``), the vCPU being kicked out of the guest for it. So does taking an IRR
-bit back (a level-triggered LINT input going low), which the processor could race.
+without a return to the device model. A level-triggered vector must be in the EOI-exit
+bitmap before the processor can take it, and the bitmap is only written before the vCPU
+enters the guest: such an interrupt waits for that (``before_run``), the vCPU being
+kicked out of the guest for it. So does taking an IRR bit back (a level-triggered LINT
+input going low), which the processor could race. A vCPU out of the guest until its
+next ``before_run`` (on the calling thread, or halted) simply has its page written.
 NMIs, INIT, SIPI and the 8259's ExtINT are delivered as without APIC virtualization
 (devicemodel.cpu_interrupts).
 """
@@ -46,13 +47,15 @@ class CpuApicv:
         self._words = lapic.page.cast("I")
         lapic.apicv = self
 
-    def _on_own_thread(self) -> bool:
-        """The vCPU's own thread: its processor is not in the guest, the page is ours."""
-        return current_cpu() == self.index
+    def _page_is_ours(self) -> bool:
+        """The vCPU's processor is out of the guest until its thread runs before_run: we
+        are that thread, or it waits for an interrupt (with the big lock released, which
+        we hold)."""
+        return current_cpu() == self.index or self.lapic.cpu.halted
 
     def post(self, vector: int, level_triggered: bool) -> None:
         """Request ``vector`` (its TMR bit already set or cleared), big lock held."""
-        if self._on_own_thread():
+        if self._page_is_ours():
             self.lapic.set_vector(IRR, vector, True)
         elif level_triggered and not self.eoi_exit_bitmap >> vector & 1:
             self._post.add(vector)
@@ -65,7 +68,7 @@ class CpuApicv:
     def retract(self, vector: int) -> None:
         """Take back a requested vector that the processor has not delivered yet."""
         self._post.discard(vector)
-        if self._on_own_thread():
+        if self._page_is_ours():
             self.lapic.set_vector(IRR, vector, False)
         else:
             self._retract.add(vector)

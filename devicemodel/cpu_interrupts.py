@@ -63,6 +63,7 @@ class CpuInterrupts:
         self.sipi_vector = None
         self.extint_pending = False
         self.wait_for_sipi = not self.is_bsp
+        self.halted = False              # the vCPU's thread waits in wait_for_interrupt
 
     @property
     def is_bsp(self) -> bool:
@@ -180,8 +181,12 @@ class CpuInterrupts:
     def wait_for_interrupt(self, runstate, if_flag: int) -> None:
         """A halted vCPU sleeps until it would wake, or the VM is paused or stops (big lock
         held; released while waiting)."""
-        while not (self.wakes(if_flag) or runstate.stop_requested or runstate.pause_requested):
-            self._wake.wait(HALT_POLL_SECONDS)
+        self.halted = True
+        try:
+            while not (self.wakes(if_flag) or runstate.stop_requested or runstate.pause_requested):
+                self._wake.wait(HALT_POLL_SECONDS)
+        finally:
+            self.halted = False
 
     def wake(self) -> None:
         """Wake the vCPU if it halts, to notice a pause or stop request."""
