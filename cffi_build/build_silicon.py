@@ -1,6 +1,7 @@
 """cffi builder for the C core ("the silicon"), compiled out-of-line into kvm._silicon."""
 import os
 import re
+import sys
 
 from cffi import FFI
 
@@ -19,6 +20,10 @@ def _api_declarations():
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
+# PYHV_SANITIZE=address,undefined: a debug build for the sanitizer tests
+SANITIZE = os.environ.get("PYHV_SANITIZE")
+OPTIMIZE = [f"-fsanitize={SANITIZE}", "-O1", "-g", "-fno-omit-frame-pointer"] if SANITIZE else ["-O2"]
+
 ffibuilder = FFI()
 ffibuilder.cdef(
     _api_declarations()
@@ -32,13 +37,16 @@ ffibuilder.set_source(
     sources=SOURCES,
     include_dirs=[HERE],
     # internal calls stay inside the library (no PLT): only the module's init is exported
-    extra_compile_args=["-std=gnu11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden",
+    extra_compile_args=["-std=gnu11", *OPTIMIZE, "-fno-strict-aliasing", "-fvisibility=hidden",
                         "-fno-semantic-interposition", "-mcx16", "-Wall", "-Wextra",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+    extra_link_args=[f"-fsanitize={SANITIZE}"] if SANITIZE else [],
     libraries=["pthread"],
 )
 
 if __name__ == "__main__":
-    # a direct build (for working on the core): from the repository root, in place
+    # a direct build (for working on the core): from the repository root, in place, or
+    # with --out DIR into DIR/kvm
     os.chdir(os.path.join(HERE, ".."))
-    ffibuilder.compile(tmpdir=".", verbose=False)
+    out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "."
+    ffibuilder.compile(tmpdir=out, verbose=False)

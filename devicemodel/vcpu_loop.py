@@ -18,7 +18,7 @@ before each run the vCPU's interrupt delivery injects what is pending or asks fo
 window. While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks
 before entering the guest.
 * SHUTDOWN (triple fault): the machine resets (``request_reset``), as QEMU does; with
-  -no-reboot the VM ends with status 0.
+  -no-reboot the VM ends with status 0. ``-d cpu_reset`` logs the registers first.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
@@ -36,6 +36,7 @@ import sys
 import threading
 import traceback
 
+from devicemodel.cpu_log import format_triple_fault
 from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
@@ -56,7 +57,8 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None, request_reset=None, msrs=None, on_debug=None):
+                 bql=None, interrupts=None, request_reset=None, msrs=None, on_debug=None,
+                 cpu_reset_log=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -67,6 +69,7 @@ class VcpuLoop:
         self.interrupts = interrupts
         self.request_reset = request_reset
         self.msrs = msrs
+        self.cpu_reset_log = cpu_reset_log      # -d cpu_reset: writes the text it is given
         self._handlers = {
             KVM_EXIT_IO: self._io,
             KVM_EXIT_MMIO: self._mmio,
@@ -162,6 +165,8 @@ class VcpuLoop:
 
     def _shutdown(self, run) -> None:
         what = "guest triple fault (shutdown)"
+        if self.cpu_reset_log is not None:
+            self.cpu_reset_log(format_triple_fault(self.vcpu))
         if self.request_reset is not None:
             self.request_reset(what=what)   # the vCPUs park; the machine resets (or stops)
         elif self.no_reboot:
