@@ -171,3 +171,23 @@ def test_init_resets_the_page_on_the_vcpus_thread():
     assert m.apics[1].read32(TPR) == 0x30                  # the processor may still be using it
     calls = m.before_run(1)
     assert "reset" in calls and m.apics[1].read32(TPR) == 0 and m.apics[1].apic_id() == 1
+
+
+def test_the_virtualization_follows_the_apic_into_x2apic_mode_and_back_at_a_reset():
+    from devicemodel.address_space import AddressSpace
+    from devicemodel.irqchip import PcIrqchip
+    from kvm import Kvm, vmx
+
+    kvm = Kvm()
+    vm = kvm.create_vm()
+    vcpu = vm.create_vcpu(0)
+    chip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=1)
+    chip.attach(vm, [vcpu], kvm.get_supported_cpuid())
+    lapic = chip.lapics[0]
+    assert lapic.page.obj is vcpu.apic_page.obj and vcpu.apicv.enabled and not vcpu.apicv.x2apic
+    assert chip.msrs(0).write(0x1B, lapic.apic_base | 0x400)     # the guest's WRMSR
+    assert vcpu.apicv.x2apic and vcpu.vmread(vmx.SECONDARY_VM_EXEC_CONTROL) & vmx.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE
+    chip.system_reset()
+    proc2 = vcpu.vmread(vmx.SECONDARY_VM_EXEC_CONTROL)
+    assert not vcpu.apicv.x2apic and proc2 & vmx.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES
+    assert vcpu.get_sregs().apic_base == lapic.apic_base == 0xFEE00900
