@@ -55,11 +55,11 @@ class CpuApicv:
 
     def post(self, vector: int, level_triggered: bool) -> None:
         """Request ``vector`` (its TMR bit already set or cleared), big lock held."""
+        self._retract.discard(vector)
         if self._page_is_ours():
             self.lapic.set_vector(IRR, vector, True)
         elif level_triggered and not self.eoi_exit_bitmap >> vector & 1:
             self._post.add(vector)
-            self._retract.discard(vector)
             self.vcpu.kick()
         else:
             self.vcpu.post_apic_interrupt(vector)

@@ -153,6 +153,12 @@ def test_a_level_lint0_going_low_takes_its_request_back_on_the_vcpus_thread():
     assert m.vcpus[0].calls[-1] == "kick" and m.apics[0].vectors(IRR) == [0x55]
     m.before_run(0)
     assert m.apics[0].vectors(IRR) == []
+    m.apics[0].set_lint(0, 1)                              # requested again before the retraction
+    m.apics[0].set_lint(0, 0)
+    m.cpus[0].halted = True
+    m.apics[0].set_lint(0, 1)
+    m.before_run(0)
+    assert m.apics[0].vectors(IRR) == [0x55]
 
 
 def test_the_8259_is_still_injected():
