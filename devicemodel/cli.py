@@ -26,7 +26,7 @@ from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.gdbstub.spec import DEFAULT_SPEC, parse_gdb_spec
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
-from devicemodel.machine_types import parse_machine
+from devicemodel.machine_types import parse_accel, parse_machine
 from devicemodel.pidfile import PidFile
 from devicemodel.qdev import HelpRequest, parse_device
 from devicemodel.qemu_opts import parse_opts
@@ -83,6 +83,9 @@ Machine and processor:
                    the machine: pc (default; i440FX + PIIX, ACPI, HPET) or
                    microvm (no PCI, no ACPI); -machine help lists them,
                    -machine name,help their properties
+-accel [accel=]kvm[,apicv=on|off]
+                   the accelerator, kvm; apicv=off runs the local APICs without
+                   the processor's APIC virtualization (every access exits)
 -cpu model[,+feature|-feature|feature=on|off[,...]][,enforce]
                    the processor model and CPUID features (-cpu help lists
                    them); only features pyhv's processor implements
@@ -135,7 +138,7 @@ OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False, "snapshot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
     "smp": True, "S": False,
-    "M": True, "machine": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
+    "M": True, "machine": True, "accel": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
     "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
     # the monitors and character devices
     "chardev": True, "drive": True, "monitor": True, "qmp": True,
@@ -146,7 +149,7 @@ OPTIONS = {
 # QEMU's options that pyhv does not have (and whether they take an argument): refused
 # as such, never taken for typos nor silently accepted.
 UNSUPPORTED_OPTIONS = {
-    "accel": True, "acpitable": True, "add-fd": True, "audiodev": True, "bios": True, "blockdev": True,
+    "acpitable": True, "add-fd": True, "audiodev": True, "bios": True, "blockdev": True,
     "boot": True, "cdrom": True, "chroot": True, "compat": True, "daemonize": False,
     "dtb": True, "echr": True, "enable-kvm": False, "fda": True, "fdb": True, "fsdev": True,
     "full-screen": False, "fw_cfg": True, "g": True, "global": True, "icount": True, "incoming": True, "iscsi": True, "k": True,
@@ -308,6 +311,11 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if isinstance(machine, str):
             return machine
         config.machine = machine
+    elif name == "accel":
+        accel = parse_accel(value, config.accel)
+        if isinstance(accel, str):
+            return accel
+        config.accel = accel
     elif name == "no-acpi":
         config.machine = parse_machine("acpi=off", config.machine)
     elif name == "no-hpet":

@@ -61,7 +61,7 @@ from devicemodel.loaders.elf import read_kernel_file
 from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
-from devicemodel.machine_types import MachineOptions
+from devicemodel.machine_types import AccelOptions, MachineOptions
 from devicemodel.pci.device import PciDevice
 from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
@@ -97,6 +97,7 @@ class MachineConfig:
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
     machine: MachineOptions = field(default_factory=MachineOptions)
+    accel: AccelOptions = field(default_factory=AccelOptions)   # -accel kvm,...
     cpu: Optional[CpuSpec] = None    # None: the processor's own CPUID, all of it
     rtc_base: str = "utc"
     name: Optional[str] = None         # -name: the guest's name
@@ -144,7 +145,8 @@ class Machine:
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
         self.serial_specs = serials
-        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus)
+        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus,
+                                 apicv=config.accel.apicv)
         self.line = self.irqchip.line
         self.ioapic, self.lapics = self.irqchip.ioapic, self.irqchip.lapics   # for the monitor
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
