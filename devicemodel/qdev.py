@@ -15,7 +15,7 @@ from devicemodel.devices.pc_testdev import PcTestdev
 from devicemodel.errors import ConfigError
 from devicemodel.qemu_opts import parse_bool, parse_opts, parse_uint
 from devicemodel.virtio.machine_devices import (AUTO_PORT_NR, create_virtconsole, create_virtio_blk,
-                                                create_virtio_rng, create_virtio_serial,
+                                                create_virtio_net, create_virtio_rng, create_virtio_serial,
                                                 create_virtserialport)
 
 
@@ -109,6 +109,12 @@ DEVICE_TYPES = {
         description="Virtio serial bus for virtconsole/virtserialport ports (on a virtio-mmio transport)",
         properties=(Property("max_ports", 31), Property("emergency-write", True, "bool")),
         create=create_virtio_serial,
+    ),
+    "virtio-net-device": DeviceType(
+        name="virtio-net-device", bus="virtio-bus",
+        description="Virtio network device, on the -netdev backend 'netdev' (on a virtio-mmio transport)",
+        properties=(Property("netdev", None, "str"), Property("mac", None, "str")),
+        create=create_virtio_net, category="Network devices",
     ),
     "virtconsole": _virtio_port("virtconsole", "Virtio console port (hvc) on a character device",
                                 create_virtconsole),

@@ -1,6 +1,6 @@
 """Creating the virtio devices of ``-device`` on a machine, as QEMU spells them:
-``virtio-blk-device``, ``virtio-rng-device`` and ``virtio-serial-device`` on a
-virtio-mmio transport, and the ``virtconsole``/``virtserialport`` ports of a
+``virtio-blk-device``, ``virtio-rng-device``, ``virtio-serial-device`` and
+``virtio-net-device`` on a virtio-mmio transport, and the ``virtconsole``/``virtserialport`` ports of a
 virtio-serial device. Each ``create_*`` takes the machine and the property values and
 returns what goes in the machine's device list."""
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from devicemodel.chardev import NullChardev
 from devicemodel.errors import ConfigError
+from devicemodel.net.clients import parse_mac
 from devicemodel.virtio.blk import VirtioBlk
+from devicemodel.virtio.net import VirtioNet
 from devicemodel.virtio.rng import VirtioRng
 from devicemodel.virtio.serial import SerialPort, VirtioSerial
 from devicemodel.virtio.spec import QEMU_QUEUE_MAX_SIZE
@@ -36,6 +38,18 @@ def create_virtio_serial(machine, props):
     device = VirtioSerial(machine.guest_memory, max_ports=props["max_ports"],
                           emergency_write=props["emergency-write"])
     return machine.virtio_mmio_bus().plug(device, "virtio-serial-device")
+
+
+def create_virtio_net(machine, props):
+    driver = "virtio-net-device"
+    mac = machine.net.default_mac() if props["mac"] is None else parse_mac(props["mac"])
+    if mac is None:
+        raise ConfigError(f"Property '{driver}.mac' doesn't take value '{props['mac']}'")
+    netdev = None if props["netdev"] is None else machine.net.claim(props["netdev"], driver)
+    device = VirtioNet(machine.guest_memory, mac)
+    transport = machine.virtio_mmio_bus().plug(device, driver)
+    machine.net.add_nic(device, driver, netdev)
+    return transport
 
 
 def _create_port(machine, props, driver: str, is_console: bool):
