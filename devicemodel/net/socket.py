@@ -46,20 +46,20 @@ class FrameReader:
     def __init__(self):
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes):
+        """The frames completed by ``data``, in order; FramingError where the stream breaks."""
         self.buffer += data
-        frames = []
         while len(self.buffer) >= LENGTH_BYTES:
             length = int.from_bytes(self.buffer[:LENGTH_BYTES], "big")
             if length > NET_BUFSIZE:
                 raise FramingError(f"the peer sent a frame of {length} bytes, more than {NET_BUFSIZE}")
             end = LENGTH_BYTES + length
             if len(self.buffer) < end:
-                break
-            if length:
-                frames.append(bytes(self.buffer[LENGTH_BYTES:end]))
+                return
+            frame = bytes(self.buffer[LENGTH_BYTES:end])
             del self.buffer[:end]
-        return frames
+            if frame:
+                yield frame
 
 
 def _bind_error(address: tuple[str, int], e: OSError) -> ConfigError:
@@ -191,12 +191,11 @@ class StreamNetdev(Netdev):
             if not data:
                 return
             try:
-                frames = reader.feed(data)
+                for frame in reader.feed(data):
+                    self.receiver.deliver(frame)
             except FramingError as e:
                 error_report(f"netdev {self.id}: {e}; hanging up")
                 return
-            for frame in frames:
-                self.receiver.deliver(frame)
 
     def close(self) -> None:
         with self._state:
