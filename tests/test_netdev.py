@@ -286,3 +286,20 @@ def test_nics_sit_on_virtio_mmio_transports(machine):
     transports = [d for d in machine.devices if hasattr(d, "device")]
     assert [nic.device for nic in machine.net.nics] == [t.device for t in transports]
     assert [t.base for t in transports] == [0xFEB00E00, 0xFEB00C00, 0xFEB00A00]
+
+
+def test_qmp_set_link(machine):
+    from devicemodel.qmp.commands import COMMANDS, QmpError, check_arguments
+
+    class Session:
+        pass
+
+    session = Session()
+    session.machine = machine
+    command = COMMANDS["set_link"]
+    check_arguments(command, {"name": "n1", "up": False})
+    assert command.handler(session, {"name": "n1", "up": False}) == {}
+    assert [nic.device.link_up for nic in machine.net.nics] == [True, False, True]
+    with pytest.raises(QmpError) as error:
+        command.handler(session, {"name": "n9", "up": True})
+    assert (str(error.value), error.value.error_class) == ("Device 'n9' not found", "DeviceNotFound")

@@ -196,6 +196,14 @@ def _query_stats_schemas(session, args) -> list:
             {"provider": "kvm", "target": "vcpu", "stats": _stat_schema(list(_vcpu_stats(vcpu)))}]
 
 
+def _set_link(session, args) -> dict:
+    try:
+        session.machine.net.set_link(args["name"], args["up"])
+    except PyhvError as e:
+        raise QmpError(str(e), "DeviceNotFound") from None
+    return {}
+
+
 def _capabilities(session, args) -> dict:
     return session.negotiate(args)
 
@@ -214,6 +222,7 @@ COMMANDS = {c.name: c for c in [
     QmpCommand("system_reset", _system_reset, {}),
     QmpCommand("system_powerdown", _system_powerdown, {}),
     QmpCommand("quit", _quit, {}),
+    QmpCommand("set_link", _set_link, {"name": ("str", True), "up": ("bool", True)}),
     QmpCommand("human-monitor-command", _hmp, {"command-line": ("str", True), "cpu-index": ("int", False)}),
     QmpCommand("query-stats", _query_stats, {"target": ("str", True), "providers": ("list", False),
                                              "vcpus": ("list", False)}),
