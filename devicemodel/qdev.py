@@ -113,7 +113,8 @@ DEVICE_TYPES = {
     "virtio-net-device": DeviceType(
         name="virtio-net-device", bus="virtio-bus",
         description="Virtio network device, on the -netdev backend 'netdev' (on a virtio-mmio transport)",
-        properties=(Property("netdev", None, "str"), Property("mac", None, "str")),
+        properties=(Property("netdev", None, "str"), Property("mac", None, "str"),
+                    Property("mrg_rxbuf", True, "bool")),
         create=create_virtio_net, category="Network devices",
     ),
     "virtconsole": _virtio_port("virtconsole", "Virtio console port (hvc) on a character device",

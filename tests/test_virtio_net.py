@@ -103,6 +103,7 @@ def test_features_and_configuration():
     assert nic.config(8, 2) == 1                      # max_virtqueue_pairs
     nic.regs.write(regs.QUEUE_SEL, 0)
     assert nic.regs.read(regs.QUEUE_NUM_MAX) == 256
+    assert not VirtioNet(vd.make_memory(), MAC, mergeable=False).host_features & bit(F_MRG_RXBUF)
 
 
 @pytest.mark.parametrize("pieces", [

@@ -46,7 +46,7 @@ def create_virtio_net(machine, props):
     if mac is None:
         raise ConfigError(f"Property '{driver}.mac' doesn't take value '{props['mac']}'")
     netdev = None if props["netdev"] is None else machine.net.claim(props["netdev"], driver)
-    device = VirtioNet(machine.guest_memory, mac)
+    device = VirtioNet(machine.guest_memory, mac, mergeable=props["mrg_rxbuf"])
     transport = machine.virtio_mmio_bus().plug(device, driver)
     machine.net.add_nic(device, driver, netdev)
     return transport

@@ -4,7 +4,7 @@ One pair of queues: receiveq (0) and transmitq (1), 256 entries each (QEMU's
 rx_queue_size and tx_queue_size). Features: VIRTIO_NET_F_MAC (the ``mac`` in the
 configuration space), VIRTIO_NET_F_STATUS (the link state, VIRTIO_NET_S_LINK_UP, which
 the monitor's ``set_link`` changes with a configuration change interrupt) and
-VIRTIO_NET_F_MRG_RXBUF. No checksum or segmentation offloads are offered, so the guest
+VIRTIO_NET_F_MRG_RXBUF (unless ``mrg_rxbuf=off``). No checksum or segmentation offloads are offered, so the guest
 sends complete frames and gets complete frames.
 
 Every buffer starts with the 12-byte ``virtio_net_hdr`` (VERSION_1 always has
@@ -61,14 +61,15 @@ class VirtioNet(VirtioDevice):
     device_id = ID_NET
     name = "virtio-net"
 
-    def __init__(self, memory: GuestMemory, mac: bytes):
+    def __init__(self, memory: GuestMemory, mac: bytes, mergeable: bool = True):
         self.mac = mac
+        self.mergeable = mergeable     # QEMU's mrg_rxbuf property: offer VIRTIO_NET_F_MRG_RXBUF
         self.link_up = True
         self.peer = NoPeer()           # the backend, through a NetPort (set by whoever connects one)
         super().__init__(memory, [QUEUE_SIZE, QUEUE_SIZE])
 
     def device_features(self) -> int:
-        return bit(F_MAC) | bit(F_STATUS) | bit(F_MRG_RXBUF)
+        return bit(F_MAC) | bit(F_STATUS) | (bit(F_MRG_RXBUF) if self.mergeable else 0)
 
     def config_bytes(self) -> bytes:
         return NetConfig.build(dict(mac=self.mac, status=S_LINK_UP if self.link_up else 0, max_virtqueue_pairs=1))
