@@ -4,6 +4,7 @@ when userspace must act.  CPUID, XSETBV, the kvmclock MSRs and EPT violations on
 never get here: kvm/'s compiled half handles them (root_run.c)."""
 
 from kvm import vmx
+from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
     KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
@@ -14,12 +15,13 @@ from kvm.constants import (
 )
 from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit
 from kvm.cr import set_cr0, set_cr4
+from kvm.events import Event
 from kvm.mmio import handle_ept_violation
 from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX = 0, 1, 2
-EXC_DB, EXC_BP, EXC_UD, EXC_GP = 1, 3, 6, 13
+EXC_DB, EXC_BP, EXC_UD, EXC_GP, EXC_PF = 1, 3, 6, 13, 14
 KVM_ENOSYS = 1000
 
 
@@ -40,7 +42,8 @@ def handle_external_interrupt(vcpu):
 
 
 def handle_exception_nmi(vcpu):
-    """The exception bitmap intercepts #DB and #BP only for a debugger (guest_debug.py).
+    """The exception bitmap intercepts #DB and #BP for a debugger (guest_debug.py), and
+    every exception but #DB while an event tracer watches (traced_exception).
     INT1 (ICEBP) is always the guest's: it is skipped and #DB delivered, as KVM does."""
     info = vcpu.vmread(vmx.VM_EXIT_INTR_INFO)
     vector, kind = info & 0xFF, info & vmx.INTR_INFO_INTR_TYPE_MASK
@@ -50,9 +53,29 @@ def handle_exception_nmi(vcpu):
         return None
     if vector == EXC_DB:
         return vcpu.guest_debug.handle_db(vcpu.vmread(vmx.EXIT_QUALIFICATION))
-    if vector == EXC_BP:
+    if vector == EXC_BP and vcpu.guest_debug.uses_sw_breakpoints:
         return vcpu.guest_debug.handle_bp()
+    if vcpu.events.tracer is not None and kind != vmx.INTR_TYPE_NMI_INTR:
+        return traced_exception(vcpu, info)
     return handle_unexpected_exit(vcpu)
+
+
+def traced_exception(vcpu, info: int):
+    """The tracer sees the exception, then the guest gets it as the processor would have
+    delivered it, combined with an exception whose delivery it interrupted (#DF, triple
+    fault)."""
+    kind, vector = info & vmx.INTR_INFO_INTR_TYPE_MASK, info & 0xFF
+    error = vcpu.vmread(vmx.VM_EXIT_INTR_ERROR_CODE) if info & vmx.INTR_INFO_DELIVER_CODE_MASK else None
+    if kind == vmx.INTR_TYPE_HARD_EXCEPTION and vector == EXC_PF:
+        lib.cpu_set_cr2(vcpu.cpu, vcpu.vmread(vmx.EXIT_QUALIFICATION))   # what delivery sets
+    length = vcpu.vmread(vmx.VM_EXIT_INSTRUCTION_LEN) if kind != vmx.INTR_TYPE_HARD_EXCEPTION else 0
+    event = Event(kind, vector, error, length)
+    vcpu.events.trace_exception(event)
+    if kind != vmx.INTR_TYPE_HARD_EXCEPTION:
+        vcpu.events.queue_event(event)      # INT3, INTO: delivered past the instruction
+    elif not vcpu.events.queue_exception(vector, error):
+        return KVM_EXIT_SHUTDOWN
+    return None
 
 
 def handle_dr_access(vcpu):

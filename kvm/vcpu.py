@@ -6,7 +6,7 @@ import time
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
-from kvm.apicv import APIC_DEFAULT_BASE, ApicVirtualization
+from kvm.apicv import APIC_DEFAULT_BASE, APIC_TPR, ApicVirtualization
 from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
 from kvm.cpuid import XCR0_SUPPORTED, supported_cpuid
 from kvm.errors import KvmError
@@ -27,6 +27,7 @@ _SEG_FIELD_PREFIX = {"es": "ES", "cs": "CS", "ss": "SS", "ds": "DS", "fs": "FS",
 CR0_NE = 0x20
 CR4_VMXE = 0x2000
 EFER_LMA = 0x400
+TRACED_EXCEPTIONS = 0xFFFFFFFF & ~(1 << 1)     # all but #DB
 
 
 class VmxError(Exception):
@@ -53,7 +54,7 @@ class VCPU:
         self._cpuid = []
         self.set_cpuid2(supported_cpuid())
         self.completion = None        # finishes an IN or MMIO read on the next run()
-        self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
+        self._cr8 = 0                 # the guest's CR8 without APIC virtualization (cr8)
         self.events = Events(self)
         self.mp_state = MpState(self)
         self.guest_debug = GuestDebug(self)
@@ -307,6 +308,20 @@ class VCPU:
         """The vectors (a 256-bit mask) whose EOI exits with KVM_EXIT_IOAPIC_EOI."""
         self.apicv.set_eoi_exit_bitmap(bits)
 
+    @property
+    def cr8(self) -> int:
+        """The guest's CR8, userspace's local APIC TPR >> 4: under APIC virtualization
+        the TPR of the virtual-APIC page, which the guest moves without exits (as KVM's
+        kvm_get_cr8 reads its in-kernel APIC's)."""
+        return self.apicv.read32(APIC_TPR) >> 4 if self.apicv.enabled else self._cr8
+
+    @cr8.setter
+    def cr8(self, value: int):
+        if self.apicv.enabled:
+            self.apicv.page[APIC_TPR] = (value & 0xF) << 4
+        else:
+            self._cr8 = value & 0xF
+
     def post_apic_interrupt(self, vector: int):
         """Request the vector: its IRR bit in the virtual-APIC page, set atomically with
         respect to a running guest, which takes it without returning to userspace."""
@@ -330,6 +345,21 @@ class VCPU:
     def inject_exception(self, vector: int, error_code=None):
         """Deliver an exception to the guest at the next entry (kvm_queue_exception)."""
         self.events.queue_exception(vector, error_code)
+
+    def set_event_trace(self, tracer):
+        """pyhv's event tracing: ``tracer(event, vcpu, interrupted)`` (events.Event) sees
+        each interrupt and NMI as it is injected and each exception before the guest takes
+        it (with the exception whose delivery it interrupted, or None), in the guest state
+        from before; None turns it off.  Exceptions reach the hypervisor only while
+        traced: the exception bitmap then intercepts all but #DB (whose delivery would
+        also have to set DR6)."""
+        self.events.tracer = tracer
+        self.update_exception_bitmap()
+
+    def update_exception_bitmap(self):
+        """What the debugger and the event tracer intercept (KVM's update_exception_bitmap)."""
+        traced = TRACED_EXCEPTIONS if self.events.tracer is not None else 0
+        self.vmwrite(vmx.EXCEPTION_BITMAP, traced | self.guest_debug.exception_bitmap())
 
     def interrupt(self, vector: int):
         """KVM_INTERRUPT: an external interrupt, delivered once the guest allows interrupts.
@@ -373,15 +403,19 @@ class VCPU:
 
     def run(self):
         """KVM_RUN: enter the guest until an exit that userspace must handle. kvm_run.cr8
-        goes in as the guest's CR8 and comes back out with it."""
+        goes in as the guest's CR8 (not under APIC virtualization: the TPR is in the
+        virtual-APIC page, as with KVM's in-kernel APIC) and comes back out with it."""
         run = self.kvm_run
         result = None
-        self.cr8 = run.cr8 & 0xF      # userspace's TPR, as KVM takes it without an in-kernel APIC
+        if not self.apicv.enabled:
+            self.cr8 = run.cr8        # userspace's TPR, as KVM takes it without an in-kernel APIC
         if self.completion is not None:
             complete, self.completion = self.completion, None
             result = complete()
         while result is None:
-            if run.immediate_exit:
+            # a kick ends KVM_RUN before the next entry too, as a pending signal does in
+            # KVM: a guest whose exits never reach an instruction boundary stays kickable
+            if run.immediate_exit or self.take_kick():
                 result = KVM_EXIT_INTR
                 break
             step = self.guest_debug.take_completed_step()

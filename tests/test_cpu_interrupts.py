@@ -47,6 +47,9 @@ class Vcpu:
     def set_cpuid2(self, entries):
         pass
 
+    def set_msrs(self, entries):
+        self.calls.append(("msrs", dict(entries)))
+
 
 class FakeVm:
     def enable_cap(self, cap, *args):
@@ -200,7 +203,8 @@ def test_irqchip_state_round_trip():
     from devicemodel.irqchip import PcIrqchip
 
     def chip():
-        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
+        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2,
+                            apicv=False)
         irqchip.attach(FakeVm(), [Vcpu(), Vcpu()], [])
         return irqchip
     a = chip()
