@@ -36,10 +36,17 @@ class Guest(Console):
         log = self.read_until(debian.tool.READY_MARKER, BOOT_TIMEOUT)
         self.read_until(PROMPT, COMMAND_TIMEOUT)
         assert "Kernel panic" not in log and "Oops" not in log
+        self.run("dmesg -n 1")        # kernel messages on the console would split the echo of commands
         return log
 
     def up(self, address: str) -> None:
+        """eth0 configured and up -- operstate "up" once Linux has seen the carrier, before
+        which what it sends is dropped."""
         assert self.run(f"ip addr add {address}/24 dev eth0 && ip link set eth0 up") == ""
+        self.wait_for_operstate("up")
+
+    def wait_for_operstate(self, state: str) -> None:
+        monitor_client.wait_for(lambda: self.run("cat /sys/class/net/eth0/operstate").strip() == state, timeout=60)
 
     def ping(self, address: str, *options) -> float:
         """``ping -c 3``: all three answered; the average round trip in ms."""
@@ -96,10 +103,12 @@ def test_two_pyhv_vms_ping_each_other(linux, tmp_path):
                             hmp.cmd("info network"))
         assert a.run("cat /sys/class/net/eth0/carrier").strip() == "1"
         assert hmp.cmd("set_link n0 off") == ""
-        monitor_client.wait_for(lambda: a.run("cat /sys/class/net/eth0/carrier").strip() == "0", timeout=60)
+        a.wait_for_operstate("down")
+        assert a.run("cat /sys/class/net/eth0/carrier").strip() == "0"
         assert "0 packets received, 100% packet loss" in a.run("ping -c 1 -W 2 10.0.0.2")
         assert hmp.cmd("set_link virtio-net-pci.0 on") == ""
-        monitor_client.wait_for(lambda: a.run("cat /sys/class/net/eth0/carrier").strip() == "1", timeout=60)
+        a.wait_for_operstate("up")
+        assert a.run("cat /sys/class/net/eth0/carrier").strip() == "1"
         assert re.search(r"^\s*\d+:\s+[1-9]\d*\s+PCI-MSI \S+\s+virtio0-config$", a.run("cat /proc/interrupts"), re.M)
         a.ping("10.0.0.2")
         hmp.close()
