@@ -1,5 +1,5 @@
 """Debian's Linux kernel on virtio-net-pci: two pyhv VMs on one -netdev socket
-(listen/connect) ping each other, and a pyhv VM pings a QEMU (TCG) VM booted from the
+(listen/connect) ping each other and move 4 MiB over TCP intact, and a pyhv VM pings a QEMU (TCG) VM booted from the
 same kernel and initramfs, each way; and a pyhv VM on a tap interface in a network
 namespace of its own pings the host side of the tap."""
 
@@ -94,6 +94,11 @@ def test_two_pyhv_vms_ping_each_other(linux, tmp_path):
         a.ping("10.0.0.2")
         b.ping("10.0.0.1")
         b.ping("10.0.0.1", "-s", "4000")                 # IP fragments: full-size frames
+        # a TCP transfer: 4 MiB from busybox httpd on b to wget on a, the same bytes
+        b.run("mkdir -p /www && dd if=/dev/urandom of=/www/f bs=1k count=4096")
+        b.run("httpd -p 8080 -h /www")
+        a.run("wget -q -O /tmp/f 10.0.0.2:8080/f")
+        assert a.run("md5sum < /tmp/f").split()[0] == b.run("md5sum < /www/f").split()[0]
         interrupts = a.run("cat /proc/interrupts")
         assert re.search(r"^\s*\d+:\s+[1-9]\d*\s+PCI-MSI \S+\s+virtio0-input.0$", interrupts, re.M), interrupts
 
