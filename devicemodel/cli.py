@@ -27,6 +27,7 @@ from devicemodel.gdbstub.spec import DEFAULT_SPEC, parse_gdb_spec
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
 from devicemodel.machine_types import parse_accel, parse_machine
+from devicemodel.net.netdev import parse_netdev_option
 from devicemodel.pidfile import PidFile
 from devicemodel.qdev import HelpRequest, parse_device
 from devicemodel.qemu_opts import parse_opts
@@ -70,6 +71,18 @@ Block device options:
 -hda/-hdb file     use 'file' as IDE hard disk 0/1 image
 -hdc/-hdd file     use 'file' as IDE hard disk 2/3 image
 -snapshot          write to temporary files instead of disk image files
+
+Network options:
+-netdev socket,id=str,listen=[host]:port | connect=host:port
+                   a network backend: frames over TCP to another pyhv or QEMU
+                   (each after its 4-byte big-endian length, as QEMU frames them)
+-netdev socket,id=str,udp=host:port,localaddr=host:port
+                   a network backend: a frame per UDP datagram
+-netdev tap,id=str[,ifname=name][,script=no,downscript=no]
+                   a network backend: the host's tap interface 'name'
+                   (pyhv runs no scripts)
+-device virtio-net-pci,netdev=str[,mac=52:54:00:12:34:56]
+                   a NIC on a backend (virtio-net-device on virtio-mmio)
 
 Boot options:
 -kernel file       boot 'file': a Multiboot kernel, a Linux bzImage, or an ELF
@@ -141,7 +154,7 @@ OPTIONS = {
     "M": True, "machine": True, "accel": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
     "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
     # the monitors and character devices
-    "chardev": True, "drive": True, "monitor": True, "qmp": True,
+    "chardev": True, "drive": True, "monitor": True, "qmp": True, "netdev": True,
     "hda": True, "hdb": True, "hdc": True, "hdd": True,
     "gdb": True, "s": False,
 }
@@ -154,7 +167,7 @@ UNSUPPORTED_OPTIONS = {
     "dtb": True, "echr": True, "enable-kvm": False, "fda": True, "fdb": True, "fsdev": True,
     "full-screen": False, "fw_cfg": True, "g": True, "global": True, "icount": True, "incoming": True, "iscsi": True, "k": True,
     "loadvm": True, "mem-path": True, "mem-prealloc": False, "msg": True, "mtdblock": True,
-    "net": True, "netdev": True, "nic": True, "no-user-config": False, "numa": True, "object": True,
+    "net": True, "nic": True, "no-user-config": False, "numa": True, "object": True,
     "option-rom": True, "overcommit": True, "parallel": True, "pflash": True, "plugin": True,
     "preconfig": False, "readconfig": True, "runas": True, "run-with": True, "sandbox": True,
     "sd": True, "semihosting": False, "semihosting-config": True, "set": True, "smbios": True,
@@ -292,6 +305,11 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
             config.devices.append(parse_device(f"virtio-blk,drive={drive.id}"))   # QEMU's alias: -pci
         elif drive.interface == "ide":
             config.devices.append(parse_device(ide_device_arg(drive)))
+    elif name == "netdev":
+        netdev = parse_netdev_option(value)
+        if any(spec.id == netdev.id for spec in config.netdevs):
+            raise ConfigError(f"Duplicate ID '{netdev.id}' for netdev")
+        config.netdevs.append(netdev)
     elif name == "snapshot":
         config.snapshot = True
     elif name == "d":

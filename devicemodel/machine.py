@@ -62,6 +62,8 @@ from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
 from devicemodel.machine_types import AccelOptions, MachineOptions
+from devicemodel.net.clients import NetClients
+from devicemodel.net.netdev import NetdevSpec
 from devicemodel.pci.device import PciDevice
 from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
@@ -91,6 +93,7 @@ class MachineConfig:
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
     drives: list[DriveSpec] = field(default_factory=list)
+    netdevs: list[NetdevSpec] = field(default_factory=list)   # -netdev
     snapshot: bool = False           # -snapshot: drives write to temporary overlays
     no_reboot: bool = False
     no_shutdown: bool = False        # -no-shutdown: a guest shutdown pauses the VM
@@ -172,6 +175,7 @@ class Machine:
         self.serials: list[Uart16550] = []
         self.devices = []
         self.drives: dict[str, Drive] = {}
+        self.net = NetClients(self.bql)     # -netdev backends and the NICs on them
         self._virtio_mmio = None
         self.log = None
         self.vm = None
@@ -195,8 +199,11 @@ class Machine:
             self._add_serials(serials)
             for drive_spec in config.drives:
                 self.drives[drive_spec.id] = open_drive(drive_spec, config.snapshot)
+            for netdev_spec in config.netdevs:
+                self.net.open(netdev_spec)
             for spec in config.devices:
                 self._add_device(spec)
+            self.net.warn_unused()
             if config.debugcon is not None:
                 self._add_debugcon(config.debugcon)
             if self.chipset is not None:
@@ -587,6 +594,7 @@ class Machine:
             start = getattr(chardev, "start_input", None)
             if start is not None:
                 start(deliver, quit=lambda: self.request_exit(0))
+        self.net.start()
 
     def _paced(self, uart):
         def deliver(data: bytes) -> None:
@@ -687,6 +695,7 @@ class Machine:
         for drive in self.drives.values():
             drive.close()
         self.drives = {}
+        self.net.close()
         if self.log is not None:
             self.log.close()
             self.log = None

@@ -22,6 +22,7 @@ from devicemodel.qemu_opts import parse_bool, parse_opts, parse_uint
 from devicemodel.virtio.machine_devices import (AUTO_NUM_QUEUES, AUTO_PORT_NR, VECTORS_UNSPECIFIED,
                                                 create_virtconsole, create_virtio_balloon,
                                                 create_virtio_balloon_pci, create_virtio_blk, create_virtio_blk_pci,
+                                                create_virtio_net, create_virtio_net_pci,
                                                 create_virtio_rng, create_virtio_rng_pci, create_virtio_serial,
                                                 create_virtio_serial_pci, create_virtserialport)
 
@@ -118,6 +119,8 @@ def _virtio_pci(name: str, description: str, properties: tuple, create: Callable
                       properties=transport + properties)
 
 
+NET_PROPERTIES = (Property("netdev", None, "str"), Property("mac", None, "str"),
+                  Property("mrg_rxbuf", True, "bool"))
 BALLOON_PROPERTIES = (Property("deflate-on-oom", False, "bool"), Property("guest-stats-polling-interval", 0))
 
 
@@ -158,6 +161,15 @@ DEVICE_TYPES = {
         properties=(Property("max_ports", 31), Property("emergency-write", True, "bool")),
         create=create_virtio_serial,
     ),
+    "virtio-net-device": DeviceType(
+        name="virtio-net-device", bus="virtio-bus",
+        description="Virtio network device, on the -netdev backend 'netdev' (on a virtio-mmio transport)",
+        properties=NET_PROPERTIES,
+        create=create_virtio_net, category="Network devices",
+    ),
+    "virtio-net-pci": _virtio_pci(
+        "virtio-net-pci", "Virtio network device, on the -netdev backend 'netdev' (PCI, modern)",
+        NET_PROPERTIES, create_virtio_net_pci, category="Network devices"),
     "virtio-blk-pci": _virtio_pci(
         "virtio-blk-pci", "Virtio block device (PCI, modern)",
         (Property("drive", None, "str"), Property("serial", "", "str"), Property("queue-size", 256),
@@ -193,7 +205,8 @@ DEVICE_TYPES = {
 
 # QEMU's qdev aliases on x86 (qdev-monitor.c): the PCI variant of each virtio device
 DEVICE_ALIASES = {"virtio-blk": "virtio-blk-pci", "virtio-rng": "virtio-rng-pci",
-                  "virtio-serial": "virtio-serial-pci", "virtio-balloon": "virtio-balloon-pci"}
+                  "virtio-serial": "virtio-serial-pci", "virtio-balloon": "virtio-balloon-pci",
+                  "virtio-net": "virtio-net-pci"}
 
 
 @dataclass(frozen=True)

@@ -374,7 +374,7 @@ def test_initrd_with_a_multiboot_kernel_is_refused(capsys, fake, kernel, tmp_pat
     (["-enable-kvm"], "pyhv: -enable-kvm: this QEMU option is not supported by pyhv"),
     (["-accel", "tcg"], "pyhv: -accel tcg: accelerator 'tcg' is not supported: pyhv's only accelerator is kvm"),
     (["-vnc", ":0"], "-vnc: this QEMU option is not supported"),
-    (["-netdev", "user,id=n0"], "-netdev: this QEMU option is not supported"),
+    (["-nic", "user"], "-nic: this QEMU option is not supported"),
     (["--blockdev", "x"], "--blockdev: this QEMU option is not supported"),
 ])
 def test_bad_platform_options(capsys, no_vm, kernel, argv, text):

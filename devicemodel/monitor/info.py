@@ -99,6 +99,10 @@ def info_chardev(mon, args) -> str:
     return "\n".join(f"{c.label}: filename={c.filename}" for c in mon.machine.all_chardevs())
 
 
+def info_network(mon, args) -> str:
+    return mon.machine.net.info()
+
+
 def info_roms(mon, args) -> str:
     machine = mon.machine
     lines = []

@@ -213,6 +213,14 @@ def _query_stats_schemas(session, args) -> list:
             {"provider": "kvm", "target": "vcpu", "stats": _stat_schema(list(_vcpu_stats(vcpu)))}]
 
 
+def _set_link(session, args) -> dict:
+    try:
+        session.machine.net.set_link(args["name"], args["up"])
+    except PyhvError as e:
+        raise QmpError(str(e), "DeviceNotFound") from None
+    return {}
+
+
 def _capabilities(session, args) -> dict:
     return session.negotiate(args)
 
@@ -231,6 +239,7 @@ COMMANDS = {c.name: c for c in [
     QmpCommand("system_reset", _system_reset, {}),
     QmpCommand("system_powerdown", _system_powerdown, {}),
     QmpCommand("quit", _quit, {}),
+    QmpCommand("set_link", _set_link, {"name": ("str", True), "up": ("bool", True)}),
     QmpCommand("balloon", _balloon, {"value": ("int", True)}),
     QmpCommand("query-balloon", _query_balloon, {}),
     QmpCommand("human-monitor-command", _hmp, {"command-line": ("str", True), "cpu-index": ("int", False)}),

@@ -1,14 +1,15 @@
 """Creating the virtio devices of ``-device`` on a machine, as QEMU spells them:
-``virtio-blk-device``, ``virtio-rng-device``, ``virtio-serial-device`` and
-``virtio-balloon-device`` on a virtio-mmio transport; ``virtio-blk-pci``,
-``virtio-rng-pci``, ``virtio-serial-pci`` and ``virtio-balloon-pci`` on virtio-pci (the machine puts the PCI function in its slot); and the
+``virtio-blk-device``, ``virtio-rng-device``, ``virtio-serial-device``,
+``virtio-balloon-device`` and ``virtio-net-device`` on a virtio-mmio transport; ``virtio-blk-pci``,
+``virtio-rng-pci``, ``virtio-serial-pci``, ``virtio-balloon-pci`` and ``virtio-net-pci`` on virtio-pci (the machine puts the PCI function in its slot); and the
 ``virtconsole``/``virtserialport`` ports of a virtio-serial device. Each ``create_*``
 takes the machine and the property values and returns what goes in the machine's device
 list.
 
 A virtio-pci device's ``vectors`` default is QEMU's: one per queue plus one for
 configuration changes for virtio-blk (whose ``num-queues`` default is the number of
-vCPUs, as QEMU's), none for virtio-balloon (INTx only, as QEMU's), 2 for the others.
+vCPUs, as QEMU's), none for virtio-balloon (INTx only, as QEMU's), 3 for virtio-net
+(its two queues and configuration changes), 2 for the others.
 There is at most one balloon (``balloon_of(machine)``), as in QEMU."""
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Optional
 
 from devicemodel.chardev import NullChardev
 from devicemodel.errors import ConfigError, PyhvError
+from devicemodel.net.clients import parse_mac
 from devicemodel.virtio.balloon import VirtioBalloon
 from devicemodel.virtio.blk import VirtioBlk
-from devicemodel.virtio.pci import (CLASS_COMMUNICATION_OTHER, CLASS_OTHERS, CLASS_STORAGE_SCSI,
+from devicemodel.virtio.net import VirtioNet
+from devicemodel.virtio.pci import (CLASS_COMMUNICATION_OTHER, CLASS_NETWORK_ETHERNET, CLASS_OTHERS, CLASS_STORAGE_SCSI,
                                     VirtioPci)
 from devicemodel.virtio.rng import VirtioRng
 from devicemodel.virtio.serial import SerialPort, VirtioSerial
@@ -133,6 +136,25 @@ def create_virtio_serial(machine, props):
 
 def create_virtio_serial_pci(machine, props):
     return virtio_pci(_virtio_serial(machine, props), props, "virtio-serial-pci", CLASS_COMMUNICATION_OTHER)
+
+
+def _virtio_net(machine, props, driver: str) -> VirtioNet:
+    mac = machine.net.default_mac() if props["mac"] is None else parse_mac(props["mac"])
+    if mac is None:
+        raise ConfigError(f"Property '{driver}.mac' doesn't take value '{props['mac']}'")
+    netdev = None if props["netdev"] is None else machine.net.claim(props["netdev"], driver)
+    device = VirtioNet(machine.guest_memory, mac, mergeable=props["mrg_rxbuf"])
+    machine.net.add_nic(device, driver, netdev)
+    return device
+
+
+def create_virtio_net(machine, props):
+    return machine.virtio_mmio_bus().plug(_virtio_net(machine, props, "virtio-net-device"), "virtio-net-device")
+
+
+def create_virtio_net_pci(machine, props):
+    device = _virtio_net(machine, props, "virtio-net-pci")
+    return virtio_pci(device, props, "virtio-net-pci", CLASS_NETWORK_ETHERNET, default_vectors=3)
 
 
 def _create_port(machine, props, driver: str, is_console: bool):
