@@ -32,7 +32,7 @@ import debian_linux  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ("virtio_pci", "virtio_blk")
 PROMPT = "/ # "
-ELAPSED = re.compile(r"ELAPSED ([\d.]+) ([\d.]+)")
+ELAPSED = re.compile(r"ELAPSED ([\d.]+) ([\d.]+)\n")
 
 
 class Guest:
@@ -45,43 +45,39 @@ class Guest:
         self.selector.register(self.proc.stdout, selectors.EVENT_READ)
         self.output = ""
 
-    def read_until(self, text: str, timeout: float) -> str:
+    def _read_until(self, found, timeout: float, what: str):
+        """Read the console until found(output) is not None; that value."""
         deadline = time.monotonic() + timeout
-        while text not in self.output:
+        while (result := found(self.output)) is None:
             if time.monotonic() > deadline:
-                raise SystemExit(f"no {text!r} after {timeout} s:\n{self.output[-3000:]}")
+                raise SystemExit(f"no {what} after {timeout} s:\n{self.output[-3000:]}")
             if self.selector.select(0.5):
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
-                    raise SystemExit(f"the emulator ended before {text!r}:\n{self.output[-3000:]}")
+                    raise SystemExit(f"the emulator ended before {what}:\n{self.output[-3000:]}")
                 self.output += chunk.decode(errors="replace").replace("\r", "")
-        done, self.output = self.output.split(text, 1)
-        return done
+        return result
 
-    def run(self, command: str, timeout: float) -> str:
-        self.proc.stdin.write(command.encode() + b"\n")
+    def read_until(self, text: str, timeout: float) -> None:
+        self._read_until(lambda out: out.index(text) if text in out else None, timeout, repr(text))
+        self.output = self.output.split(text, 1)[1]
+
+    def timed(self, command: str, timeout: float) -> float:
+        """Seconds that `command` took by the guest's uptime clock (busybox's dd prints no
+        rate). The typed line is longer than the terminal, so its echo is not waited for:
+        the result line is."""
+        self.proc.stdin.write((f"a=$(cut -d' ' -f1 /proc/uptime); {command} >/dev/null 2>&1; "
+                               f"echo ELAPSED $a $(cut -d' ' -f1 /proc/uptime)\n").encode())
         self.proc.stdin.flush()
-        self.read_until(command + "\n", timeout)
-        return self.read_until(PROMPT, timeout)
+        match = self._read_until(ELAPSED.search, timeout, "timing")
+        self.output = self.output[match.end():]
+        self.read_until(PROMPT, timeout)
+        return max(float(match.group(2)) - float(match.group(1)), 0.01)
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-
-
-def timed(command: str) -> str:
-    """`command` between two readings of the guest's uptime (busybox's dd prints no rate)."""
-    return (f"a=$(cut -d' ' -f1 /proc/uptime); {command} >/dev/null 2>&1; "
-            f"echo ELAPSED $a $(cut -d' ' -f1 /proc/uptime)")
-
-
-def rate(output: str, nbytes: int) -> float:
-    """MB/s (10^6 bytes per second)."""
-    match = ELAPSED.search(output)
-    if match is None:
-        raise SystemExit(f"no timing in:\n{output}")
-    return nbytes / max(float(match.group(2)) - float(match.group(1)), 0.01) / 1e6
 
 
 def measure(cmd: list[str], size_mib: int, bs: str, timeout: float) -> tuple[float, float]:
@@ -91,10 +87,9 @@ def measure(cmd: list[str], size_mib: int, bs: str, timeout: float) -> tuple[flo
         guest.read_until(PROMPT, timeout)
         count = size_mib * 1024 * 1024 // parse_size(bs)
         nbytes = count * parse_size(bs)
-        read = rate(guest.run(timed(f"dd if=/dev/vda of=/dev/null bs={bs} count={count}"), timeout), nbytes)
-        write = rate(guest.run(timed(f"dd if=/dev/zero of=/dev/vda bs={bs} count={count} conv=fsync"), timeout),
-                     nbytes)
-        return read, write
+        read = guest.timed(f"dd if=/dev/vda of=/dev/null bs={bs} count={count}", timeout)
+        write = guest.timed(f"dd if=/dev/zero of=/dev/vda bs={bs} count={count} conv=fsync", timeout)
+        return nbytes / read / 1e6, nbytes / write / 1e6
     finally:
         guest.close()
 
