@@ -3,7 +3,8 @@ emulate the faulting instruction with the core's own decoder and executor."""
 
 from kvm import vmx
 from kvm._silicon import lib
-from kvm.constants import KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_EMULATION
+from kvm.constants import KVM_EXIT_MMIO
+from kvm.internal_errors import emulation_failure
 
 EMUL_DONE, EMUL_NEED_READ, EMUL_WRITE, EMUL_FAULT, EMUL_EPT_FAULT, EMUL_UNHANDLEABLE = range(6)
 
@@ -62,6 +63,4 @@ def emulate_mmio(vcpu):
                 vcpu.completion = complete_read
             return KVM_EXIT_MMIO
         break
-    run.internal.suberror = KVM_INTERNAL_ERROR_EMULATION
-    run.internal.data = (m.result, m.gpa)
-    return KVM_EXIT_INTERNAL_ERROR
+    return emulation_failure(vcpu)

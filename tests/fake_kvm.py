@@ -271,9 +271,16 @@ class FakeVm:
         self.vcpus = []
         self.capabilities = {}
         self.msr_filter = None
+        self.irqchip = None
 
     def enable_cap(self, cap, *args):
         self.capabilities[cap] = args
+
+    def create_irqchip(self, chip):
+        self.irqchip = chip
+
+    def irq_line(self, irq, level):
+        self.irqchip.set_irq(irq, level)
 
     def set_msr_filter(self, msr_filter):
         self.msr_filter = msr_filter
