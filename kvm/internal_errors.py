@@ -32,9 +32,13 @@ def unexpected_exit(vcpu) -> int:
 
 def delivery_event_error(vcpu, vectoring_info: int) -> int:
     """An exit during event delivery that KVM cannot resolve: data = IDT-vectoring
-    information, exit reason, exit qualification, cpu."""
-    return _internal_error(vcpu, KVM_INTERNAL_ERROR_DELIVERY_EV, vectoring_info,
-                           vcpu.vmread(vmx.VM_EXIT_REASON), vcpu.vmread(vmx.EXIT_QUALIFICATION), vcpu.id)
+    information, exit reason, exit qualification, (for an EPT misconfiguration) the
+    guest-physical address, cpu."""
+    reason = vcpu.vmread(vmx.VM_EXIT_REASON)
+    data = [vectoring_info, reason, vcpu.vmread(vmx.EXIT_QUALIFICATION)]
+    if reason & 0xFFFF == vmx.EXIT_REASON_EPT_MISCONFIG:
+        data.append(vcpu.vmread(vmx.GUEST_PHYSICAL_ADDRESS))
+    return _internal_error(vcpu, KVM_INTERNAL_ERROR_DELIVERY_EV, *data, vcpu.id)
 
 
 def simultaneous_exception(vcpu, vectoring_info: int, intr_info: int, error_code: int) -> int:
