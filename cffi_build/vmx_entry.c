@@ -23,6 +23,7 @@ int vmx_entry_check_count(void) { return ENTRY_CHECK_COUNT - 1; }
 const char *vmx_entry_check_name(int id) { return id > 0 && id < ENTRY_CHECK_COUNT ? entry_checks[id].name : NULL; }
 const char *vmx_entry_check_area(int id) { return id > 0 && id < ENTRY_CHECK_COUNT ? entry_checks[id].area : NULL; }
 const char *vmx_entry_check_rule(int id) { return id > 0 && id < ENTRY_CHECK_COUNT ? entry_checks[id].rule : NULL; }
+uint32_t vmx_entry_check_qualification(int id) { return id > 0 && id < ENTRY_CHECK_COUNT ? entry_checks[id].qualification : 0; }
 int vmx_failed_entry_check(cpu_t *cpu) { return cpu->failed_entry_check; }
 
 /* Each check function returns 0, or the first rule (enum vmx_entry_check) broken. */

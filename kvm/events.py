@@ -28,6 +28,7 @@ EXC_NMI, EXC_BP, EXC_OF = 2, 3, 4
 VALID_FLAGS = (KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SHADOW |
                KVM_VCPUEVENT_VALID_SMM | KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
 RFLAGS_IF = 1 << 9
+CR0_PE = 1 << 0
 MAX_PENDING_NMIS = 2     # one being handled and one latched, as KVM keeps them
 
 
@@ -138,9 +139,12 @@ class Events:
         """Inject the most urgent event and set the window exits for what must wait."""
         event = self._choose()
         if event is not None:
+            if event.error_code is not None and not self.vcpu.vmread(vmx.GUEST_CR0) & CR0_PE:
+                event.error_code = None   # real mode pushes no error code (as KVM drops it)
             self.vcpu.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD, event.info())
             if event.error_code is not None:
-                self.vcpu.vmwrite(vmx.VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code)
+                # VMX takes 16 bits (bits 31:16 set would fail VM entry), as KVM truncates
+                self.vcpu.vmwrite(vmx.VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code & 0xFFFF)
             if event.instruction_len:
                 self.vcpu.vmwrite(vmx.VM_ENTRY_INSTRUCTION_LEN, event.instruction_len)
         proc = self.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)

@@ -268,3 +268,13 @@ def test_identity_map_address_only_before_the_vcpus():
     vm.create_vcpu(0)
     with pytest.raises(KvmError, match="EINVAL"):
         vm.set_identity_map_addr(0xFEFFC000)
+
+
+def test_an_exception_injected_in_real_mode_pushes_no_error_code():
+    # #GP from an MSR KVM does not know: in real mode through the IVT, without the
+    # error code (VM entry would refuse one there, with unrestricted guest)
+    g = KvmGuest("mov ecx, 0x12345\nrdmsr\nhlt\n.org 0x100\nmov bx, 0x77\nhlt", mode="real16")
+    g.write(13 * 4, struct.pack("<HH", HANDLER, 0))
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    assert g.reg("rbx") & 0xFFFF == 0x77
+    assert g.read(0xFFFA, 6) == struct.pack("<HHH", CODE_GPA + 6, 0, 0x2)    # IP CS FLAGS only
