@@ -55,6 +55,12 @@ class FakeVm:
     def set_msr_filter(self, msr_filter):
         pass
 
+    def create_irqchip(self, chip):
+        self.irqchip = chip
+
+    def irq_line(self, irq, level):
+        self.irqchip.set_irq(irq, level)
+
 
 class Machine:
     def __init__(self, cpus=2):
@@ -201,7 +207,9 @@ def test_irqchip_state_round_trip():
 
     def chip():
         irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
-        irqchip.attach(FakeVm(), [Vcpu(), Vcpu()], [])
+        vm = FakeVm()
+        vm.create_irqchip(irqchip)
+        irqchip.attach(vm, [Vcpu(), Vcpu()], [])
         return irqchip
     a = chip()
     a.line.set_irq(0, 1)
