@@ -555,6 +555,8 @@ int read_descriptor(cpu_t *cpu, uint16_t sel, uint64_t *desc_lo, uint64_t *desc_
 void desc_to_seg(seg_t *s, uint16_t sel, uint64_t lo, uint64_t hi);
 void mark_accessed(cpu_t *cpu, uint64_t addr, uint64_t *lo);
 uint64_t check_stack_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t *addr);
+/* SS:ESP for privilege level `dpl` from the TSS, with the new SS's checks (interrupt.c). */
+uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out);
 
 /* mem.c: linear-address access (through the TLB, guest paging and EPT) */
 uint64_t lin_read(cpu_t *cpu, uint64_t lin, int size, int user);

@@ -97,7 +97,7 @@ static void deliver_real(cpu_t *cpu, int vector, uint64_t return_rip)
 
 /* Stack for a privilege change from the TSS, with the checks of the new SS (SDM
  * Vol. 3 6.12.1 and the INT n pseudocode): the SS descriptor is loaded into `ss_out`. */
-static uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out)
+uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out)
 {
     seg_t *tr = &cpu->seg[S_TR];
     uint64_t sp;

@@ -428,8 +428,11 @@ class Machine:
             if self.layout.high_size:
                 self.vm.guest_memory_written(1 << 32, self.layout.high_size)
             self.vm.flush_tlbs()
-            from devicemodel.entry_state import apply_entry_state  # needs the kvm package
+            from devicemodel.cpu_log import format_cpu_reset  # needs the kvm package
+            from devicemodel.entry_state import apply_entry_state
             for index, vcpu in enumerate(self.vcpus):
+                if "cpu_reset" in self.config.log_items:
+                    self.write_log(format_cpu_reset(vcpu, index))
                 reset_vcpu(vcpu, boot_processor=index == 0)
             apply_entry_state(self.vcpus[0], self.boot.entry)
         self.events.emit("RESET", {"guest": cause in ev.GUEST_CAUSES, "reason": cause})
@@ -468,6 +471,12 @@ class Machine:
         """The monitor's quit."""
         self.events.emit("SHUTDOWN", {"guest": False, "reason": ev.HOST_QMP_QUIT})
         self.request_exit(0)
+
+    def write_log(self, text: str) -> None:
+        """Text for the -d log (the -D file, else stderr)."""
+        out = self.log or sys.stderr
+        out.write(text)
+        out.flush()
 
     def set_exit_trace(self, enabled: bool) -> None:
         """Trace every VM exit into the log (``-d exits``, ``trace exits on|off``)."""
@@ -520,6 +529,11 @@ class Machine:
         self.irqchip.attach(self.vm, self.vcpus, cpuid)
         if "exits" in self.config.log_items:
             self.set_exit_trace(True)
+        if "int" in self.config.log_items:
+            from devicemodel.cpu_log import InterruptLog  # needs the kvm package
+            interrupt_log = InterruptLog(self.write_log)
+            for vcpu in self.vcpus:
+                vcpu.set_event_trace(interrupt_log)
         apply_entry_state(self.vcpus[0], self.boot.entry)
         for ap in self.vcpus[1:]:
             ap.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
@@ -535,7 +549,8 @@ class Machine:
                           no_reboot=self.config.no_reboot, index=index, bql=self.bql,
                           interrupts=self.irqchip.cpus[index], msrs=self.irqchip.msrs(index),
                           request_reset=self.request_reset, request_shutdown=self.request_shutdown,
-                          on_debug=on_debug)
+                          on_debug=on_debug,
+                          cpu_reset_log=self.write_log if "cpu_reset" in self.config.log_items else None)
                  for index, vcpu in enumerate(self.vcpus)]
         self.loops = loops
         if self.gdbstub is not None:

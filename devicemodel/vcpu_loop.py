@@ -18,7 +18,7 @@ before each run the vCPU's interrupt delivery injects what is pending or asks fo
 window. While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks
 before entering the guest.
 * SHUTDOWN (triple fault): the machine resets (``request_reset``), as QEMU does; with
-  -no-reboot the VM ends with status 0.
+  -no-reboot the VM ends with status 0. ``-d cpu_reset`` logs the registers first.
 * SYSTEM_EVENT: the guest asked for a reset (the machine resets), a shutdown (it shuts
   down, ``request_shutdown``), or reported a crash: as QEMU's default panic action, the
   crash is reported with the guest's Hyper-V crash parameters and the machine shuts down.
@@ -37,6 +37,7 @@ import sys
 import threading
 import traceback
 
+from devicemodel.cpu_log import format_triple_fault
 from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
@@ -60,7 +61,7 @@ class VcpuLoop:
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
                  bql=None, interrupts=None, request_reset=None, request_shutdown=None, msrs=None,
-                 on_debug=None):
+                 on_debug=None, cpu_reset_log=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -72,6 +73,7 @@ class VcpuLoop:
         self.request_reset = request_reset
         self.request_shutdown = request_shutdown
         self.msrs = msrs
+        self.cpu_reset_log = cpu_reset_log      # -d cpu_reset: writes the text it is given
         self._handlers = {
             KVM_EXIT_IO: self._io,
             KVM_EXIT_MMIO: self._mmio,
@@ -164,6 +166,8 @@ class VcpuLoop:
 
     def _shutdown(self, run) -> None:
         what = "guest triple fault (shutdown)"
+        if self.cpu_reset_log is not None:
+            self.cpu_reset_log(format_triple_fault(self.vcpu))
         if self.request_reset is not None:
             self.request_reset(what=what)   # the vCPUs park; the machine resets (or stops)
         elif self.no_reboot:

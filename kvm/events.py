@@ -11,8 +11,14 @@ their injection through the VM-entry interruption-information field:
   a debugger's KVM_GUESTDBG_BLOCKIRQ holds it back altogether.
 
 One event is injected per VM entry; the window exits bring the vCPU back for the next.
+An exception queued while another is still to be delivered combines with it as the
+processor would (KVM's kvm_multiple_exception): into #DF, or a triple fault.
 A triple fault that userspace made pending (KVM_SET_VCPU_EVENTS with
-KVM_CAP_X86_TRIPLE_FAULT_EVENT) ends the next KVM_RUN with KVM_EXIT_SHUTDOWN instead."""
+KVM_CAP_X86_TRIPLE_FAULT_EVENT) ends the next KVM_RUN with KVM_EXIT_SHUTDOWN instead.
+
+A tracer (``VCPU.set_event_trace``, a pyhv extension in the spirit of KVM's
+kvm_inj_exception and kvm_inj_virq tracepoints) sees every interrupt and NMI injected
+and every exception the exception bitmap intercepts, before the guest takes it."""
 
 from dataclasses import dataclass
 
@@ -24,10 +30,13 @@ from kvm.errors import KvmError
 from kvm.structs import ExceptionState, NmiState, TripleFaultState, VcpuEvents
 
 BLOCKING_STI, BLOCKING_MOV_SS, BLOCKING_NMI = 1, 2, 8
-EXC_NMI, EXC_BP, EXC_OF = 2, 3, 4
+EXC_NMI, EXC_BP, EXC_OF, EXC_DF, EXC_PF = 2, 3, 4, 8, 14
+CONTRIBUTORY = {0, 10, 11, 12, 13}    # #DE #TS #NP #SS #GP
+NOT_FAULTS = {1, 3, 4, 8, 18}         # traps (#DB #BP #OF) and aborts (#DF #MC)
 VALID_FLAGS = (KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SHADOW |
                KVM_VCPUEVENT_VALID_SMM | KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
 RFLAGS_IF = 1 << 9
+RFLAGS_RF = 1 << 16
 CR0_PE = 1 << 0
 MAX_PENDING_NMIS = 2     # one being handled and one latched, as KVM keeps them
 
@@ -54,6 +63,7 @@ class Events:
         self.nmi_pending = 0
         self.soft_exception_len = 1   # of the last INT3/INTO that exited, for its reinjection
         self.triple_fault_pending = False
+        self.tracer = None            # callable(event, vcpu, interrupted) or None
 
     # ---- requests ------------------------------------------------------------------------
 
@@ -63,8 +73,26 @@ class Events:
             return Event(vmx.INTR_TYPE_SOFT_EXCEPTION, vector, instruction_len=self.soft_exception_len)
         return Event(vmx.INTR_TYPE_HARD_EXCEPTION, vector, error_code)
 
-    def queue_exception(self, vector: int, error_code=None):
+    def queue_exception(self, vector: int, error_code=None) -> bool:
+        """Queue an exception; False when it makes a triple fault (the exception still to
+        be delivered was a #DF), which leaves nothing queued.  A software interrupt whose
+        delivery it cut short is forgotten: its instruction runs again when the handler
+        returns to it."""
+        if self.reinject is not None and self.reinject.type == vmx.INTR_TYPE_SOFT_INTR:
+            self.reinject = None
+        first = self.exception
+        if first is not None and first.type == vmx.INTR_TYPE_HARD_EXCEPTION:
+            if first.vector == EXC_DF:
+                self.exception = None
+                return False
+            if _double_fault(first.vector, vector):
+                vector, error_code = EXC_DF, 0
         self.exception = self._exception(vector, error_code)
+        return True
+
+    def queue_event(self, event: Event):
+        """An exception exactly as given (a software exception with its length)."""
+        self.exception = event
 
     def queue_interrupt(self, vector: int) -> bool:
         """False when an interrupt is already on its way."""
@@ -141,6 +169,10 @@ class Events:
         if event is not None:
             if event.error_code is not None and not self.vcpu.vmread(vmx.GUEST_CR0) & CR0_PE:
                 event.error_code = None   # real mode pushes no error code (as KVM drops it)
+            if event.type == vmx.INTR_TYPE_HARD_EXCEPTION and event.vector not in NOT_FAULTS:
+                # a fault's handler may restart the instruction: the frame gets RF = 1, as
+                # the processor's own delivery does (kvm_inject_exception)
+                self.vcpu.vmwrite(vmx.GUEST_RFLAGS, self.vcpu.vmread(vmx.GUEST_RFLAGS) | RFLAGS_RF)
             self.vcpu.vmwrite(vmx.VM_ENTRY_INTR_INFO_FIELD, event.info())
             if event.error_code is not None:
                 # VMX takes 16 bits (bits 31:16 set would fail VM entry), as KVM truncates
@@ -166,11 +198,21 @@ class Events:
             return event
         if self.nmi_pending and self.nmi_allowed():
             self.nmi_pending -= 1
-            return Event(vmx.INTR_TYPE_NMI_INTR, 2)
+            return self._traced(Event(vmx.INTR_TYPE_NMI_INTR, 2))
         if self.interrupt is not None and self.interrupt_allowed():
             vector, self.interrupt = self.interrupt, None
-            return Event(vmx.INTR_TYPE_EXT_INTR, vector)
+            return self._traced(Event(vmx.INTR_TYPE_EXT_INTR, vector))
         return None
+
+    def _traced(self, event: Event) -> Event:
+        if self.tracer is not None:
+            self.tracer(event, self.vcpu, None)
+        return event
+
+    def trace_exception(self, event: Event):
+        """Show the tracer an exception, with the one whose delivery it interrupted."""
+        if self.tracer is not None:
+            self.tracer(event, self.vcpu, self.exception)
 
     # ---- KVM_GET/SET_VCPU_EVENTS -------------------------------------------------------------
 
@@ -237,3 +279,12 @@ class Events:
         self.vcpu.vmwrite(vmx.GUEST_INTERRUPTIBILITY_INFO, blocking)
         if ev.flags & KVM_VCPUEVENT_VALID_TRIPLE_FAULT:
             self.triple_fault_pending = bool(ev.triple_fault.pending)
+
+
+def _double_fault(first: int, second: int) -> bool:
+    """Does `second`, raised while delivering exception `first`, make a #DF (SDM Vol. 3
+    Table 6-5)?  Otherwise the second is delivered and the first is lost (it recurs when
+    the instruction runs again)."""
+    if first == EXC_PF:
+        return second == EXC_PF or second in CONTRIBUTORY
+    return first in CONTRIBUTORY and second in CONTRIBUTORY

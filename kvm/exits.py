@@ -12,6 +12,7 @@ KVM ignores filters over x2APIC MSRs, its x2APIC being in the kernel; here the l
 APIC is always userspace's, and the filter is its way in."""
 
 from kvm import vmx
+from kvm._silicon import lib
 from kvm.constants import (
     KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
     KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
@@ -21,6 +22,7 @@ from kvm.constants import (
 )
 from kvm.apicv import APICV_EXIT_HANDLERS
 from kvm.cr import set_cr0, set_cr4
+from kvm.events import Event
 from kvm.hypercall import handle_vmcall
 from kvm.internal_errors import (DELIVERY_EXITS, delivery_event_error, emulation_failure, simultaneous_exception,
                                  unexpected_exit)
@@ -50,14 +52,17 @@ def handle_external_interrupt(vcpu):
 
 
 def handle_exception_nmi(vcpu):
-    """The exception bitmap intercepts #DB and #BP only for a debugger (guest_debug.py).
+    """The exception bitmap intercepts #DB and #BP for a debugger (guest_debug.py), and
+    every exception but #DB while an event tracer watches (traced_exception, which also
+    combines one raised during another event's delivery as the processor would).
     INT1 (ICEBP) is always the guest's: it is skipped and #DB delivered, as KVM does.
-    One raised while another event was delivered is KVM_INTERNAL_ERROR_SIMUL_EX (a #PF
-    other than a reserved-bit one would be KVM's to resolve; none is intercepted here)."""
+    Otherwise an exception raised while another event was delivered is
+    KVM_INTERNAL_ERROR_SIMUL_EX (a #PF other than a reserved-bit one would be KVM's to
+    resolve; none is intercepted here)."""
     info = vcpu.vmread(vmx.VM_EXIT_INTR_INFO)
     vector, kind = info & 0xFF, info & vmx.INTR_INFO_INTR_TYPE_MASK
     vectoring = vcpu.vmread(vmx.IDT_VECTORING_INFO_FIELD)
-    if vectoring & vmx.INTR_INFO_VALID_MASK:
+    if vectoring & vmx.INTR_INFO_VALID_MASK and vcpu.events.tracer is None:
         error_code = vcpu.vmread(vmx.VM_EXIT_INTR_ERROR_CODE) if info & vmx.INTR_INFO_DELIVER_CODE_MASK else 0
         if not (vector == EXC_PF and not error_code & PFERR_RSVD):
             return simultaneous_exception(vcpu, vectoring, info, error_code)
@@ -67,9 +72,29 @@ def handle_exception_nmi(vcpu):
         return None
     if vector == EXC_DB:
         return vcpu.guest_debug.handle_db(vcpu.vmread(vmx.EXIT_QUALIFICATION))
-    if vector == EXC_BP:
+    if vector == EXC_BP and vcpu.guest_debug.uses_sw_breakpoints:
         return vcpu.guest_debug.handle_bp()
+    if vcpu.events.tracer is not None and kind != vmx.INTR_TYPE_NMI_INTR:
+        return traced_exception(vcpu, info)
     return unexpected_exit(vcpu)
+
+
+def traced_exception(vcpu, info: int):
+    """The tracer sees the exception, then the guest gets it as the processor would have
+    delivered it, combined with an exception whose delivery it interrupted (#DF, triple
+    fault)."""
+    kind, vector = info & vmx.INTR_INFO_INTR_TYPE_MASK, info & 0xFF
+    error = vcpu.vmread(vmx.VM_EXIT_INTR_ERROR_CODE) if info & vmx.INTR_INFO_DELIVER_CODE_MASK else None
+    if kind == vmx.INTR_TYPE_HARD_EXCEPTION and vector == EXC_PF:
+        lib.cpu_set_cr2(vcpu.cpu, vcpu.vmread(vmx.EXIT_QUALIFICATION))   # what delivery sets
+    length = vcpu.vmread(vmx.VM_EXIT_INSTRUCTION_LEN) if kind != vmx.INTR_TYPE_HARD_EXCEPTION else 0
+    event = Event(kind, vector, error, length)
+    vcpu.events.trace_exception(event)
+    if kind != vmx.INTR_TYPE_HARD_EXCEPTION:
+        vcpu.events.queue_event(event)      # INT3, INTO: delivered past the instruction
+    elif not vcpu.events.queue_exception(vector, error):
+        return KVM_EXIT_SHUTDOWN
+    return None
 
 
 def handle_dr_access(vcpu):

@@ -30,13 +30,14 @@ def unexpected_exit(vcpu) -> int:
                            vcpu.vmread(vmx.VM_EXIT_REASON), vcpu.id)
 
 
-def delivery_event_error(vcpu, vectoring_info: int) -> int:
-    """An exit during event delivery that KVM cannot resolve: data = IDT-vectoring
-    information, exit reason, exit qualification, (for an EPT misconfiguration) the
-    guest-physical address, cpu."""
+def delivery_event_error(vcpu, vectoring_info: int, mmio: bool = False) -> int:
+    """An exit during event delivery that KVM cannot resolve: an exit it does not handle
+    then, or MMIO (the stack or IDT outside RAM: no instruction to emulate).  data =
+    IDT-vectoring information, exit reason, exit qualification, the guest-physical
+    address (MMIO, an EPT misconfiguration), cpu."""
     reason = vcpu.vmread(vmx.VM_EXIT_REASON)
     data = [vectoring_info, reason, vcpu.vmread(vmx.EXIT_QUALIFICATION)]
-    if reason & 0xFFFF == vmx.EXIT_REASON_EPT_MISCONFIG:
+    if mmio or reason & 0xFFFF == vmx.EXIT_REASON_EPT_MISCONFIG:
         data.append(vcpu.vmread(vmx.GUEST_PHYSICAL_ADDRESS))
     return _internal_error(vcpu, KVM_INTERNAL_ERROR_DELIVERY_EV, *data, vcpu.id)
 

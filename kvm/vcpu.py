@@ -29,6 +29,7 @@ _SEG_FIELD_PREFIX = {"es": "ES", "cs": "CS", "ss": "SS", "ds": "DS", "fs": "FS",
 CR0_NE = 0x20
 CR4_VMXE = 0x2000
 EFER_LMA = 0x400
+TRACED_EXCEPTIONS = 0xFFFFFFFF & ~(1 << 1)     # all but #DB
 
 
 class VmxError(Exception):
@@ -355,6 +356,21 @@ class VCPU:
         """Deliver an exception to the guest at the next entry (kvm_queue_exception)."""
         self.events.queue_exception(vector, error_code)
 
+    def set_event_trace(self, tracer):
+        """pyhv's event tracing: ``tracer(event, vcpu, interrupted)`` (events.Event) sees
+        each interrupt and NMI as it is injected and each exception before the guest takes
+        it (with the exception whose delivery it interrupted, or None), in the guest state
+        from before; None turns it off.  Exceptions reach the hypervisor only while
+        traced: the exception bitmap then intercepts all but #DB (whose delivery would
+        also have to set DR6)."""
+        self.events.tracer = tracer
+        self.update_exception_bitmap()
+
+    def update_exception_bitmap(self):
+        """What the debugger and the event tracer intercept (KVM's update_exception_bitmap)."""
+        traced = TRACED_EXCEPTIONS if self.events.tracer is not None else 0
+        self.vmwrite(vmx.EXCEPTION_BITMAP, traced | self.guest_debug.exception_bitmap())
+
     def interrupt(self, vector: int):
         """KVM_INTERRUPT: an external interrupt, delivered once the guest allows interrupts.
         Like KVM, one at a time: userspace waits for ready_for_interrupt_injection."""
@@ -422,7 +438,9 @@ class VCPU:
             complete, self.completion = self.completion, None
             result = complete()
         while result is None:
-            if run.immediate_exit:
+            # a kick ends KVM_RUN before the next entry too, as a pending signal does in
+            # KVM: a guest whose exits never reach an instruction boundary stays kickable
+            if run.immediate_exit or self.take_kick():
                 result = KVM_EXIT_INTR
                 break
             result = self._take_request()

@@ -62,7 +62,7 @@ def test_the_vcpu_loop_resets_the_machine_for_a_reset_event():
         resets.append(what)
         runstate.request_exit(0)
     VcpuLoop(g.vcpu, AddressSpace("io", 0x10000), AddressSpace("memory"), runstate,
-             request_reset=request_reset).run()
+             request_reset=request_reset).start().join(10)
     assert len(resets) == 1 and "reset" in resets[0]
 
 
@@ -70,7 +70,7 @@ def test_the_vcpu_loop_reports_a_crash_and_shuts_down(capsys):
     g = KvmGuest(wrmsr(HV_X64_MSR_CRASH_P0, 0xDEAD) + wrmsr(HV_X64_MSR_CRASH_CTL, HV_CRASH_CTL_CRASH_NOTIFY) + "hlt")
     runstate = RunState()
     VcpuLoop(g.vcpu, AddressSpace("io", 0x10000), AddressSpace("memory"), runstate,
-             request_shutdown=lambda: runstate.request_exit(0)).run()
+             request_shutdown=lambda: runstate.request_exit(0)).start().join(10)
     assert runstate.exit_status == 0
     assert "guest panicked; Hyper-V crash parameters: 0xdead 0x0 0x0 0x0 0x0" in capsys.readouterr().err
 

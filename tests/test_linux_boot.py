@@ -1,6 +1,7 @@
 """Debian's Linux kernel boots to the busybox shell of tools/debian_linux.py's initramfs,
 by the bzImage boot protocol and by its PVH entry, with nothing but the serial console on
-the command line: the shell runs what is typed, ``reboot -f`` ends pyhv (-no-reboot),
+the command line: the shell runs what is typed, ``reboot -f`` (with -no-reboot) and
+``poweroff -f`` (ACPI S5) end pyhv,
 and the exit statistics show the exits a PC guest makes and no internal errors. With
 -smp 2 the kernel brings up the second CPU through the local APICs and uses both."""
 
@@ -75,6 +76,9 @@ def test_boot_to_the_shell_type_commands_and_reboot(linux, protocol):
         assert "tsc: Detected" in boot_log              # the TSC rate, from kvmclock
 
         assert console.run("uname -sr").strip() == f"Linux {linux.kernel_release}"
+        assert console.run("uname -a").split()[:3] == ["Linux", "(none)", linux.kernel_release]
+        assert {"cpuinfo", "interrupts", "meminfo", "1"} <= set(console.run("ls /proc").split())
+        assert "Run /init as init process" in console.run("dmesg | tail -20")
         assert "pyhv emulated x86-64" in console.run("cat /proc/cpuinfo")
         assert console.run("echo abc | sha256sum").split()[0] == \
             "edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb"
@@ -108,8 +112,9 @@ def test_two_vcpus_come_online_and_both_run(linux):
         assert timer and int(timer.group(1)) > 0 and int(timer.group(2)) > 0
         dmesg = console.run("dmesg")
         assert not re.search(r"BUG:|Oops|WARNING:|soft lockup|Call Trace", dmesg), dmesg
-        console.proc.stdin.write(b"reboot -f\n")
+        console.proc.stdin.write(b"poweroff -f\n")
         console.proc.stdin.flush()
         assert console.proc.wait(COMMAND_TIMEOUT) == 0
+        assert "reboot: Power down" in console.read_until("Power down", COMMAND_TIMEOUT)
     finally:
         console.close()
