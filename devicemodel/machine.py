@@ -61,7 +61,7 @@ from devicemodel.loaders.elf import read_kernel_file
 from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
-from devicemodel.machine_types import MachineOptions
+from devicemodel.machine_types import AccelOptions, MachineOptions
 from devicemodel.pci.device import PciDevice
 from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
@@ -97,6 +97,7 @@ class MachineConfig:
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
     machine: MachineOptions = field(default_factory=MachineOptions)
+    accel: AccelOptions = field(default_factory=AccelOptions)   # -accel kvm,...
     cpu: Optional[CpuSpec] = None    # None: the processor's own CPUID, all of it
     rtc_base: str = "utc"
     name: Optional[str] = None         # -name: the guest's name
@@ -144,20 +145,21 @@ class Machine:
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
         self.serial_specs = serials
-        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus)
+        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus,
+                                 apicv=config.accel.apicv)
         self.line = self.irqchip.line
         self.ioapic, self.lapics = self.irqchip.ioapic, self.irqchip.lapics   # for the monitor
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
                                    hpet=options.hpet, minimal=options.type == "microvm", rtc=options.rtc)
+        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
-                                     set_gsi=self.line.set_irq,
+                                     set_gsi=self.line.set_irq, deliver_msi=self.irqchip.send_msi,
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
-                                     com_ports=COM_PORTS[:len(serials)])
-        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
+                                     com_ports=COM_PORTS[:len(serials)], memory=self.guest_memory)
         self.fw_cfg = pc_fw_cfg(self.guest_memory.read, self.guest_memory.write, config.ram_size, cpus,
                                 kernel=read_kernel_file(config.kernel),
                                 initrd=read_initrd(config.initrd) if config.initrd else None,
@@ -284,13 +286,18 @@ class Machine:
             self.serials.append(uart)
 
     def _plug_pci(self, device: PciDevice, spec: DeviceSpec) -> None:
-        """A PCI -device goes into the first free slot (00:02.0 first, as in QEMU without
-        its default VGA and NIC); the firmware set-up gives it addresses afterwards."""
+        """A PCI -device goes where its ``addr`` says, else into the first free slot (00:02.0
+        first, as in QEMU without its default VGA and NIC); the firmware set-up gives it
+        addresses afterwards."""
         if self.chipset is None:
             raise ConfigError(f"-device {spec.arg}: No 'PCI' bus found for device '{spec.driver}'")
         bus = self.chipset.bus
+        devfn = spec.props.get("addr", -1)
         try:
-            bus.add(device, bus.free_slot())
+            if devfn >= 0:
+                bus.add(device, devfn >> 3, devfn & 7)
+            else:
+                bus.add(device, bus.free_slot())
         except ValueError as e:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)
@@ -418,6 +425,8 @@ class Machine:
                 finish_pending_io(vcpu)
             reset_devices(devices_of(self.pio, self.mmio))
             self.irqchip.system_reset()
+            if self.chipset is not None:
+                self.chipset.init_firmware(self.layout.low_top)   # the firmware's PCI set-up runs again
             clear_ram(self.ram)
             try:
                 self._load_ram()

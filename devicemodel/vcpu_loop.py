@@ -28,6 +28,8 @@ before entering the guest.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
   injects it. SET_TPR: the guest lowered CR8 (the TPR), which may do the same.
 * DEBUG: a breakpoint, watchpoint or single-step of the gdbstub, which decides.
+* IOAPIC_EOI: under APIC virtualization, the guest's EOI of a level-triggered vector
+  (devicemodel.cpu_apicv), which the I/O APICs hear of.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from devicemodel.cpu_log import format_triple_fault
 from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
-                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
+                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_IRQ_WINDOW_OPEN,
                            KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_SYSTEM_EVENT,
                            KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
                            KVM_MP_STATE_HALTED, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
@@ -87,6 +89,7 @@ class VcpuLoop:
             KVM_EXIT_SET_TPR: self._intr,           # CR8 lowered: the next run may inject
             KVM_EXIT_X86_RDMSR: self._rdmsr,
             KVM_EXIT_X86_WRMSR: self._wrmsr,
+            KVM_EXIT_IOAPIC_EOI: self._ioapic_eoi,
         }
         if on_debug is not None:   # the gdbstub: on_debug(index, run)
             self._handlers[KVM_EXIT_DEBUG] = lambda run: on_debug(self.index, run)
@@ -147,6 +150,9 @@ class VcpuLoop:
 
     def _wrmsr(self, run) -> None:
         run.msr.error = int(self.msrs is None or not self.msrs.write(run.msr.index, run.msr.data))
+
+    def _ioapic_eoi(self, run) -> None:
+        self.interrupts.lapic.eoi_done(run.eoi.vector)    # the processor cleared its ISR bit
 
     def _hlt(self, run) -> None:
         if_flag = self.vcpu.get_regs().rflags & RFLAGS_IF

@@ -6,7 +6,7 @@ import time
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
-from kvm.apicv import APIC_DEFAULT_BASE, ApicVirtualization
+from kvm.apicv import APIC_DEFAULT_BASE, APIC_TPR, ApicVirtualization
 from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_EXIT_SYSTEM_EVENT,
                            KVM_VCPUEVENT_VALID_SIPI_VECTOR)
 from kvm.cpuid import XCR0_SUPPORTED, supported_cpuid
@@ -56,7 +56,7 @@ class VCPU:
         self._cpuid = []
         self.set_cpuid2(supported_cpuid())
         self.completion = None        # finishes an IN or MMIO read on the next run()
-        self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
+        self._cr8 = 0                 # the guest's CR8 without APIC virtualization (cr8)
         self.system_event = None      # a KVM_SYSTEM_EVENT_* the guest asked for (kvm/hyperv.py)
         self.events = Events(self)
         self.mp_state = MpState(self)
@@ -332,6 +332,20 @@ class VCPU:
         """The vectors (a 256-bit mask) whose EOI exits with KVM_EXIT_IOAPIC_EOI."""
         self.apicv.set_eoi_exit_bitmap(bits)
 
+    @property
+    def cr8(self) -> int:
+        """The guest's CR8, userspace's local APIC TPR >> 4: under APIC virtualization
+        the TPR of the virtual-APIC page, which the guest moves without exits (as KVM's
+        kvm_get_cr8 reads its in-kernel APIC's)."""
+        return self.apicv.read32(APIC_TPR) >> 4 if self.apicv.enabled else self._cr8
+
+    @cr8.setter
+    def cr8(self, value: int):
+        if self.apicv.enabled:
+            self.apicv.page[APIC_TPR] = (value & 0xF) << 4
+        else:
+            self._cr8 = value & 0xF
+
     def post_apic_interrupt(self, vector: int):
         """Request the vector: its IRR bit in the virtual-APIC page, set atomically with
         respect to a running guest, which takes it without returning to userspace."""
@@ -430,10 +444,12 @@ class VCPU:
 
     def run(self):
         """KVM_RUN: enter the guest until an exit that userspace must handle. kvm_run.cr8
-        goes in as the guest's CR8 and comes back out with it."""
+        goes in as the guest's CR8 (not under APIC virtualization: the TPR is in the
+        virtual-APIC page, as with KVM's in-kernel APIC) and comes back out with it."""
         run = self.kvm_run
         result = None
-        self.cr8 = run.cr8 & 0xF      # userspace's TPR, as KVM takes it without an in-kernel APIC
+        if not self.apicv.enabled:
+            self.cr8 = run.cr8        # userspace's TPR, as KVM takes it without an in-kernel APIC
         if self.completion is not None:
             complete, self.completion = self.completion, None
             result = complete()

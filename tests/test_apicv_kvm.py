@@ -232,3 +232,28 @@ def test_in_service_vector_restored_by_userspace_is_ended_by_the_guests_eoi():
     run = g.run()
     assert run.exit_reason == KVM_EXIT_IOAPIC_EOI and run.eoi.vector == 0x66
     assert reg32(g.vcpu, 0x100 + 0x30) == 0
+
+
+def test_x2apic_self_ipi_of_an_illegal_vector_is_a_completed_wrmsr_for_userspace():
+    """The APIC-write VM exit of x2APIC mode: userspace sees the WRMSR (for its error
+    status); the instruction is done, whatever userspace says."""
+    g = apic_guest("mov ecx, 0x83F\nmov eax, 5\nxor edx, edx\nwrmsr\nmov ebx, 1\nhlt", x2apic=True)
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_X86_WRMSR and (run.msr.index, run.msr.data) == (0x83F, 5)
+    assert g.vcpu.exit_stats()["APIC_WRITE"]["count"] == 1
+    run.msr.error = 1
+    assert g.run().exit_reason == KVM_EXIT_HLT and g.reg("rbx") == 1
+
+
+def test_cr8_is_the_tpr_of_the_virtual_apic_page():
+    """As with KVM's in-kernel APIC: kvm_run.cr8 reports the TPR the guest wrote without
+    exits, and does not go in; KVM_SET_SREGS's CR8 is the TPR."""
+    g = apic_guest("mov dword ptr [0xFEE00080], 0x5A\nhlt")
+    g.vcpu.kvm_run.cr8 = 3
+    run = g.run()
+    assert run.exit_reason == KVM_EXIT_HLT and run.cr8 == 5
+    assert reg32(g.vcpu, 0x80) == 0x5A and g.vcpu.get_sregs().cr8 == 5
+    sregs = g.vcpu.get_sregs()
+    sregs.cr8 = 2
+    g.vcpu.set_sregs(sregs)
+    assert reg32(g.vcpu, 0x80) == 0x20

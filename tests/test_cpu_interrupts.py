@@ -47,6 +47,9 @@ class Vcpu:
     def set_cpuid2(self, entries):
         pass
 
+    def set_msrs(self, entries):
+        self.calls.append(("msrs", dict(entries)))
+
 
 class FakeVm:
     def enable_cap(self, cap, *args):
@@ -60,6 +63,9 @@ class FakeVm:
 
     def irq_line(self, irq, level):
         self.irqchip.set_irq(irq, level)
+
+    def signal_msi(self, address, data):
+        return self.irqchip.deliver_msi(address, data)
 
 
 class Machine:
@@ -206,7 +212,8 @@ def test_irqchip_state_round_trip():
     from devicemodel.irqchip import PcIrqchip
 
     def chip():
-        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
+        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2,
+                            apicv=False)
         vm = FakeVm()
         vm.create_irqchip(irqchip)
         irqchip.attach(vm, [Vcpu(), Vcpu()], [])

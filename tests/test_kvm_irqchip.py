@@ -97,6 +97,15 @@ def test_device_interrupt_lines_go_through_kvm_irq_line(pc):
     assert chip.line.pic.slave.irr & (1 << 4)       # IRQ 12: the slave's input 4
 
 
+def test_device_messages_go_through_kvm_signal_msi(pc):
+    vm, chip = pc
+    seen = []
+    chip.signal_msi = lambda address, data: (seen.append((address, data)), vm.signal_msi(address, data))
+    chip.send_msi(0xFEE00000, 0x0047)           # as a PCI function's MSI capability writes it
+    assert seen == [(0xFEE00000, 0x0047)]
+    assert chip.lapics[0].read32(IRR + 0x20) & (1 << 7)
+
+
 def test_signal_msi_reaches_the_local_apic_it_names(pc):
     vm, chip = pc
     assert vm.signal_msi(0xFEE00000, 0x0045) == 1                  # physical, APIC 0, vector 0x45

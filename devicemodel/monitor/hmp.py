@@ -178,6 +178,11 @@ def cmd_system_powerdown(mon, args) -> None:
     mon.machine.system_powerdown()
 
 
+def cmd_balloon(mon, args) -> None:
+    from devicemodel.virtio.machine_devices import set_balloon_target
+    set_balloon_target(mon.machine, args["value"])
+
+
 def cmd_quit(mon, args) -> None:
     mon.machine.quit()
 
@@ -337,6 +342,7 @@ COMMANDS = [
     Command("system_reset", "", "", "reset the system", cmd_system_reset),
     Command("system_powerdown", "", "", "send system power down event", cmd_system_powerdown),
     Command("quit|q", "", "", "quit the emulator", cmd_quit),
+    Command("balloon", "value:M", "target", "request VM to change its memory allocation (in MB)", cmd_balloon),
     Command("cpu", "index:i", "index", "set the default CPU", cmd_cpu),
     Command("x", "fmt:/,addr:l", "/fmt addr", "virtual memory dump starting at 'addr'", cmd_x),
     Command("xp", "fmt:/,addr:l", "/fmt addr", "physical memory dump starting at 'addr'", cmd_xp),
@@ -382,6 +388,9 @@ INFO_COMMANDS = [
     Command("tlb", "", "", "show virtual to physical memory mappings", info.info_tlb),
     Command("mem", "", "", "show the active virtual memory mappings", info.info_mem),
     Command("qtree", "", "", "show device tree", info.info_qtree),
+    Command("block", "", "", "show the block devices", info.info_block),
+    Command("pci", "", "", "show PCI info", info.info_pci),
+    Command("balloon", "", "", "show balloon information", info.info_balloon),
     Command("chardev", "", "", "show the character devices", info.info_chardev),
     Command("roms", "", "", "show roms", info.info_roms),
     Command("history", "", "", "show the command line history", info.info_history),

@@ -117,6 +117,23 @@ def _quit(session, args) -> dict:
     return {}
 
 
+def _balloon(session, args) -> dict:
+    from devicemodel.virtio.machine_devices import NoBalloon, set_balloon_target
+    try:
+        set_balloon_target(session.machine, args["value"])
+    except NoBalloon as e:
+        raise QmpError(str(e), "DeviceNotActive") from None
+    return {}
+
+
+def _query_balloon(session, args) -> dict:
+    from devicemodel.virtio.machine_devices import NoBalloon, active_balloon
+    try:
+        return {"actual": active_balloon(session.machine).actual_bytes}
+    except NoBalloon as e:
+        raise QmpError(str(e), "DeviceNotActive") from None
+
+
 def _hmp(session, args) -> str:
     from devicemodel.monitor.hmp import Monitor
     output = []
@@ -214,6 +231,8 @@ COMMANDS = {c.name: c for c in [
     QmpCommand("system_reset", _system_reset, {}),
     QmpCommand("system_powerdown", _system_powerdown, {}),
     QmpCommand("quit", _quit, {}),
+    QmpCommand("balloon", _balloon, {"value": ("int", True)}),
+    QmpCommand("query-balloon", _query_balloon, {}),
     QmpCommand("human-monitor-command", _hmp, {"command-line": ("str", True), "cpu-index": ("int", False)}),
     QmpCommand("query-stats", _query_stats, {"target": ("str", True), "providers": ("list", False),
                                              "vcpus": ("list", False)}),
