@@ -309,6 +309,7 @@ struct cpu {
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
     int mtf_pending;     /* an MTF VM exit is due at the next instruction boundary */
+    int failed_entry_check;   /* the VM-entry rule last broken (vmx_entry_checks.h), or 0 */
     /* debug.c: the breakpoints DR7 enables (bit n: DRn) and the data breakpoints
      * (address | R/W | LEN << 2) the TLB's entries were filled under */
     uint8_t dbg_exec, dbg_data;
@@ -704,6 +705,7 @@ void write_cr4(cpu_t *cpu, uint64_t v);
 void write_cr3(cpu_t *cpu, uint64_t v);
 int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v);
 int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
+int valid_pat(uint64_t v);   /* every IA32_PAT entry a memory type */
 uint64_t host_tsc(void);
 uint64_t tsc_ticks_to_ns(uint64_t ticks);
 uint64_t guest_tsc(cpu_t *cpu);

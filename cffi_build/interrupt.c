@@ -47,12 +47,17 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
         abort_delivery(cpu);
         uint32_t first = cpu->delivering_info & 0xff;
         int first_type = (cpu->delivering_info >> 8) & 7;
+        /* a triple fault, or a double fault that replaces the event, is no VM exit
+         * "during event delivery": the IDT-vectoring information stays invalid
+         * (SDM Vol. 3 "Information for VM Exits During Event Delivery") */
         if (first_type == EV_HW_EXC && first == EXC_DF) {
+            cpu->delivering = 0;
             vm_exit_simple(cpu, EXIT_REASON_TRIPLE_FAULT, 0);
         }
         int c1 = first_type == EV_HW_EXC ? exception_class((int)first) : 0;
         int c2 = exception_class(vector);
         if ((c1 == 1 && c2 == 1) || (c1 == 2 && c2 != 0)) {
+            cpu->delivering = 0;
             vector = EXC_DF;
             has_error = 1;
             error = 0;

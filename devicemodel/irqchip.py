@@ -2,7 +2,10 @@
 pair and the I/O APIC on the interrupt lines (devicemodel.interrupt_line), a local APIC
 per vCPU on the APIC bus, and, once the VM exists (``attach``), each vCPU's delivery of
 what they raise through the KVM API (devicemodel.cpu_interrupts), the local APICs on the
-processor's APIC virtualization unless ``apicv`` is off (devicemodel.cpu_apicv). The boot processor's
+processor's APIC virtualization unless ``apicv`` is off (devicemodel.cpu_apicv). It is the
+VM's interrupt controller (``vm.create_irqchip``): KVM_IRQ_LINE reaches ``set_irq`` and
+KVM_SIGNAL_MSI ``deliver_msi``; devices raise their lines through ``vm.irq_line`` and send
+their messages through ``vm.signal_msi`` (``send_msi``). The boot processor's
 APIC starts as SeaBIOS leaves it (software-enabled, LINT0 in ExtINT mode: the 8259
 reaches it), the others as after power-up; application processors wait for INIT and SIPI.
 """
@@ -34,6 +37,22 @@ class PcIrqchip:
         self.lapics[0].firmware_setup()
         self.vcpus = []
         self.cpus = []
+        self.signal_msi = None
+
+    def set_irq(self, gsi: int, level: int) -> None:
+        """KVM_IRQ_LINE's way in."""
+        self.line.gsi_handler(gsi, level)
+
+    def deliver_msi(self, address: int, data: int) -> int:
+        """KVM_SIGNAL_MSI's way in: how many local APICs took the message."""
+        return self.bus.deliver_msi(address, data)
+
+    def send_msi(self, address: int, data: int) -> None:
+        """A device's message (PCI MSI, MSI-X): KVM_SIGNAL_MSI once the VM exists."""
+        if self.signal_msi is not None:
+            self.signal_msi(address, data)
+        else:
+            self.bus.deliver_msi(address, data)
 
     def attach(self, vm, vcpus, supported_cpuid) -> None:
         """Connect the VM's vCPUs: their CPUID, the APIC MSRs' exits to userspace, the TSC,
@@ -45,6 +64,8 @@ class PcIrqchip:
         from devicemodel.devices.apic_timer import VcpuTsc
 
         install_msr_filter(vm)
+        self.line.irq_line = vm.irq_line
+        self.signal_msi = vm.signal_msi
         self.vcpus = list(vcpus)
         self.cpus = [CpuInterrupts(index, lapic, self.line.pic, self.bql) for index, lapic in enumerate(self.lapics)]
         self.line.cpus = self.cpus

@@ -159,7 +159,7 @@ class Machine:
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
-                                     set_gsi=self.line.set_irq, deliver_msi=self.irqchip.bus.deliver_msi,
+                                     set_gsi=self.line.set_irq, deliver_msi=self.irqchip.send_msi,
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
                                      com_ports=COM_PORTS[:len(serials)], memory=self.guest_memory)
@@ -532,6 +532,7 @@ class Machine:
 
         cpuid = None if self.cpuid_spec is None else build_cpuid(self.cpuid_spec, kvm.get_supported_cpuid())
         self.vm = kvm.create_vm()
+        self.vm.create_irqchip(self.irqchip)
         # RAM below the PCI hole at 0, the rest of the buffer at 4 GiB (QEMU's pc split)
         low, ram = self.layout.low_top, memoryview(self.ram)
         self.vm.set_user_memory_region(slot=0, guest_phys_addr=0, memory_size=low,
@@ -563,7 +564,8 @@ class Machine:
         loops = [VcpuLoop(vcpu, self.pio, self.irqchip.memory(index), self.runstate,
                           no_reboot=self.config.no_reboot, index=index, bql=self.bql,
                           interrupts=self.irqchip.cpus[index], msrs=self.irqchip.msrs(index),
-                          request_reset=self.request_reset, on_debug=on_debug,
+                          request_reset=self.request_reset, request_shutdown=self.request_shutdown,
+                          on_debug=on_debug,
                           cpu_reset_log=self.write_log if "cpu_reset" in self.config.log_items else None)
                  for index, vcpu in enumerate(self.vcpus)]
         self.loops = loops

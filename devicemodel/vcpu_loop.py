@@ -19,6 +19,9 @@ window. While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop 
 before entering the guest.
 * SHUTDOWN (triple fault): the machine resets (``request_reset``), as QEMU does; with
   -no-reboot the VM ends with status 0. ``-d cpu_reset`` logs the registers first.
+* SYSTEM_EVENT: the guest asked for a reset (the machine resets), a shutdown (it shuts
+  down, ``request_shutdown``), or reported a crash: as QEMU's default panic action, the
+  crash is reported with the guest's Hyper-V crash parameters and the machine shuts down.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
@@ -41,9 +44,11 @@ from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
                            KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_IRQ_WINDOW_OPEN,
-                           KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
-                           KVM_EXIT_X86_WRMSR,
-                           KVM_MP_STATE_HALTED, exit_reason_name)
+                           KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_SYSTEM_EVENT,
+                           KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
+                           KVM_MP_STATE_HALTED, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
+                           KVM_SYSTEM_EVENT_SHUTDOWN, exit_reason_name)
+from kvm.hyperv import HV_CRASH_PARAMS
 
 RFLAGS_IF = 1 << 9
 
@@ -57,8 +62,8 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None, request_reset=None, msrs=None, on_debug=None,
-                 cpu_reset_log=None):
+                 bql=None, interrupts=None, request_reset=None, request_shutdown=None, msrs=None,
+                 on_debug=None, cpu_reset_log=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -68,6 +73,7 @@ class VcpuLoop:
         self.bql = bql if bql is not None else contextlib.nullcontext()
         self.interrupts = interrupts
         self.request_reset = request_reset
+        self.request_shutdown = request_shutdown
         self.msrs = msrs
         self.cpu_reset_log = cpu_reset_log      # -d cpu_reset: writes the text it is given
         self._handlers = {
@@ -75,6 +81,7 @@ class VcpuLoop:
             KVM_EXIT_MMIO: self._mmio,
             KVM_EXIT_HLT: self._hlt,
             KVM_EXIT_SHUTDOWN: self._shutdown,
+            KVM_EXIT_SYSTEM_EVENT: self._system_event,
             KVM_EXIT_FAIL_ENTRY: self._fail_entry,
             KVM_EXIT_INTERNAL_ERROR: self._internal_error,
             KVM_EXIT_INTR: self._intr,
@@ -173,6 +180,23 @@ class VcpuLoop:
             self._end(0, f"{what}; exiting as -no-reboot asks")
         else:
             self._end(1, f"{what}: there is no machine to reset; exiting")
+
+    def _system_event(self, run) -> None:
+        kind = run.system_event.type
+        if kind == KVM_SYSTEM_EVENT_RESET and self.request_reset is not None:
+            self.request_reset(what="guest requested a reset (Hyper-V reset MSR)")
+            return
+        if kind == KVM_SYSTEM_EVENT_CRASH:
+            params = self.vcpu.get_msrs(HV_CRASH_PARAMS)
+            error_report("guest panicked; Hyper-V crash parameters: " +
+                         " ".join(f"{params.get(index, 0):#x}" for index in HV_CRASH_PARAMS))
+        elif kind not in (KVM_SYSTEM_EVENT_SHUTDOWN, KVM_SYSTEM_EVENT_RESET):
+            self._unknown(run)
+            return
+        if self.request_shutdown is not None:
+            self.request_shutdown()
+        else:
+            self._end(0, "guest asked the machine to shut down; there is no machine: exiting")
 
     def _fail_entry(self, run) -> None:
         reason = run.fail_entry.hardware_entry_failure_reason

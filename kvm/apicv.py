@@ -205,10 +205,6 @@ def handle_tpr_below_threshold(vcpu):
     return None   # only without virtual-interrupt delivery; the TPR threshold stays 0
 
 
-def is_x2apic_msr_exit(vcpu, index: int) -> bool:
-    return vcpu.apicv.enabled and vcpu.apicv.x2apic and index in X2APIC_MSRS
-
-
 APICV_EXIT_HANDLERS = {
     vmx.EXIT_REASON_APIC_ACCESS: handle_apic_access,
     vmx.EXIT_REASON_APIC_WRITE: handle_apic_write,

@@ -3,8 +3,8 @@ emulate the faulting instruction with the core's own decoder and executor."""
 
 from kvm import vmx
 from kvm._silicon import lib
-from kvm.constants import (KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_DELIVERY_EV,
-                           KVM_INTERNAL_ERROR_EMULATION)
+from kvm.constants import KVM_EXIT_MMIO
+from kvm.internal_errors import delivery_event_error, emulation_failure
 
 EMUL_DONE, EMUL_NEED_READ, EMUL_WRITE, EMUL_FAULT, EMUL_EPT_FAULT, EMUL_UNHANDLEABLE = range(6)
 
@@ -18,11 +18,7 @@ def handle_ept_violation(vcpu):
         return None
     vectoring = vcpu.vmread(vmx.IDT_VECTORING_INFO_FIELD)
     if vectoring & vmx.INTR_INFO_VALID_MASK:
-        # MMIO while an event was being delivered (its stack or IDT outside RAM): there is
-        # no instruction to emulate, and KVM reports it as this error
-        vcpu.kvm_run.internal.suberror = KVM_INTERNAL_ERROR_DELIVERY_EV
-        vcpu.kvm_run.internal.data = (vectoring, vmx.EXIT_REASON_EPT_VIOLATION, qual, gpa)
-        return KVM_EXIT_INTERNAL_ERROR
+        return delivery_event_error(vcpu, vectoring, mmio=True)
     vcpu.mmio.gpa = gpa
     vcpu.mmio.has_read_data = 0
     return emulate_mmio(vcpu)
@@ -70,6 +66,4 @@ def emulate_mmio(vcpu):
                 vcpu.completion = complete_read
             return KVM_EXIT_MMIO
         break
-    run.internal.suberror = KVM_INTERNAL_ERROR_EMULATION
-    run.internal.data = (m.result, m.gpa)
-    return KVM_EXIT_INTERNAL_ERROR
+    return emulation_failure(vcpu)

@@ -283,9 +283,19 @@ class FakeVm:
         self.vcpus = []
         self.capabilities = {}
         self.msr_filter = None
+        self.irqchip = None
 
     def enable_cap(self, cap, *args):
         self.capabilities[cap] = args
+
+    def create_irqchip(self, chip):
+        self.irqchip = chip
+
+    def irq_line(self, irq, level):
+        self.irqchip.set_irq(irq, level)
+
+    def signal_msi(self, address, data):
+        return self.irqchip.deliver_msi(address, data)
 
     def set_msr_filter(self, msr_filter):
         self.msr_filter = msr_filter

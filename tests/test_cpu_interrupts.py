@@ -58,6 +58,15 @@ class FakeVm:
     def set_msr_filter(self, msr_filter):
         pass
 
+    def create_irqchip(self, chip):
+        self.irqchip = chip
+
+    def irq_line(self, irq, level):
+        self.irqchip.set_irq(irq, level)
+
+    def signal_msi(self, address, data):
+        return self.irqchip.deliver_msi(address, data)
+
 
 class Machine:
     def __init__(self, cpus=2):
@@ -205,7 +214,9 @@ def test_irqchip_state_round_trip():
     def chip():
         irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2,
                             apicv=False)
-        irqchip.attach(FakeVm(), [Vcpu(), Vcpu()], [])
+        vm = FakeVm()
+        vm.create_irqchip(irqchip)
+        irqchip.attach(vm, [Vcpu(), Vcpu()], [])
         return irqchip
     a = chip()
     a.line.set_irq(0, 1)

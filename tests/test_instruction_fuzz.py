@@ -34,8 +34,9 @@ def test_an_exception_whose_stack_is_mmio_is_reported_as_kvm_does():
     run = g.run(watchdog=5.0)
     assert run.exit_reason == KVM_EXIT_INTERNAL_ERROR
     assert run.internal.suberror == KVM_INTERNAL_ERROR_DELIVERY_EV
-    vectoring, reason, _, gpa = run.internal.data
+    vectoring, reason, _, gpa, cpu = run.internal.data
     assert vectoring & 0xFF == 6 and reason == 48 and gpa == 0xFFFFFFFC      # the first push, EFLAGS
+    assert cpu == 0
 
 
 def sanitizer_build(out: Path) -> Path:
