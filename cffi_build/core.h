@@ -140,7 +140,8 @@ enum { EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5, 
        EXC_PF = 14, EXC_MF = 16, EXC_AC = 17, EXC_MC = 18, EXC_XM = 19 };
 
 /* lazy flags: which operation produced the arithmetic flags */
-enum { LF_NONE, LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC };
+/* LF_MUL (IMUL's two- and three-operand forms): lf_a is 1 if the product overflowed */
+enum { LF_NONE, LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC, LF_MUL };
 
 /* ---- decoded instructions -------------------------------------------------------- */
 
@@ -171,12 +172,18 @@ typedef struct insn {
     uint8_t flags_dead;  /* in a block: runs without computing the flags, which a later
                           * instruction overwrites unseen (exec_fast.c); alone it would
                           * be wrong */
-    uint8_t plain;       /* in a block: a register instruction that cannot fault, branch
-                          * or end the block and reads neither RIP nor next_rip */
+    uint8_t kind;        /* in a block, how run.c's loop runs it (enum insn_kind) */
+    uint16_t rip_off;    /* in a block: its distance from the block's first byte */
     int64_t disp;
     uint64_t imm;
     uint64_t imm2;
 } insn_t;
+
+/* INSN_PLAIN: a register instruction that cannot fault, branch or end the block and
+ * reads neither RIP nor next_rip.  INSN_MEMORY: may fault, VM-exit or stop the block
+ * (a memory access), but neither branches nor reads next_rip: it needs only RIP.
+ * INSN_FULL: anything (RIP and next_rip set; a changed next_rip is a branch). */
+enum insn_kind { INSN_FULL, INSN_PLAIN, INSN_MEMORY };
 
 #define PFX_REP 1
 #define PFX_REPNE 2
@@ -187,19 +194,22 @@ typedef struct block {
     uint32_t mode;       /* decode mode key (code size) */
     uint32_t gen;        /* page write generation when decoded */
     uint32_t *code_word; /* the page's current generation */
+    struct block *next;  /* the next block of its hash chain */
     uint32_t n;          /* decoded entries (a fused pair is one) */
     uint32_t fast_only;  /* every entry runs a handler of exec_fast.c: none can change
                           * RFLAGS.IF or the interruptibility state */
-    insn_t insns[BLOCK_MAX_INSNS];
+    insn_t insns[];      /* n of them (BLOCK_MAX_INSNS at most) */
 } block_t;
 
-#define BLOCK_CACHE_SIZE 4096
+/* Blocks are laid end to end in an arena and found through a hash table of chains by
+ * host-physical address; when the arena is full, all are dropped at once. */
+#define BLOCK_HASH_BITS 16
+#define BLOCK_ARENA_SIZE (32u << 20)
 
 /* Recently executed blocks by linear address: valid while the TLB has not been flushed
- * since (same epoch) and the block's page has not been written. */
+ * nor the blocks dropped since (same epoch) and the block's page has not been written. */
 typedef struct jump_cache_entry {
     uint64_t lin;
-    uint64_t hpa;        /* the block slot may since hold other code */
     uint32_t key;        /* code size | CPL 3 */
     uint32_t epoch;
     block_t *block;
@@ -219,6 +229,17 @@ typedef struct tlb_entry {
     uint32_t *code_word; /* the page's entry in ram_range_t.page_code */
     uint8_t global;
 } tlb_entry_t;
+
+/* Guest-physical mappings that EPT walks produced (SDM Vol. 3 29.4.1): a TLB fill's
+ * guest page-table reads and its final translation skip the walk when cached.  Dropped
+ * with the TLB by INVEPT and context changes (tlb_flush_all without keep_global). */
+typedef struct ept_cache_entry {
+    uint64_t gpa;        /* guest-physical page, or TLB_INVALID */
+    uint64_t hpa;        /* host-physical page */
+    uint8_t perms;       /* EPT R/W/X of the walk */
+    uint8_t dirty;       /* a write needs no walk to set the dirty flag */
+} ept_cache_entry_t;
+#define EPT_CACHE_SIZE 256
 
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
@@ -301,12 +322,13 @@ struct cpu {
     /* TLB (index 0: supervisor accesses, 1: user accesses) */
     tlb_entry_t tlb[2][TLB_SIZE];
     tlb_entry_t *tlb_cpl;      /* the half for the accesses of the CPL (mode.c keeps it) */
-    uint32_t tlb_epoch;  /* counts flushes, so cached lookups notice them */
+    uint32_t tlb_epoch;  /* counts TLB flushes and block drops, so cached lookups notice them */
     /* supervisor entries of user pages that RFLAGS.AC allowed under SMAP (indices into
      * tlb[0], a ring): clearing AC takes their data access away again */
     uint16_t smap_open[SMAP_OPEN_MAX];
     uint32_t smap_open_count;
     jump_cache_entry_t jump_cache[JUMP_CACHE_SIZE];
+    ept_cache_entry_t ept_cache[EPT_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
     int mtf_pending;     /* an MTF VM exit is due at the next instruction boundary */
     int failed_entry_check;   /* the VM-entry rule last broken (vmx_entry_checks.h), or 0 */
@@ -316,8 +338,10 @@ struct cpu {
     uint64_t dbg_watch[4];
     uint32_t timer_polls;
 
-    /* decoded blocks, direct-mapped by host-physical address */
-    block_t *blocks;
+    /* decoded blocks (run.c) */
+    block_t **block_hash;
+    uint8_t *block_arena;
+    size_t block_arena_used;
     insn_t scratch_insn;
 
     silicon_t *sil;
@@ -466,32 +490,42 @@ static inline void set_lazy(cpu_t *cpu, int op, int size, uint64_t res, uint64_t
 }
 /* Condition codes 0..15 as in Jcc/SETcc/CMOVcc; inlined so that a constant cc folds,
  * with the compare-and-branch cases answered from the lazy flags. */
-static inline int cond_true(cpu_t *cpu, int cc)
+static inline __attribute__((always_inline)) int cond_true(cpu_t *cpu, int cc)
 {
     int r;
-    if (cpu->lf_op == LF_SUB || cpu->lf_op == LF_LOGIC) {
-        /* the common compare/test + branch pair, without materializing flags */
+    if (cpu->lf_op != LF_NONE) {
+        /* the common compare/test + branch pair, and ZF, SF or an addition's CF after
+         * any operation, without materializing flags */
         int size = cpu->lf_size;
         uint64_t m = size_mask(size);
         uint64_t res = cpu->lf_res & m;
+        if ((cc >> 1) == 2) {
+            r = res == 0;
+            goto out;
+        }
+        if ((cc >> 1) == 4) {
+            r = (res >> (size * 8 - 1)) & 1;
+            goto out;
+        }
+        if (cpu->lf_op == LF_ADD && (cc >> 1) == 1) {
+            r = res < (cpu->lf_a & m);
+            goto out;
+        }
         if (cpu->lf_op == LF_SUB) {
             uint64_t a = cpu->lf_a & m, b = cpu->lf_b & m;
             int64_t sa = (int64_t)sign_extend(a, size), sb = (int64_t)sign_extend(b, size);
             switch (cc >> 1) {
             case 1: r = a < b; goto out;             /* B */
-            case 2: r = res == 0; goto out;          /* Z */
             case 3: r = a <= b; goto out;            /* BE */
             case 6: r = sa < sb; goto out;           /* L */
             case 7: r = sa <= sb; goto out;          /* LE */
             }
-        } else {
+        } else if (cpu->lf_op == LF_LOGIC) {
             int64_t sr = (int64_t)sign_extend(res, size);
             switch (cc >> 1) {
             case 0: r = 0; goto out;                 /* O */
             case 1: r = 0; goto out;                 /* B */
-            case 2: r = res == 0; goto out;
-            case 3: r = res == 0; goto out;
-            case 4: r = sr < 0; goto out;            /* S */
+            case 3: r = res == 0; goto out;          /* BE: CF = 0 */
             case 6: r = sr < 0; goto out;            /* L: SF != OF, OF = 0 */
             case 7: r = res == 0 || sr < 0; goto out;
             }
@@ -523,6 +557,7 @@ static inline uint64_t lazy_carry(cpu_t *cpu)
     case LF_SUB: return (cpu->lf_a & m) < (cpu->lf_b & m);
     case LF_LOGIC: return 0;
     case LF_INC: case LF_DEC: return cpu->lf_carry_in;
+    case LF_MUL: return cpu->lf_a;
     default: return cpu_get_rflags(cpu) & F_CF;
     }
 }

@@ -54,6 +54,12 @@ uint64_t ept_translate(cpu_t *cpu, uint64_t gpa, int acc, int gla_valid, uint64_
 {
     uint64_t eptp = cpu->vc.eptp;
     int ad = (eptp & EPTP_AD_ENABLE) != 0;
+    ept_cache_entry_t *c = &cpu->ept_cache[(gpa >> 12) & (EPT_CACHE_SIZE - 1)];
+    uint64_t need = acc == ACC_READ ? EPT_READ : acc == ACC_WRITE ? EPT_WRITE : EPT_EXEC;
+    if (c->gpa == (gpa & PAGE_MASK) && (c->perms & need) && (acc != ACC_WRITE || c->dirty)) {
+        *writable = (c->perms & EPT_WRITE) != 0;
+        return c->hpa | (gpa & 0xfff);
+    }
     uint64_t table = eptp & EPT_ADDR_MASK;
     uint64_t perms = 7;
     if (gpa >> 48)
@@ -84,7 +90,12 @@ uint64_t ept_translate(cpu_t *cpu, uint64_t gpa, int acc, int gla_valid, uint64_
                 ept_violation(cpu, gpa, acc, perms, gla_valid, gla, is_final);
             *writable = (perms & EPT_WRITE) != 0;
             uint64_t page_size = 1ull << (12 + 9 * (level - 1));
-            return (e & EPT_ADDR_MASK & ~(page_size - 1)) | (gpa & (page_size - 1));
+            uint64_t hpa = (e & EPT_ADDR_MASK & ~(page_size - 1)) | (gpa & (page_size - 1));
+            c->gpa = gpa & PAGE_MASK;
+            c->hpa = hpa & PAGE_MASK;
+            c->perms = (uint8_t)perms;
+            c->dirty = !ad || acc == ACC_WRITE;
+            return hpa;
         }
         table = e & EPT_ADDR_MASK;
     }

@@ -105,7 +105,34 @@ static const alu_byte_table_t alu1[9] = {
     ALU_BYTE_ENTRY(add), ALU_BYTE_ENTRY(or), {0}, {0}, ALU_BYTE_ENTRY(and), ALU_BYTE_ENTRY(sub),
     ALU_BYTE_ENTRY(xor), ALU_BYTE_ENTRY(cmp), ALU_BYTE_ENTRY(test) };
 
-/* ---- SHL/SHR/SAR of a register by a constant (flags as op_shift computes them) ---- */
+/* byte operations on AL..R15B (not AH..BH): the rest of the register stays */
+#define SET_LOW_BYTE(r) (cpu->gpr[i->rm] = (cpu->gpr[i->rm] & ~0xffull) | (uint8_t)(r))
+#define ALU_REG_BYTE(op)                                                               \
+    static void op##_rr1(cpu_t *cpu, const insn_t *i)                                 \
+    {                                                                                  \
+        uint8_t a = (uint8_t)cpu->gpr[i->rm], b = (uint8_t)cpu->gpr[i->reg];           \
+        uint8_t r = (uint8_t)OPR_##op(a, b);                                           \
+        set_lazy(cpu, LF_##op, 1, r, a, b);                                            \
+        if (WRITES_##op) SET_LOW_BYTE(r);                                              \
+    }                                                                                  \
+    static void op##_ri1(cpu_t *cpu, const insn_t *i)                                 \
+    {                                                                                  \
+        uint8_t a = (uint8_t)cpu->gpr[i->rm], b = (uint8_t)i->imm, r = (uint8_t)OPR_##op(a, b); \
+        set_lazy(cpu, LF_##op, 1, r, a, b);                                            \
+        if (WRITES_##op) SET_LOW_BYTE(r);                                              \
+    }                                                                                  \
+    static void op##_rr1_nf(cpu_t *cpu, const insn_t *i)                              \
+    { if (WRITES_##op) SET_LOW_BYTE(OPR_##op((uint8_t)cpu->gpr[i->rm], (uint8_t)cpu->gpr[i->reg])); } \
+    static void op##_ri1_nf(cpu_t *cpu, const insn_t *i)                              \
+    { if (WRITES_##op) SET_LOW_BYTE(OPR_##op((uint8_t)cpu->gpr[i->rm], (uint8_t)i->imm)); }
+ALU_OPS(ALU_REG_BYTE)
+typedef struct alu_reg_byte_table { insn_fn rr, ri; } alu_reg_byte_table_t;
+#define ALU_REG_BYTE_ENTRY(op) { op##_rr1, op##_ri1 }
+static const alu_reg_byte_table_t alu1r[9] = {
+    ALU_REG_BYTE_ENTRY(add), ALU_REG_BYTE_ENTRY(or), {0}, {0}, ALU_REG_BYTE_ENTRY(and),
+    ALU_REG_BYTE_ENTRY(sub), ALU_REG_BYTE_ENTRY(xor), ALU_REG_BYTE_ENTRY(cmp), ALU_REG_BYTE_ENTRY(test) };
+
+/* ---- SHL/SHR/SAR of a register by a constant or CL (flags as op_shift computes them) ---- */
 
 static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of, int size)
 {
@@ -117,35 +144,36 @@ static inline void shift_flags(cpu_t *cpu, uint64_t r, uint64_t cf, uint64_t of,
 /* a zero count changes nothing, but a 32-bit destination is still written (zero-extended) */
 #define ZERO_COUNT(S) do { if ((S) == 4) cpu->gpr[i->rm] = (uint32_t)cpu->gpr[i->rm]; return; } while (0)
 
-#define SHIFTS_IMM(T, S, MASK)                                                         \
-    static void shl_ri##S(cpu_t *cpu, const insn_t *i)                                \
+#define SHIFTS(T, S, MASK, form, COUNT)                                                \
+    static void shl_##form##S(cpu_t *cpu, const insn_t *i)                             \
     {                                                                                  \
-        unsigned c = (unsigned)i->imm & MASK;                                          \
+        unsigned c = (unsigned)(COUNT) & MASK;                                          \
         if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm], r = (T)(a << c);                                     \
         uint64_t cf = (a >> (S * 8 - c)) & 1;                                          \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, cf, ((r >> (S * 8 - 1)) & 1) ^ cf, S);                     \
     }                                                                                  \
-    static void shr_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    static void shr_##form##S(cpu_t *cpu, const insn_t *i)                             \
     {                                                                                  \
-        unsigned c = (unsigned)i->imm & MASK;                                          \
+        unsigned c = (unsigned)(COUNT) & MASK;                                          \
         if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm], r = (T)(a >> c);                                     \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, (a >> (c - 1)) & 1, (a >> (S * 8 - 1)) & 1, S);            \
     }                                                                                  \
-    static void sar_ri##S(cpu_t *cpu, const insn_t *i)                                \
+    static void sar_##form##S(cpu_t *cpu, const insn_t *i)                             \
     {                                                                                  \
-        unsigned c = (unsigned)i->imm & MASK;                                          \
+        unsigned c = (unsigned)(COUNT) & MASK;                                          \
         if (!c) ZERO_COUNT(S);                                                         \
         T a = (T)cpu->gpr[i->rm];                                                      \
         T r = (T)((int64_t)sign_extend(a, S) >> c);                                    \
         cpu->gpr[i->rm] = r;                                                           \
         shift_flags(cpu, r, ((int64_t)sign_extend(a, S) >> (c - 1)) & 1, 0, S);        \
     }
-SHIFTS_IMM(uint32_t, 4, 31)
-SHIFTS_IMM(uint64_t, 8, 63)
+SHIFTS(uint32_t, 4, 31, ri, i->imm) SHIFTS(uint64_t, 8, 63, ri, i->imm)
+/* by CL: a zero count leaves the flags as they were (FLAGS_READ below) */
+SHIFTS(uint32_t, 4, 31, rc, cpu->gpr[R_CX]) SHIFTS(uint64_t, 8, 63, rc, cpu->gpr[R_CX])
 
 /* with a count that is not zero (dead_flags only uses these then) */
 #define SHIFTS_IMM_NF(T, S, MASK)                                                      \
@@ -182,6 +210,7 @@ static void mov_store_imm2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg,
 static void mov_store_imm4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, i->imm); }
 static void mov_store_imm8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, i->imm); }
 static void mov_store1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, reg_read(cpu, i->reg, 1)); }
+static void mov_store2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 2, cpu->gpr[i->reg]); }
 static void movzx_load1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 1); }
 static void lea(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = ea_of(cpu, i) & size_mask(i->opsize); }
 
@@ -231,6 +260,8 @@ FUSED_FORMS(cmp)
 FUSED_FORMS(test)
 FUSED_FORMS(sub)
 FUSED_FORMS(and)
+CC16(FUSED, cmp, rr, uint8_t, 1) CC16(FUSED, cmp, ri, uint8_t, 1)
+CC16(FUSED, test, rr, uint8_t, 1) CC16(FUSED, test, ri, uint8_t, 1)
 CC16(FUSED_MEM, cmp, mi, uint8_t, 1) CC16(FUSED_MEM, cmp, mi, uint32_t, 4) CC16(FUSED_MEM, cmp, mi, uint64_t, 8)
 CC16(FUSED_MEM, cmp, rm, uint32_t, 4) CC16(FUSED_MEM, cmp, rm, uint64_t, 8)
 CC16(FUSED_MEM, cmp, mr, uint32_t, 4) CC16(FUSED_MEM, cmp, mr, uint64_t, 8)
@@ -247,6 +278,7 @@ static const struct fusable { insn_fn alone; insn_fn with_jcc[16]; } fusable[] =
     FUSABLE_REG(cmp), FUSABLE_REG(test), FUSABLE_REG(sub), FUSABLE_REG(and),
     FUSABLE(cmp, mi, 1), FUSABLE(cmp, mi, 4), FUSABLE(cmp, mi, 8), FUSABLE(cmp, rm, 4), FUSABLE(cmp, rm, 8),
     FUSABLE(cmp, mr, 4), FUSABLE(cmp, mr, 8), FUSABLE(test, mi, 1), FUSABLE(test, mi, 4),
+    FUSABLE(cmp, rr, 1), FUSABLE(cmp, ri, 1), FUSABLE(test, rr, 1), FUSABLE(test, ri, 1),
 };
 
 /* Fuse a specialized compare with the Jcc that follows it; returns 1 if done (the Jcc
@@ -301,9 +333,170 @@ NOTNEG(uint32_t, 4) NOTNEG(uint64_t, 8)
 static void neg_r4_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (uint32_t)(0 - (uint32_t)cpu->gpr[i->rm]); }
 static void neg_r8_nf(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = 0 - cpu->gpr[i->rm]; }
 
+/* ---- ADC and SBB of registers (they read CF) ---- */
+
+#define ADC_SBB(name, T, S, OPR, lf, src)                                              \
+    static void name(cpu_t *cpu, const insn_t *i)                                      \
+    {                                                                                  \
+        uint64_t c = lazy_carry(cpu);                                                  \
+        T a = (T)cpu->gpr[i->rm], b = (T)(src), r = (T)(a OPR b OPR (T)c);             \
+        cpu->gpr[i->rm] = r;                                                           \
+        set_lazy(cpu, lf, S, r, a, b);                                                 \
+        cpu->lf_carry_in = c;                                                          \
+    }
+ADC_SBB(adc_rr4, uint32_t, 4, +, LF_ADC, cpu->gpr[i->reg]) ADC_SBB(adc_rr8, uint64_t, 8, +, LF_ADC, cpu->gpr[i->reg])
+ADC_SBB(adc_ri4, uint32_t, 4, +, LF_ADC, i->imm) ADC_SBB(adc_ri8, uint64_t, 8, +, LF_ADC, i->imm)
+ADC_SBB(sbb_rr4, uint32_t, 4, -, LF_SBB, cpu->gpr[i->reg]) ADC_SBB(sbb_rr8, uint64_t, 8, -, LF_SBB, cpu->gpr[i->reg])
+ADC_SBB(sbb_ri4, uint32_t, 4, -, LF_SBB, i->imm) ADC_SBB(sbb_ri8, uint64_t, 8, -, LF_SBB, i->imm)
+
+/* ---- IMUL reg, reg (and reg, reg, imm): CF and OF say whether the product overflowed ---- */
+
+#define IMUL(S, T, ST, WIDE)                                                           \
+    static void imul_rr##S(cpu_t *cpu, const insn_t *i)                               \
+    {                                                                                  \
+        WIDE p = (WIDE)(ST)cpu->gpr[i->reg] * (ST)cpu->gpr[i->rm];                     \
+        T lo = (T)p;                                                                   \
+        cpu->gpr[i->reg] = lo;                                                         \
+        set_lazy(cpu, LF_MUL, S, lo, p != (WIDE)(ST)lo, 0);                            \
+    }                                                                                  \
+    static void imul_rri##S(cpu_t *cpu, const insn_t *i)                              \
+    {                                                                                  \
+        WIDE p = (WIDE)(ST)cpu->gpr[i->rm] * (ST)i->imm;                               \
+        T lo = (T)p;                                                                   \
+        cpu->gpr[i->reg] = lo;                                                         \
+        set_lazy(cpu, LF_MUL, S, lo, p != (WIDE)(ST)lo, 0);                            \
+    }                                                                                  \
+    static void imul_rr##S##_nf(cpu_t *cpu, const insn_t *i)                          \
+    { cpu->gpr[i->reg] = (T)((T)cpu->gpr[i->reg] * (T)cpu->gpr[i->rm]); }              \
+    static void imul_rri##S##_nf(cpu_t *cpu, const insn_t *i)                         \
+    { cpu->gpr[i->reg] = (T)((T)cpu->gpr[i->rm] * (T)i->imm); }
+IMUL(4, uint32_t, int32_t, int64_t)
+IMUL(8, uint64_t, int64_t, __int128)
+
+/* ---- MOVZX, MOVSX and MOVSXD into a 32- or 64-bit register (written whole) ---- */
+
+static void movzx_rr1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (uint8_t)cpu->gpr[i->rm]; }
+static void movzx_rr2(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (uint16_t)cpu->gpr[i->rm]; }
+static void movzx_load2(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 2); }
+#define MOVSX(name, T, ST, src) \
+    static void name(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (T)(int64_t)(ST)(src); }
+MOVSX(movsx_rr1_4, uint32_t, int8_t, cpu->gpr[i->rm]) MOVSX(movsx_rr1_8, uint64_t, int8_t, cpu->gpr[i->rm])
+MOVSX(movsx_rr2_4, uint32_t, int16_t, cpu->gpr[i->rm]) MOVSX(movsx_rr2_8, uint64_t, int16_t, cpu->gpr[i->rm])
+MOVSX(movsxd_rr, uint64_t, int32_t, cpu->gpr[i->rm])
+MOVSX(movsxd_load, uint64_t, int32_t, mem_read(cpu, i->seg, ea_of(cpu, i), 4))
+
+/* ---- CMOVcc and SETcc of registers (SETcc: AL..R15B): they read the flags ---- */
+
+#define CMOV_SET(cc)                                                                   \
+    static void cmov##cc##_4(cpu_t *cpu, const insn_t *i)                             \
+    { cpu->gpr[i->reg] = cond_true(cpu, cc) ? (uint32_t)cpu->gpr[i->rm] : (uint32_t)cpu->gpr[i->reg]; } \
+    static void cmov##cc##_8(cpu_t *cpu, const insn_t *i)                             \
+    { if (cond_true(cpu, cc)) cpu->gpr[i->reg] = cpu->gpr[i->rm]; }                     \
+    static void set##cc(cpu_t *cpu, const insn_t *i) { SET_LOW_BYTE(cond_true(cpu, cc)); }
+CMOV_SET(0) CMOV_SET(1) CMOV_SET(2) CMOV_SET(3) CMOV_SET(4) CMOV_SET(5) CMOV_SET(6) CMOV_SET(7)
+CMOV_SET(8) CMOV_SET(9) CMOV_SET(10) CMOV_SET(11) CMOV_SET(12) CMOV_SET(13) CMOV_SET(14) CMOV_SET(15)
+#define CC_TABLE(prefix, suffix) { prefix##0##suffix, prefix##1##suffix, prefix##2##suffix,      \
+    prefix##3##suffix, prefix##4##suffix, prefix##5##suffix, prefix##6##suffix, prefix##7##suffix, \
+    prefix##8##suffix, prefix##9##suffix, prefix##10##suffix, prefix##11##suffix, prefix##12##suffix, \
+    prefix##13##suffix, prefix##14##suffix, prefix##15##suffix }
+static const insn_fn cmov4[16] = CC_TABLE(cmov, _4), cmov8[16] = CC_TABLE(cmov, _8), setcc[16] = CC_TABLE(set, );
+
+/* ---- PUSH and POP of a 64-bit register (64-bit mode: the stack pointer does not wrap) ---- */
+
+static void push_r8(cpu_t *cpu, const insn_t *i)
+{
+    uint64_t v = cpu->gpr[i->rm], sp = cpu->gpr[R_SP] - 8;   /* PUSH RSP pushes the old value */
+    mem_write(cpu, S_SS, sp, 8, v);
+    cpu->gpr[R_SP] = sp;
+}
+
+static void pop_r8(cpu_t *cpu, const insn_t *i)
+{
+    uint64_t sp = cpu->gpr[R_SP], v = mem_read(cpu, S_SS, sp, 8);
+    cpu->gpr[R_SP] = sp + 8;
+    cpu->gpr[i->rm] = v;   /* POP RSP: the value popped */
+}
+
+/* Register forms that exec_fast.c's tables did not cover (the value of `i->fn`
+ * decides; a byte register must be one of AL..R15B). */
+static int specialize_more(insn_t *i)
+{
+    int s = i->opsize, low = !i->has_mem && i->rm < REG_HIGH_BYTE;
+    insn_fn fn = i->fn;
+    if (s == 1) {
+        if (!low || i->lock)
+            return 0;
+        int test = fn == op_test_rm_r || fn == op_test_rm_imm, op = test ? 8 : i->op;
+        if (fn == op_setcc) {
+            i->fn = setcc[i->opcode & 0xf];
+            return 1;
+        }
+        if (!(fn == op_alu_rm_r || fn == op_alu_r_rm || fn == op_alu_rm_imm || test) || !alu1r[op].rr)
+            return 0;
+        if (fn == op_alu_rm_imm || fn == op_test_rm_imm) {
+            i->fn = alu1r[op].ri;
+            return 1;
+        }
+        if (i->reg >= REG_HIGH_BYTE)
+            return 0;
+        if (fn == op_alu_r_rm) {   /* reg OP= rm: swap so that rm names the destination */
+            uint8_t r = i->reg;
+            i->reg = i->rm;
+            i->rm = r;
+        }
+        i->fn = alu1r[op].rr;
+        return 1;
+    }
+    if (s != 4 && s != 8)
+        return 0;
+    int w = s == 8;
+    if (fn == op_movzx || fn == op_movsx) {
+        int two = i->opcode & 1;   /* B7 and BF read a word */
+        if (i->has_mem) {
+            if (fn == op_movzx && two)
+                i->fn = movzx_load2;
+            return i->fn != fn;
+        }
+        if (!two && !low)
+            return 0;
+        static const insn_fn forms[2][2][2] = {   /* [movsx][word][64-bit] */
+            { { movzx_rr1, movzx_rr1 }, { movzx_rr2, movzx_rr2 } },
+            { { movsx_rr1_4, movsx_rr1_8 }, { movsx_rr2_4, movsx_rr2_8 } } };
+        i->fn = forms[fn == op_movsx][two][w];
+        return 1;
+    }
+    if (fn == op_movsxd && w) {   /* a 64-bit operand: 64-bit mode */
+        i->fn = i->has_mem ? movsxd_load : movsxd_rr;
+        return 1;
+    }
+    if (i->has_mem)
+        return 0;
+    if (fn == op_cmovcc) {
+        i->fn = (w ? cmov8 : cmov4)[i->opcode & 0xf];
+    } else if (fn == op_imul_r_rm || fn == op_imul_r_rm_imm) {
+        static const insn_fn forms[2][2] = { { imul_rr4, imul_rri4 }, { imul_rr8, imul_rri8 } };
+        i->fn = forms[w][fn == op_imul_r_rm_imm];
+    } else if ((fn == op_alu_rm_r || fn == op_alu_r_rm || fn == op_alu_rm_imm) &&
+               (i->op == 2 || i->op == 3) && !i->lock) {
+        static const insn_fn forms[2][2][2] = {   /* [sbb][imm][64-bit] */
+            { { adc_rr4, adc_rr8 }, { adc_ri4, adc_ri8 } }, { { sbb_rr4, sbb_rr8 }, { sbb_ri4, sbb_ri8 } } };
+        if (fn == op_alu_r_rm) {
+            uint8_t r = i->reg;
+            i->reg = i->rm;
+            i->rm = r;
+        }
+        i->fn = forms[i->op == 3][fn == op_alu_rm_imm][w];
+    } else if ((fn == op_push_rm || fn == op_pop_rm) && w) {
+        i->fn = fn == op_push_rm ? push_r8 : pop_r8;
+    }
+    return i->fn != fn;
+}
+
 /* Replace the generic handler of `i` by a specialized one where the form allows. */
 void specialize_insn(insn_t *i)
 {
+    if (specialize_more(i))
+        return;
     int s = i->opsize;
     if (i->fn == op_shift && !i->has_mem && (s == 4 || s == 8) &&
         (i->opcode == 0xc1 || i->opcode == 0xd1) && (i->op == 4 || i->op == 5 || i->op == 7)) {
@@ -312,6 +505,14 @@ void specialize_insn(insn_t *i)
         static const insn_fn shifts[2][8] = {
             [0] = { [4] = shl_ri4, [5] = shr_ri4, [7] = sar_ri4 },
             [1] = { [4] = shl_ri8, [5] = shr_ri8, [7] = sar_ri8 } };
+        i->fn = shifts[s == 8][i->op];
+        return;
+    }
+    if (i->fn == op_shift && !i->has_mem && (s == 4 || s == 8) && i->opcode == 0xd3 &&
+        (i->op == 4 || i->op == 5 || i->op == 7)) {
+        static const insn_fn shifts[2][8] = {
+            [0] = { [4] = shl_rc4, [5] = shr_rc4, [7] = sar_rc4 },
+            [1] = { [4] = shl_rc8, [5] = shr_rc8, [7] = sar_rc8 } };
         i->fn = shifts[s == 8][i->op];
         return;
     }
@@ -330,8 +531,8 @@ void specialize_insn(insn_t *i)
         return;
     }
     if (s != 4 && s != 8) {
-        if (i->fn == op_mov_rm_r && s == 1 && i->has_mem)
-            i->fn = mov_store1;
+        if (i->fn == op_mov_rm_r && i->has_mem)
+            i->fn = s == 1 ? mov_store1 : mov_store2;
         return;
     }
     if (i->fn == op_movzx && i->opcode == 0xb6 && i->has_mem) {
@@ -388,15 +589,32 @@ void specialize_insn(insn_t *i)
  * a system instruction), so only register instructions that cannot fault take part.
  * A whole block must run for this to hold: single steps decode afresh (run.c). ---- */
 
-enum { FLAGS_TRANSPARENT, FLAGS_WRITE_ALL, FLAGS_WRITE_SOME, FLAGS_WRITE_ALL_AND_LEAVE };
+enum { FLAGS_TRANSPARENT, FLAGS_WRITE_ALL, FLAGS_WRITE_SOME, FLAGS_WRITE_ALL_AND_LEAVE, FLAGS_READ };
 typedef struct flag_use { insn_fn fn, without_flags; uint8_t kind; } flag_use_t;
 
 #define FU_ALU(op, S) { op##_rr##S, op##_rr##S##_nf, FLAGS_WRITE_ALL }, { op##_ri##S, op##_ri##S##_nf, FLAGS_WRITE_ALL },
 #define FU_ALU_BOTH(op) FU_ALU(op, 4) FU_ALU(op, 8)
 #define FU_SHIFTS(S) { shl_ri##S, shl_ri##S##_nf, FLAGS_WRITE_ALL }, { shr_ri##S, shr_ri##S##_nf, FLAGS_WRITE_ALL }, \
                      { sar_ri##S, sar_ri##S##_nf, FLAGS_WRITE_ALL },
+#define FU_ALU_BYTE(op) { op##_rr1, op##_rr1_nf, FLAGS_WRITE_ALL }, { op##_ri1, op##_ri1_nf, FLAGS_WRITE_ALL },
+#define FU_CC(cc) { cmov##cc##_4, NULL, FLAGS_READ }, { cmov##cc##_8, NULL, FLAGS_READ }, \
+                  { set##cc, NULL, FLAGS_READ },
 static const flag_use_t flag_uses[] = {
     ALU_OPS(FU_ALU_BOTH)
+    ALU_OPS(FU_ALU_BYTE)
+    FU_CC(0) FU_CC(1) FU_CC(2) FU_CC(3) FU_CC(4) FU_CC(5) FU_CC(6) FU_CC(7)
+    FU_CC(8) FU_CC(9) FU_CC(10) FU_CC(11) FU_CC(12) FU_CC(13) FU_CC(14) FU_CC(15)
+    { shl_rc4, NULL, FLAGS_READ }, { shr_rc4, NULL, FLAGS_READ }, { sar_rc4, NULL, FLAGS_READ },
+    { shl_rc8, NULL, FLAGS_READ }, { shr_rc8, NULL, FLAGS_READ }, { sar_rc8, NULL, FLAGS_READ },
+    { imul_rr4, imul_rr4_nf, FLAGS_WRITE_ALL }, { imul_rr8, imul_rr8_nf, FLAGS_WRITE_ALL },
+    { imul_rri4, imul_rri4_nf, FLAGS_WRITE_ALL }, { imul_rri8, imul_rri8_nf, FLAGS_WRITE_ALL },
+    { adc_rr4, NULL, FLAGS_READ }, { adc_rr8, NULL, FLAGS_READ }, { adc_ri4, NULL, FLAGS_READ },
+    { adc_ri8, NULL, FLAGS_READ }, { sbb_rr4, NULL, FLAGS_READ }, { sbb_rr8, NULL, FLAGS_READ },
+    { sbb_ri4, NULL, FLAGS_READ }, { sbb_ri8, NULL, FLAGS_READ },
+    { movzx_rr1, NULL, FLAGS_TRANSPARENT }, { movzx_rr2, NULL, FLAGS_TRANSPARENT },
+    { movsx_rr1_4, NULL, FLAGS_TRANSPARENT }, { movsx_rr1_8, NULL, FLAGS_TRANSPARENT },
+    { movsx_rr2_4, NULL, FLAGS_TRANSPARENT }, { movsx_rr2_8, NULL, FLAGS_TRANSPARENT },
+    { movsxd_rr, NULL, FLAGS_TRANSPARENT },
     FU_SHIFTS(4) FU_SHIFTS(8)
     { neg_r4, neg_r4_nf, FLAGS_WRITE_ALL }, { neg_r8, neg_r8_nf, FLAGS_WRITE_ALL },
     { inc4, inc4_nf, FLAGS_WRITE_SOME }, { inc8, inc8_nf, FLAGS_WRITE_SOME },   /* CF stays */
@@ -404,6 +622,7 @@ static const flag_use_t flag_uses[] = {
     { not_r4, NULL, FLAGS_TRANSPARENT }, { not_r8, NULL, FLAGS_TRANSPARENT },
     { mov_rr4, NULL, FLAGS_TRANSPARENT }, { mov_rr8, NULL, FLAGS_TRANSPARENT },
     { mov_ri, NULL, FLAGS_TRANSPARENT }, { lea, NULL, FLAGS_TRANSPARENT },
+    { op_nop, NULL, FLAGS_TRANSPARENT },
 };
 
 static const flag_use_t *flag_use(const insn_t *in)
@@ -423,22 +642,53 @@ static const flag_use_t *flag_use(const insn_t *in)
     return NULL;   /* reads flags, may fault or exit, or may leave the block */
 }
 
-/* Dead flags, and the plain instructions (run.c) among those of the table: all are
- * register instructions that cannot fault, except a RIP-relative LEA. */
+/* The memory forms above: none branches, and none reads next_rip unless its operand is
+ * RIP-relative. */
+static int memory_form(insn_fn fn)
+{
+    static const insn_fn forms[] = {
+        mov_load4, mov_load8, mov_store4, mov_store8, mov_store1, mov_store2, movzx_load1,
+        mov_store_imm1, mov_store_imm2, mov_store_imm4, mov_store_imm8,
+        movzx_load2, movsxd_load, push_r8, pop_r8,
+    };
+    for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++)
+        if (fn == forms[k])
+            return 1;
+    for (int op = 0; op < 9; op++) {
+        if (alu1[op].mr && (fn == alu1[op].mr || fn == alu1[op].mi))
+            return 1;
+        for (int w = 0; w < 2; w++) {
+            const alu_table_t *t = w ? &alu8[op] : &alu4[op];
+            if (t->rr && (fn == t->rm || fn == t->mr || fn == t->mi))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Dead flags, and how run.c's loop runs each entry: the plain instructions among those
+ * of the table (all are register instructions that cannot fault, except a RIP-relative
+ * LEA), and the memory forms. */
 void optimize_block(block_t *b)
 {
     int live = 1;   /* whether the flags after instruction k can be seen */
     for (int k = (int)b->n - 1; k >= 0; k--) {
         insn_t *in = &b->insns[k];
         const flag_use_t *u = flag_use(in);
+        in->kind = !in->fused && !(in->has_mem && in->base == 0xfe) && memory_form(in->fn) ? INSN_MEMORY
+                                                                                               : INSN_FULL;
         if (!u) {
             live = 1;
             continue;
         }
-        in->plain = u->kind != FLAGS_WRITE_ALL_AND_LEAVE && !(in->fn == lea && in->base == 0xfe);
+        if (u->kind != FLAGS_WRITE_ALL_AND_LEAVE && !(in->fn == lea && in->base == 0xfe))
+            in->kind = INSN_PLAIN;
         switch (u->kind) {
         case FLAGS_WRITE_ALL_AND_LEAVE:
             live = 0;
+            break;
+        case FLAGS_READ:
+            live = 1;
             break;
         case FLAGS_WRITE_ALL:
         case FLAGS_WRITE_SOME:

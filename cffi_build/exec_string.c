@@ -51,11 +51,61 @@ static uint64_t initial_budget(cpu_t *cpu, const insn_t *i)
     return 1ull << 20;   /* bound one pass so kicks and timers are noticed */
 }
 
+/* Fast strings: the iterations of a forward REP MOVS/STOS that stay on the current page
+ * of an operand, if the TLB lets them reach it without the slow path (so no MMIO, no
+ * decoded code, no data breakpoint, no segment check): how many, at most `budget`, and
+ * the host pointer.  0 leaves the next iteration to the ordinary path, which fills the
+ * TLB or faults. */
+static uint64_t host_run(cpu_t *cpu, const insn_t *i, int seg, int reg, int acc, uint64_t budget,
+                         uint8_t **p)
+{
+    uint64_t off = cpu->gpr[reg] & amask(i);
+    if (!(cpu->seg_unchecked & (acc == ACC_WRITE ? 0x100u << seg : 1u << seg)))
+        return 0;
+    uint64_t lin = (off + cpu->seg_fast_base[seg]) & cpu->lin_mask;
+    tlb_entry_t *e = &cpu->tlb_cpl[(lin >> 12) & (TLB_SIZE - 1)];
+    if ((acc == ACC_WRITE ? e->tag_write : e->tag_read) != (lin & PAGE_MASK))
+        return 0;
+    uint64_t room = PAGE_SIZE - (lin & 0xfff);
+    if (i->addrsize != 8 && room > amask(i) - off + 1)
+        room = amask(i) - off + 1;   /* the offset wraps first */
+    uint64_t n = room / i->opsize, count = cpu->gpr[R_CX] & amask(i);
+    *p = (uint8_t *)(uintptr_t)(lin + e->addend);
+    return n < count ? (n < budget ? n : budget) : (count < budget ? count : budget);
+}
+
+/* n iterations done at once: the registers as if one by one */
+static void advance_run(cpu_t *cpu, const insn_t *i, int reg, uint64_t n)
+{
+    advance(cpu, reg, i, (int64_t)(n * i->opsize));
+    advance(cpu, R_CX, i, -(int64_t)n);
+}
+
 void op_movs(cpu_t *cpu, const insn_t *i)
 {
     uint64_t budget = initial_budget(cpu, i);
     int64_t d = step(cpu, i);
     while (!rep_done(cpu, i, &budget)) {
+        uint8_t *dst, *src;
+        uint64_t n = i->rep && d > 0 ? host_run(cpu, i, S_ES, R_DI, ACC_WRITE, budget, &dst) : 0;
+        if (n > 1)
+            n = host_run(cpu, i, i->seg, R_SI, ACC_READ, n, &src);
+        if (n > 1) {
+            size_t bytes = n * i->opsize;
+            if (dst <= src || dst >= src + bytes) {
+                memmove(dst, src, bytes);   /* as one by one: nothing read was written before */
+            } else {
+                for (size_t k = 0; k < bytes; k += i->opsize) {   /* a source the copy overtakes */
+                    uint64_t v;
+                    memcpy(&v, src + k, i->opsize);
+                    memcpy(dst + k, &v, i->opsize);
+                }
+            }
+            advance(cpu, R_SI, i, (int64_t)bytes);
+            advance_run(cpu, i, R_DI, n);
+            budget -= n;
+            continue;
+        }
         uint64_t v = mem_read(cpu, i->seg, cpu->gpr[R_SI] & amask(i), i->opsize);
         mem_write(cpu, S_ES, cpu->gpr[R_DI] & amask(i), i->opsize, v);
         advance(cpu, R_SI, i, d);
@@ -71,6 +121,19 @@ void op_stos(cpu_t *cpu, const insn_t *i)
     int64_t d = step(cpu, i);
     uint64_t v = reg_read(cpu, R_AX, i->opsize);
     while (!rep_done(cpu, i, &budget)) {
+        uint8_t *dst;
+        uint64_t n = i->rep && d > 0 ? host_run(cpu, i, S_ES, R_DI, ACC_WRITE, budget, &dst) : 0;
+        if (n > 1) {
+            if (i->opsize == 1) {
+                memset(dst, (int)v, n);
+            } else {
+                for (uint64_t k = 0; k < n; k++)
+                    memcpy(dst + k * i->opsize, &v, i->opsize);   /* little-endian host */
+            }
+            advance_run(cpu, i, R_DI, n);
+            budget -= n;
+            continue;
+        }
         mem_write(cpu, S_ES, cpu->gpr[R_DI] & amask(i), i->opsize, v);
         advance(cpu, R_DI, i, d);
         rep_count(cpu, i);

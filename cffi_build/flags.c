@@ -47,6 +47,9 @@ static uint64_t lazy_arith(const cpu_t *cpu)
         if (res == sign - 1) f |= F_OF;
         if ((res & 0xf) == 0xf) f |= F_AF;
         break;
+    case LF_MUL:   /* as exec_alu.c's mul_flags: AF clear */
+        f |= cpu->lf_a ? F_CF | F_OF : 0;
+        break;
     }
     return f;
 }

@@ -12,13 +12,14 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     cpu_t *cpu = calloc(1, sizeof(*cpu));
     if (!cpu)
         return NULL;
-    cpu->blocks = calloc(BLOCK_CACHE_SIZE, sizeof(block_t));
-    if (!cpu->blocks) {
+    cpu->block_hash = calloc((size_t)1 << BLOCK_HASH_BITS, sizeof(block_t *));
+    cpu->block_arena = malloc(BLOCK_ARENA_SIZE);   /* its pages are touched as it fills */
+    if (!cpu->block_hash || !cpu->block_arena) {
+        free(cpu->block_hash);
+        free(cpu->block_arena);
         free(cpu);
         return NULL;
     }
-    for (int k = 0; k < BLOCK_CACHE_SIZE; k++)
-        cpu->blocks[k].hpa = ~0ull;
     cpu->sil = sil;
     cpu->apic_id = apic_id;
     cpu->current_vmcs = NO_VMCS;
@@ -39,7 +40,8 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     pthread_mutex_lock(&sil->lock);
     if (sil->ncpus >= 256) {
         pthread_mutex_unlock(&sil->lock);
-        free(cpu->blocks);
+        free(cpu->block_hash);
+        free(cpu->block_arena);
         free(cpu);
         return NULL;
     }
@@ -65,7 +67,8 @@ void cpu_free(cpu_t *cpu)
     pthread_mutex_unlock(&sil->lock);
     pthread_mutex_destroy(&cpu->wait_lock);
     pthread_cond_destroy(&cpu->wait_cond);
-    free(cpu->blocks);
+    free(cpu->block_hash);
+    free(cpu->block_arena);
     free(cpu);
     silicon_release(sil);
 }
@@ -143,7 +146,27 @@ static inline uint64_t code_linear(cpu_t *cpu, uint64_t rip)
     return (cpu->seg_fast_base[S_CS] + rip) & cpu->lin_mask;
 }
 
-static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, uint32_t *code_word)
+/* Room at the arena's end for a block of BLOCK_MAX_INSNS; when there is none, every
+ * block is dropped, and the jump cache's entries with them (a new epoch). */
+static block_t *block_space(cpu_t *cpu)
+{
+    if (cpu->block_arena_used + sizeof(block_t) + BLOCK_MAX_INSNS * sizeof(insn_t) > BLOCK_ARENA_SIZE) {
+        memset(cpu->block_hash, 0, sizeof(block_t *) << BLOCK_HASH_BITS);
+        cpu->block_arena_used = 0;
+        cpu->tlb_epoch++;
+    }
+    return (block_t *)(cpu->block_arena + cpu->block_arena_used);
+}
+
+static inline block_t **block_bucket(cpu_t *cpu, uint64_t hpa)
+{
+    return &cpu->block_hash[(hpa * 0x9e3779b97f4a7c15ull) >> (64 - BLOCK_HASH_BITS)];
+}
+
+/* Decode the block at `lin` into the arena's free space; it joins the cache only once
+ * complete (decoding can leave through a fault: a page-crossing fetch from a page that
+ * is not mapped). */
+static block_t *build_block(cpu_t *cpu, uint64_t lin, uint64_t hpa, uint32_t *code_word)
 {
     uint32_t w = __atomic_load_n(code_word, __ATOMIC_ACQUIRE);
     if (!(w & 1)) {
@@ -151,17 +174,14 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
         tlb_drop_code_page_writes(cpu->sil, hpa & PAGE_MASK);
         w |= 1;
     }
-    /* Invalid until built: decoding can leave through a fault (a page-crossing fetch
-     * from a page that is not mapped), and a half-built block must never match. */
-    b->hpa = ~0ull;
-    b->gen = 0;
+    block_t *b = block_space(cpu);
     b->mode = (uint32_t)cpu->code_size;
     b->code_word = code_word;
     b->n = 0;
     b->fast_only = 1;
     uint8_t guest = 0;
-    uint64_t page_end = (lin & PAGE_MASK) + PAGE_SIZE;
-    while (b->n < BLOCK_MAX_INSNS) {
+    uint64_t first = lin, page_end = (lin & PAGE_MASK) + PAGE_SIZE;
+    while (b->n < BLOCK_MAX_INSNS && guest < UINT8_MAX) {
         insn_t *in = &b->insns[b->n];
         uint64_t h;
         int avail = (int)(page_end - lin);
@@ -172,11 +192,18 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
                 return NULL;   /* page-crossing instruction: execute it uncached */
             break;
         }
+        in->rip_off = (uint16_t)(lin - first);
         insn_fn generic = in->fn;
         specialize_insn(in);
-        b->fast_only &= in->fn != generic;
+        b->fast_only &= in->fn != generic || generic == op_nop;
         lin += in->len;
-        if (b->n > 0 && fuse_compare_branch(&b->insns[b->n - 1], in))
+        /* a NOP (function entries have two: ENDBR64 and ftrace's) gives its entry to the
+         * instruction after it: only the offsets of the entries say where they are */
+        int after_nop = b->n > 0 && b->insns[b->n - 1].fn == op_nop;
+        if (after_nop)
+            b->insns[--b->n] = *in;
+        in = &b->insns[b->n];
+        if (b->n > 0 && !after_nop && fuse_compare_branch(&b->insns[b->n - 1], in))
             in = &b->insns[b->n - 1];
         else
             b->n++;
@@ -189,6 +216,16 @@ static block_t *build_block(cpu_t *cpu, block_t *b, uint64_t lin, uint64_t hpa, 
     optimize_block(b);
     b->hpa = hpa;
     b->gen = w;
+    cpu->block_arena_used += (sizeof(block_t) + b->n * sizeof(insn_t) + 15) & ~(size_t)15;
+    /* the new block takes the place of a stale one of the same code */
+    block_t **link = block_bucket(cpu, hpa);
+    for (block_t **p = link; *p; p = &(*p)->next)
+        if ((*p)->hpa == hpa && (*p)->mode == b->mode) {
+            *p = (*p)->next;
+            break;
+        }
+    b->next = *link;
+    *link = b;
     return b;
 }
 
@@ -204,13 +241,14 @@ static __attribute__((noinline)) block_t *lookup_block_slow(cpu_t *cpu, uint64_t
             FAULT(cpu, EXC_UD);
     }
     uint64_t hpa = e->hpa | (lin & 0xfff);
-    block_t *b = &cpu->blocks[(hpa ^ (hpa >> 12)) & (BLOCK_CACHE_SIZE - 1)];
-    if (!(b->hpa == hpa && b->mode == (uint32_t)cpu->code_size &&
-          b->gen == __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE)))
-        b = build_block(cpu, b, lin, hpa, e->code_word);
+    uint32_t mode = (uint32_t)cpu->code_size;
+    block_t *b = *block_bucket(cpu, hpa);
+    while (b && !(b->hpa == hpa && b->mode == mode))
+        b = b->next;
+    if (!b || b->gen != __atomic_load_n(e->code_word, __ATOMIC_ACQUIRE))
+        b = build_block(cpu, lin, hpa, e->code_word);
     if (b) {
         jc->lin = lin;
-        jc->hpa = hpa;
         jc->key = key;
         jc->epoch = cpu->tlb_epoch;
         jc->block = b;
@@ -225,7 +263,7 @@ static inline block_t *lookup_block(cpu_t *cpu, uint64_t rip)
     jump_cache_entry_t *jc = &cpu->jump_cache[(lin ^ (lin >> 12)) & (JUMP_CACHE_SIZE - 1)];
     if (likely(jc->lin == lin && jc->key == key && jc->epoch == cpu->tlb_epoch)) {
         block_t *b = jc->block;
-        if (likely(b->hpa == jc->hpa && b->gen == __atomic_load_n(b->code_word, __ATOMIC_ACQUIRE)))
+        if (likely(b->gen == __atomic_load_n(b->code_word, __ATOMIC_ACQUIRE)))
             return b;
     }
     return lookup_block_slow(cpu, lin, key, jc);
@@ -243,7 +281,7 @@ static void execute_one(cpu_t *cpu, const insn_t *in)
 static void step_one(cpu_t *cpu)
 {
     block_t *b = lookup_block(cpu, cpu->rip);
-    if (b && !b->insns[0].fused && !b->insns[0].flags_dead) {
+    if (b && !b->insns[0].fused && !b->insns[0].flags_dead && b->insns[0].rip_off == 0) {
         execute_one(cpu, &b->insns[0]);
         return;
     }
@@ -435,8 +473,13 @@ static void boundary_events(cpu_t *cpu)
 static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
 {
     for (;;) {
-        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | boundary_controls_armed(cpu)))
+        /* whether the block must stop at its end for the boundary checks: it stays
+         * false while nothing in the block can open an interrupt or NMI window */
+        int armed = boundary_controls_armed(cpu);
+        if (unlikely(cpu->kicked | cpu->activity | (cpu->interruptibility & 3) | armed)) {
             boundary_events(cpu);
+            armed = boundary_controls_armed(cpu);
+        }
         if (unlikely(needs_checked_step(cpu))) {
             step_checked(cpu);
             continue;
@@ -450,39 +493,48 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
          * that could change its translation or its code happens without stop_block */
         uint64_t start = cpu->rip, rip = start;
         const insn_t *first = b->insns, *end = b->insns + b->n;
-        /* whether the block must stop at its end for the boundary checks: it stays
-         * false while nothing in the block can open an interrupt or NMI window */
-        int armed = boundary_controls_armed(cpu), recheck = !b->fast_only;
+        int recheck = !b->fast_only;
         cpu->stop_block = 0;
         for (;;) {
+            /* RIP stays in registers from one instruction to the next: an instruction's
+             * is the block's plus its offset, stored only for those that may fault or
+             * exit.  next_rip is stored only for the instructions that may branch, and
+             * only compared after them, so that a reload is not on the path of every
+             * instruction; a changed next_rip is a control transfer and ends the block. */
             const insn_t *in = first;
-            /* RIP stays in a register from one instruction to the next: the handler's
-             * next_rip is only compared, so that a store and a reload of it are not on
-             * the path of every instruction, and plain instructions do without both.
-             * A changed next_rip is a control transfer and ends the block. */
-            do {
-                if (in->plain) {
+            for (;;) {
+                if (in->kind == INSN_PLAIN) {
                     in->fn(cpu, in);
-                    rip += in->len;
-                    in++;
-                    continue;
-                }
-                uint64_t next = rip + in->len;
-                cpu->rip = rip;
-                cpu->next_rip = next;
-                in->fn(cpu, in);
-                in++;
-                if (unlikely(cpu->next_rip != next)) {
-                    rip = cpu->next_rip;
+                    if (++in < end)
+                        continue;
                     break;
                 }
-                rip = next;
-            } while (in < end && !cpu->stop_block);
-            cpu->rip = rip;
+                uint64_t at = start + in->rip_off;
+                cpu->rip = at;
+                if (in->kind == INSN_MEMORY) {
+                    in->fn(cpu, in);
+                    in++;
+                } else {
+                    uint64_t next = at + in->len;
+                    cpu->next_rip = next;
+                    in->fn(cpu, in);
+                    in++;
+                    if (unlikely(cpu->next_rip != next)) {
+                        rip = cpu->next_rip;
+                        goto left;
+                    }
+                }
+                if (in >= end || cpu->stop_block)
+                    break;
+            }
+            rip = start + in[-1].rip_off + in[-1].len;
+        left:
             cpu->retired += in[-1].guest_count;
-            if (rip != start || cpu->stop_block || cpu->kicked || armed ||
-                (recheck && boundary_controls_armed(cpu)))
-                break;
+            if (likely(rip == start) && !(cpu->stop_block | cpu->kicked | armed) &&
+                !(recheck && boundary_controls_armed(cpu)))
+                continue;
+            cpu->rip = rip;
+            break;
         }
     }
 }

@@ -5,6 +5,9 @@
 void tlb_flush_all(cpu_t *cpu, int keep_global)
 {
     cpu->tlb_epoch++;
+    if (!keep_global)
+        for (unsigned i = 0; i < EPT_CACHE_SIZE; i++)
+            cpu->ept_cache[i].gpa = TLB_INVALID;
     for (int u = 0; u < 2; u++)
         for (unsigned i = 0; i < TLB_SIZE; i++) {
             tlb_entry_t *e = &cpu->tlb[u][i];

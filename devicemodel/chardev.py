@@ -32,6 +32,7 @@ import tty
 from dataclasses import dataclass, field
 from typing import Optional
 
+from devicemodel.chardev_batch import OutputBatch
 from devicemodel.errors import ConfigError
 from devicemodel.qemu_opts import parse_opts, split_elements
 
@@ -65,10 +66,11 @@ class Chardev:
 
 
 class StdioChardev(Chardev):
-    """Standard output (flushed after every write so output is never held back) and, once
-    ``start_input`` is called, standard input.  A terminal is put in raw mode, as QEMU's
-    -nographic does, so keys reach the guest; QEMU's Ctrl-A escapes work (C-a x quits)
-    unless a multiplexer above handles them (``escapes=False``)."""
+    """Standard output (written in batches a few milliseconds after the front end's
+    writes, devicemodel/chardev_batch.py) and, once ``start_input`` is called, standard
+    input.  A terminal is put in raw mode, as QEMU's -nographic does, so keys reach the
+    guest; QEMU's Ctrl-A escapes work (C-a x quits) unless a multiplexer above handles
+    them (``escapes=False``)."""
 
     spec = "stdio"
 
@@ -76,6 +78,7 @@ class StdioChardev(Chardev):
         self.escapes = escapes
         self._broken = False
         self._saved_tty = None
+        self._out = OutputBatch(self._send)
 
     @property
     def is_terminal(self) -> bool:
@@ -131,6 +134,10 @@ class StdioChardev(Chardev):
                 deliver(bytes(out))
 
     def write(self, data: bytes) -> None:
+        if not self._broken:
+            self._out.write(data)
+
+    def _send(self, data: bytes) -> None:
         if self._broken:
             return
         out = sys.stdout  # looked up on each write: whoever redirected stdout gets the bytes
@@ -142,6 +149,7 @@ class StdioChardev(Chardev):
             self._broken = True  # the reader went away: drop output, as QEMU does
 
     def close(self) -> None:
+        self._out.close()
         if self._saved_tty is not None:
             fd, attrs = self._saved_tty
             termios.tcsetattr(fd, termios.TCSADRAIN, attrs)

@@ -124,6 +124,7 @@ class HostClock(_TimerQueue):
         self._paused_at: Optional[int] = None
         self._thread: Optional[threading.Thread] = None
         self._stopping = False
+        self._wake_at: Optional[int] = None   # while the thread waits: until when (None: a notify)
 
     def now_ns(self) -> int:
         paused_at = self._paused_at
@@ -147,7 +148,8 @@ class HostClock(_TimerQueue):
     def schedule(self, deadline_ns: int, callback: Callable[[], None]) -> TimerHandle:
         with self._cond:
             handle = super().schedule(deadline_ns, callback)
-            self._cond.notify()  # the thread may have to wake earlier
+            if self._wake_at is None or handle.deadline_ns < self._wake_at:
+                self._cond.notify()  # the thread has to wake earlier (a wakeup is dear)
             return handle
 
     def run_due(self) -> int:
@@ -190,8 +192,10 @@ class HostClock(_TimerQueue):
                         delay = deadline - self.now_ns()
                         if delay <= 0:
                             break
+                        self._wake_at = deadline
                         self._cond.wait(delay / NS_PER_SEC)
                     else:
+                        self._wake_at = None
                         self._cond.wait()
                 if self._stopping:
                     return

@@ -190,3 +190,86 @@ def test_retired_instructions_count_fused_pairs_and_side_exits():
     assert g.reg("rax") == 5050
     # mov, xor; add, test, jnz, sub, jnz in each round; jmp (HLT exits: it does not retire)
     assert g.vcpu.instructions_retired() - before == 2 + 5 * 100 + 1
+
+
+def test_register_forms_of_exec_fast_with_flags_dead_and_live():
+    # IMUL, MOVZX/MOVSX/MOVSXD, CMOVcc, SETcc, ADC/SBB, byte compares and PUSH/POP of
+    # registers, in one block of 64-bit code; the last IMUL's flags reach the HLT
+    g = KvmGuest("""
+        mov rax, 0x123456789
+        mov rbx, -3
+        imul rax, rbx
+        imul rcx, rax, 7
+        add rcx, 1
+        mov edx, 0x8081
+        movzx esi, dl
+        movsx edi, dl
+        movsx r8, dx
+        movsxd r9, edx
+        mov r10d, -5
+        movsxd r10, r10d
+        cmp esi, 0x81
+        cmove r11, rbx
+        setne r12b
+        sete r13b
+        mov r14, -1
+        add r14, 1
+        adc r15, 5
+        sbb r15, 2
+        mov bl, 0xe8
+        cmp bl, 0xe8
+        jne wrong
+        push rax
+        push rsp
+        pop rdx
+        pop rbp
+        mov eax, 0x40000000
+        imul eax, eax, 4
+        hlt
+    wrong:
+        ud2""", mode="long64")
+    g.set(r11=0, r12=0x100, r13=0x200, r15=10)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    r = g.vcpu.get_regs()
+    product = (0x123456789 * -3) & (2**64 - 1)
+    assert r.rbp == product
+    assert r.rcx == (product * 7 + 1) & (2**64 - 1)
+    assert (r.rsi, r.rdi, r.r8, r.r9, r.r10) == (0x81, 0xFFFFFF81, 2**64 - 0x7F7F, 0x8081, 2**64 - 5)
+    assert (r.r11, r.r12, r.r13) == (2**64 - 3, 0x100, 0x201)
+    assert r.r15 == 10 + 5 + 1 - 2                       # the add's carry in, no borrow out
+    assert r.rbx & 0xFF == 0xE8 and r.rbx >> 8 == (2**64 - 3) >> 8
+    assert r.rdx == r.rsp - 8                             # PUSH RSP pushed the old RSP
+    assert r.rax == 0 and r.rflags & (CF | OF) == CF | OF  # 2**30 * 4 overflows 32 bits
+
+
+def test_nops_take_no_entry_but_count_and_single_step():
+    # ENDBR64 and a multi-byte NOP at the block's start, a NOP (XCHG EAX, EAX) between a
+    # compare and its branch
+    source = """
+        endbr64
+        .byte 0x0f, 0x1f, 0x44, 0x00, 0x00     # ftrace's NOP
+        mov eax, 1
+        cmp eax, 1
+        nop
+        je yes
+        mov ebx, 1
+        hlt
+    yes:
+        mov ebx, 2
+        jmp done
+    done:
+        hlt"""
+    g = KvmGuest(source, mode="long64")
+    before = g.vcpu.instructions_retired()
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    # the HLT exits and does not retire (test_retired_instructions_count_...)
+    assert g.reg("rbx") == 2 and g.vcpu.instructions_retired() - before == 8
+    g = KvmGuest(source, mode="long64")
+    proc = g.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
+    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | vmx.CPU_BASED_MONITOR_TRAP_FLAG)
+    rips = []
+    for _ in range(7):
+        assert lib.root_vcpu_run(g.vcpu.root) == vmx.VMX_EXITED
+        assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
+        rips.append(g.vcpu.vmread(vmx.GUEST_RIP) - CODE_GPA)
+    assert rips == [4, 9, 14, 17, 18, 26, 31]   # after each instruction, the NOPs too

@@ -44,7 +44,7 @@ def timed(cmd):
 
 def run_pyhv(kernel: Path, iterations: int):
     cmd = [sys.executable, "-m", "devicemodel", "-kernel", str(kernel), "-nographic",
-           "-append", f"iterations={iterations}", "-d", "exits", *DEBUG_EXIT]
+           "-append", f"iterations={iterations}", "-d", "exits-summary", *DEBUG_EXIT]
     elapsed, r = timed(cmd)
     m = re.search(r"(\d+) guest instructions", r.stderr)
     if not m:
