@@ -17,43 +17,12 @@
 #include "format.h"
 #include "serial.h"
 #include "string.h"
-
-#define MMIO_BASE       0xfeb00000u
-#define MMIO_WINDOW     0x200u
-#define MMIO_WINDOWS    8
-
-#define REG_MAGIC           0x000
-#define REG_VERSION         0x004
-#define REG_DEVICE_ID       0x008
-#define REG_DEVICE_FEATURES 0x010
-#define REG_DEVICE_FEATURES_SEL 0x014
-#define REG_DRIVER_FEATURES 0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL       0x030
-#define REG_QUEUE_NUM_MAX   0x034
-#define REG_QUEUE_NUM       0x038
-#define REG_QUEUE_READY     0x044
-#define REG_QUEUE_NOTIFY    0x050
-#define REG_INTERRUPT_STATUS 0x060
-#define REG_INTERRUPT_ACK   0x064
-#define REG_STATUS          0x070
-#define REG_QUEUE_DESC      0x080
-#define REG_QUEUE_DRIVER    0x090
-#define REG_QUEUE_DEVICE    0x0a0
-#define REG_CONFIG          0x100
-
-#define STATUS_ACKNOWLEDGE  1
-#define STATUS_DRIVER       2
-#define STATUS_DRIVER_OK    4
-#define STATUS_FEATURES_OK  8
+#include "virtio.h"
 
 #define F_MAC           5
 #define F_MRG_RXBUF     15
 #define F_STATUS        16
 #define F_VERSION_1     32      /* bit 0 of the second feature word */
-
-#define DESC_F_NEXT     1
-#define DESC_F_WRITE    2
 
 #define RX 0
 #define TX 1
@@ -62,13 +31,6 @@
 #define HDR_LEN 12
 #define ETHERTYPE 0x88b5        /* IEEE 802 local experimental */
 #define PEER_FRAME_LEN 300
-
-struct desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-};
 
 struct queue {
     struct desc desc[QUEUE_SIZE] __attribute__((aligned(16)));

@@ -20,6 +20,7 @@
 #include "serial.h"
 #include "string.h"
 #include "trap.h"
+#include "virtio.h"
 
 #define VEC_MSIX_CONFIG 0x40
 #define VEC_MSIX_QUEUE  0x41
@@ -74,10 +75,6 @@
 #define BLK_F_DISCARD   13
 #define BLK_F_WRITE_ZEROES 14
 
-#define DESC_F_NEXT     1
-#define DESC_F_WRITE    2
-#define DESC_F_INDIRECT 4
-
 #define T_IN     0
 #define T_OUT    1
 #define T_FLUSH  4
@@ -89,19 +86,6 @@
 #define QUEUE_SIZE 16
 #define SECTOR 512
 #define IN_FLIGHT 3
-
-struct desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-};
-
-struct req_header {
-    uint32_t type;
-    uint32_t reserved;
-    uint64_t sector;
-};
 
 static struct desc ring_desc[QUEUE_SIZE] __attribute__((aligned(16)));
 static struct {
