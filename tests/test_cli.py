@@ -24,14 +24,6 @@ DEBUG_EXIT = ["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
 
 
 @pytest.fixture
-def no_vm(monkeypatch):
-    """Bad input must be refused before any VM is created."""
-    def refuse():
-        raise AssertionError("a VM was created")
-    monkeypatch.setattr(machine_module, "open_kvm", refuse)
-
-
-@pytest.fixture
 def fake(monkeypatch):
     """Runs get the fake kvm; set ``fake.script`` before calling main()."""
     kvm = FakeKvm()

@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-import devicemodel.machine as machine_module
 from devicemodel.block.drive import open_drive, parse_drive
 from devicemodel.block.image import BlockError
 from devicemodel.block.qcow2_format import QCOW2_MAGIC
@@ -26,11 +25,6 @@ def disk(tmp_path):
     path = tmp_path / "disk.img"
     path.write_bytes(bytes(MiB))
     return str(path)
-
-
-@pytest.fixture
-def no_vm(monkeypatch):
-    monkeypatch.setattr(machine_module, "open_kvm", lambda: pytest.fail("a VM was created"))
 
 
 def error_of(capsys, *argv):

@@ -4,7 +4,6 @@ names QEMU gives them, and the errors for what cannot be."""
 
 import pytest
 
-import devicemodel.machine as machine_module
 from devicemodel.block.drive import parse_drive
 from devicemodel.cli import main, parse_command_line
 from devicemodel.machine import Machine
@@ -17,11 +16,6 @@ def disk(tmp_path):
     path = tmp_path / "disk,1.img"                    # a comma, as QEMU's -hda allows
     path.write_bytes(bytes(MiB))
     return str(path)
-
-
-@pytest.fixture
-def no_vm(monkeypatch):
-    monkeypatch.setattr(machine_module, "open_kvm", lambda: pytest.fail("a VM was created"))
 
 
 def error_of(capsys, *argv):
