@@ -336,6 +336,7 @@ struct cpu {
     ept_cache_entry_t ept_cache[EPT_CACHE_SIZE];
     uint32_t boundary_controls; /* VM-execution controls that need checks between blocks */
     int mtf_pending;     /* an MTF VM exit is due at the next instruction boundary */
+    int failed_entry_check;   /* the VM-entry rule last broken (vmx_entry_checks.h), or 0 */
     /* debug.c: the breakpoints DR7 enables (bit n: DRn) and the data breakpoints
      * (address | R/W | LEN << 2) the TLB's entries were filled under */
     uint8_t dbg_exec, dbg_data;
@@ -594,6 +595,8 @@ int read_descriptor(cpu_t *cpu, uint16_t sel, uint64_t *desc_lo, uint64_t *desc_
 void desc_to_seg(seg_t *s, uint16_t sel, uint64_t lo, uint64_t hi);
 void mark_accessed(cpu_t *cpu, uint64_t addr, uint64_t *lo);
 uint64_t check_stack_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t *addr);
+/* SS:ESP for privilege level `dpl` from the TSS, with the new SS's checks (interrupt.c). */
+uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out);
 
 /* mem.c: linear-address access (through the TLB, guest paging and EPT) */
 uint64_t lin_read(cpu_t *cpu, uint64_t lin, int size, int user);
@@ -742,6 +745,7 @@ void write_cr4(cpu_t *cpu, uint64_t v);
 void write_cr3(cpu_t *cpu, uint64_t v);
 int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v);
 int msr_write(cpu_t *cpu, uint32_t idx, uint64_t v);
+int valid_pat(uint64_t v);   /* every IA32_PAT entry a memory type */
 uint64_t host_tsc(void);
 uint64_t tsc_ticks_to_ns(uint64_t ticks);
 uint64_t guest_tsc(cpu_t *cpu);

@@ -27,6 +27,11 @@ H(op_jmp_rel); H(op_jcc); H(op_call_rel); H(op_ret); H(op_jmp_rm); H(op_call_rm)
 H(op_jmp_far); H(op_call_far); H(op_retf); H(op_iret); H(op_int); H(op_int3); H(op_into);
 H(op_int1); H(op_loop); H(op_jcxz); H(op_bound);
 
+/* The control-transfer helpers that exec_control.c and exec_call_gate.c share. */
+void set_code_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t lo, uint64_t addr);
+int is_system_descriptor(cpu_t *cpu, uint16_t sel);
+void far_through_gate(cpu_t *cpu, uint16_t sel, int is_call);
+
 /* exec_fastcall.c */
 H(op_sysenter); H(op_sysexit); H(op_syscall); H(op_sysret);
 

@@ -47,7 +47,7 @@ static uint64_t check_code_segment(cpu_t *cpu, uint16_t sel, int is_return, uint
     uint32_t acc = (uint32_t)((lo >> 40) & 0xff);
     int dpl = (acc >> 5) & 3, rpl = sel & 3;
     if (!(acc & AR_S) || !(acc & 8))
-        FAULT_ERR(cpu, EXC_GP, sel & ~3u);   /* call gates and task switches are not modelled */
+        FAULT_ERR(cpu, EXC_GP, sel & ~3u);
     if (acc & 4) {
         if (dpl > (is_return ? rpl : cpu->cpl))
             FAULT_ERR(cpu, EXC_GP, sel & ~3u);
@@ -62,7 +62,7 @@ static uint64_t check_code_segment(cpu_t *cpu, uint16_t sel, int is_return, uint
 }
 
 /* Load CS with a checked descriptor; it runs at `cpl`. */
-static void set_code_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t lo, uint64_t addr)
+void set_code_segment(cpu_t *cpu, uint16_t sel, int cpl, uint64_t lo, uint64_t addr)
 {
     mark_accessed(cpu, addr, &lo);
     desc_to_seg(&cpu->seg[S_CS], (uint16_t)((sel & ~3u) | (uint32_t)cpl), lo, 0);
@@ -111,6 +111,12 @@ static void return_to_outer_level(cpu_t *cpu, uint16_t cs, uint16_t ss)
     cpu_update_segment_cache(cpu);
 }
 
+/* A far JMP or CALL whose selector names a system descriptor (exec_call_gate.c). */
+static int through_gate(cpu_t *cpu, uint16_t sel)
+{
+    return cpu->mode != MODE_REAL16 && cpu->mode != MODE_VM86 && is_system_descriptor(cpu, sel);
+}
+
 static void far_transfer(cpu_t *cpu, uint16_t sel, uint64_t offset, int opsize)
 {
     if (cpu->mode == MODE_REAL16 || cpu->mode == MODE_VM86) {
@@ -139,7 +145,10 @@ void op_jmp_far(cpu_t *cpu, const insn_t *i)
     uint16_t sel;
     uint64_t off;
     far_operand(cpu, i, &sel, &off);
-    far_transfer(cpu, sel, off, i->opsize);
+    if (through_gate(cpu, sel))
+        far_through_gate(cpu, sel, 0);
+    else
+        far_transfer(cpu, sel, off, i->opsize);
 }
 
 void op_call_far(cpu_t *cpu, const insn_t *i)
@@ -147,6 +156,10 @@ void op_call_far(cpu_t *cpu, const insn_t *i)
     uint16_t sel;
     uint64_t off;
     far_operand(cpu, i, &sel, &off);
+    if (through_gate(cpu, sel)) {
+        far_through_gate(cpu, sel, 1);
+        return;
+    }
     uint16_t old_cs = cpu->seg[S_CS].sel;
     uint64_t old_sp = cpu->gpr[R_SP];
     /* push first with the old CS cached, so a stack fault leaves CS untouched */

@@ -47,12 +47,17 @@ __attribute__((noreturn)) void raise_fault(cpu_t *cpu, int vector, int has_error
         abort_delivery(cpu);
         uint32_t first = cpu->delivering_info & 0xff;
         int first_type = (cpu->delivering_info >> 8) & 7;
+        /* a triple fault, or a double fault that replaces the event, is no VM exit
+         * "during event delivery": the IDT-vectoring information stays invalid
+         * (SDM Vol. 3 "Information for VM Exits During Event Delivery") */
         if (first_type == EV_HW_EXC && first == EXC_DF) {
+            cpu->delivering = 0;
             vm_exit_simple(cpu, EXIT_REASON_TRIPLE_FAULT, 0);
         }
         int c1 = first_type == EV_HW_EXC ? exception_class((int)first) : 0;
         int c2 = exception_class(vector);
         if ((c1 == 1 && c2 == 1) || (c1 == 2 && c2 != 0)) {
+            cpu->delivering = 0;
             vector = EXC_DF;
             has_error = 1;
             error = 0;
@@ -92,7 +97,7 @@ static void deliver_real(cpu_t *cpu, int vector, uint64_t return_rip)
 
 /* Stack for a privilege change from the TSS, with the checks of the new SS (SDM
  * Vol. 3 6.12.1 and the INT n pseudocode): the SS descriptor is loaded into `ss_out`. */
-static uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out)
+uint64_t tss_stack(cpu_t *cpu, int dpl, uint32_t ext, seg_t *ss_out)
 {
     seg_t *tr = &cpu->seg[S_TR];
     uint64_t sp;

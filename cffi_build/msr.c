@@ -67,7 +67,7 @@ int msr_read(cpu_t *cpu, uint32_t idx, uint64_t *v)
     return vmx_capability_msr(idx, v);
 }
 
-static int valid_pat(uint64_t v)
+int valid_pat(uint64_t v)
 {
     for (int k = 0; k < 8; k++) {
         uint64_t t = (v >> (k * 8)) & 0xff;

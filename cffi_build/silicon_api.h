@@ -90,6 +90,17 @@ int cpu_emulate_mmio(cpu_t *cpu, struct mmio_emulation *mmio);
 /* Whether VM exits with this basic exit reason can happen on this silicon. */
 int vmx_exit_reason_produced(uint32_t reason);
 
+/* The rules VM entry checks (vmx_entry_checks.h), numbered 1..count: each one's name,
+ * area (CONTROLS, HOST, GUEST, MSR_LOAD), text and, for guest state, the exit
+ * qualification of its failure; and, as a diagnostic (no real processor reports it),
+ * the rule the last failed VMLAUNCH/VMRESUME broke (0: none). */
+int vmx_entry_check_count(void);
+const char *vmx_entry_check_name(int id);
+const char *vmx_entry_check_area(int id);
+const char *vmx_entry_check_rule(int id);
+uint32_t vmx_entry_check_qualification(int id);
+int vmx_failed_entry_check(cpu_t *cpu);
+
 /* KVM's guest page walker: translate guest-linear `gla` with the guest state of the
  * current VMCS for an access of kind `access` (TRANSLATE_* flags; TRANSLATE_PROBE only
  * checks, leaving the accessed and dirty flags alone).  Returns TRANSLATE_OK with *gpa

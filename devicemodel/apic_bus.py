@@ -60,22 +60,24 @@ class ApicBus:
         self._deliver(targets, delivery_mode, vector, level_triggered)
 
     def deliver(self, *, dest: int, logical: bool, delivery_mode: int, vector: int,
-                level_triggered: bool, lowest_priority: bool = False) -> None:
-        """A message with an 8-bit destination: from an I/O APIC, or an MSI."""
+                level_triggered: bool, lowest_priority: bool = False) -> int:
+        """A message with an 8-bit destination: from an I/O APIC, or an MSI; returns how
+        many local APICs received it."""
         if lowest_priority and delivery_mode == FIXED:
             delivery_mode = LOWEST
-        self._deliver(self.destinations(dest, logical, x2apic_format=False), delivery_mode, vector,
+        return self._deliver(self.destinations(dest, logical, x2apic_format=False), delivery_mode, vector,
                       level_triggered)
 
-    def deliver_msi(self, address: int, data: int) -> None:
-        """A PCI device's MSI/MSI-X write of ``data`` to ``address``."""
+    def deliver_msi(self, address: int, data: int) -> int:
+        """A PCI device's MSI/MSI-X write of ``data`` to ``address``; how many local
+        APICs received it."""
         if address & MSI_ADDRESS_MASK != MSI_ADDRESS_BASE:
-            return
+            return 0
         level_triggered = bool(data & (1 << 15))
         if level_triggered and not data & (1 << 14):
-            return
+            return 0
         logical = bool(address & (1 << 2))
-        self.deliver(dest=(address >> 12) & 0xFF, logical=logical, delivery_mode=(data >> 8) & 7,
+        return self.deliver(dest=(address >> 12) & 0xFF, logical=logical, delivery_mode=(data >> 8) & 7,
                      vector=data & 0xFF, level_triggered=level_triggered,
                      lowest_priority=logical and bool(address & (1 << 3)))
 
@@ -97,13 +99,14 @@ class ApicBus:
             return [apic for apic in self._enabled() if apic.apic_id() == dest]
         return [apic for apic in self._enabled() if _logical_match(apic, dest)]
 
-    def _deliver(self, targets: list, delivery_mode: int, vector: int, level_triggered: bool) -> None:
+    def _deliver(self, targets: list, delivery_mode: int, vector: int, level_triggered: bool) -> int:
         if delivery_mode == SMI or not targets:
-            return
+            return 0
         if delivery_mode == LOWEST:
             targets = [_lowest_priority(targets, vector)]
         for apic in targets:
             apic.receive(delivery_mode, vector, level_triggered)
+        return len(targets)
 
 
 def _logical_match(apic, dest: int) -> bool:

@@ -18,6 +18,7 @@ from typing import Optional, Union
 
 import devicemodel
 from devicemodel.block.drive import parse_drive
+from devicemodel.ide.machine_devices import HD_OPTIONS, hd_option_drive_arg, ide_device_arg
 from devicemodel.chardev import check_chardev_spec, parse_chardev_option
 from devicemodel.cpu_models import parse_cpu
 from devicemodel.devices.mc146818 import rtc_start_time
@@ -25,7 +26,8 @@ from devicemodel.errors import ConfigError, PyhvError, error_report
 from devicemodel.gdbstub.spec import DEFAULT_SPEC, parse_gdb_spec
 from devicemodel.log import log_items_help, parse_log_items
 from devicemodel.machine import DEFAULT_RAM_SIZE, Machine, MachineConfig
-from devicemodel.machine_types import parse_machine
+from devicemodel.machine_types import parse_accel, parse_machine
+from devicemodel.net.netdev import parse_netdev_option
 from devicemodel.pidfile import PidFile
 from devicemodel.qdev import HelpRequest, parse_device
 from devicemodel.qemu_opts import parse_opts
@@ -58,12 +60,29 @@ Standard options:
 -no-shutdown       pause the VM when the guest shuts down, instead of exiting
 
 Block device options:
--drive file=file[,if=virtio|none][,format=raw|qcow2][,id=name][,index=i]
+-drive file=file[,if=ide|virtio|none][,format=raw|qcow2][,id=name][,index=i]
        [,media=disk][,readonly=on|off][,snapshot=on|off]
        [,cache=writeback|none|writethrough|directsync|unsafe]
-                   use 'file' as a disk image; if=virtio adds a virtio-blk-device
-                   for it, if=none leaves it to -device virtio-blk-device,drive=name
+                   use 'file' as a disk image; if=ide (the default) adds an IDE
+                   disk for it (index 0-3: primary master, primary slave,
+                   secondary master, secondary slave), if=virtio a
+                   virtio-blk-pci, if=none leaves it to -device
+                   ide-hd|virtio-blk-...,drive=name
+-hda/-hdb file     use 'file' as IDE hard disk 0/1 image
+-hdc/-hdd file     use 'file' as IDE hard disk 2/3 image
 -snapshot          write to temporary files instead of disk image files
+
+Network options:
+-netdev socket,id=str,listen=[host]:port | connect=host:port
+                   a network backend: frames over TCP to another pyhv or QEMU
+                   (each after its 4-byte big-endian length, as QEMU frames them)
+-netdev socket,id=str,udp=host:port,localaddr=host:port
+                   a network backend: a frame per UDP datagram
+-netdev tap,id=str[,ifname=name][,script=no,downscript=no]
+                   a network backend: the host's tap interface 'name'
+                   (pyhv runs no scripts)
+-device virtio-net-pci,netdev=str[,mac=52:54:00:12:34:56]
+                   a NIC on a backend (virtio-net-device on virtio-mmio)
 
 Boot options:
 -kernel file       boot 'file': a Multiboot kernel, a Linux bzImage, or an ELF
@@ -77,6 +96,9 @@ Machine and processor:
                    the machine: pc (default; i440FX + PIIX, ACPI, HPET) or
                    microvm (no PCI, no ACPI); -machine help lists them,
                    -machine name,help their properties
+-accel [accel=]kvm[,apicv=on|off]
+                   the accelerator, kvm; apicv=off runs the local APICs without
+                   the processor's APIC virtualization (every access exits)
 -cpu model[,+feature|-feature|feature=on|off[,...]][,enforce]
                    the processor model and CPUID features (-cpu help lists
                    them); only features pyhv's processor implements
@@ -129,23 +151,23 @@ OPTIONS = {
     "h": False, "help": False, "version": False, "nographic": False, "no-reboot": False, "snapshot": False,
     "kernel": True, "append": True, "initrd": True, "m": True, "serial": True, "debugcon": True, "device": True, "d": True, "D": True,
     "smp": True, "S": False,
-    "M": True, "machine": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
+    "M": True, "machine": True, "accel": True, "cpu": True, "rtc": True, "name": True, "pidfile": True, "display": True,
     "nodefaults": False, "no-shutdown": False, "no-acpi": False, "no-hpet": False,
     # the monitors and character devices
-    "chardev": True, "drive": True, "monitor": True, "qmp": True,
+    "chardev": True, "drive": True, "monitor": True, "qmp": True, "netdev": True,
+    "hda": True, "hdb": True, "hdc": True, "hdd": True,
     "gdb": True, "s": False,
 }
 
 # QEMU's options that pyhv does not have (and whether they take an argument): refused
 # as such, never taken for typos nor silently accepted.
 UNSUPPORTED_OPTIONS = {
-    "accel": True, "acpitable": True, "add-fd": True, "audiodev": True, "bios": True, "blockdev": True,
+    "acpitable": True, "add-fd": True, "audiodev": True, "bios": True, "blockdev": True,
     "boot": True, "cdrom": True, "chroot": True, "compat": True, "daemonize": False,
     "dtb": True, "echr": True, "enable-kvm": False, "fda": True, "fdb": True, "fsdev": True,
-    "full-screen": False, "fw_cfg": True, "g": True, "global": True, "hda": True, "hdb": True,
-    "hdc": True, "hdd": True, "icount": True, "incoming": True, "iscsi": True, "k": True,
+    "full-screen": False, "fw_cfg": True, "g": True, "global": True, "icount": True, "incoming": True, "iscsi": True, "k": True,
     "loadvm": True, "mem-path": True, "mem-prealloc": False, "msg": True, "mtdblock": True,
-    "net": True, "netdev": True, "nic": True, "no-user-config": False, "numa": True, "object": True,
+    "net": True, "nic": True, "no-user-config": False, "numa": True, "object": True,
     "option-rom": True, "overcommit": True, "parallel": True, "pflash": True, "plugin": True,
     "preconfig": False, "readconfig": True, "runas": True, "run-with": True, "sandbox": True,
     "sd": True, "semihosting": False, "semihosting-config": True, "set": True, "smbios": True,
@@ -276,11 +298,18 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if isinstance(device, HelpRequest):
             return device.text
         config.devices.append(device)
-    elif name == "drive":
-        drive = parse_drive(value, config.drives)
+    elif name in ("drive",) + HD_OPTIONS:
+        drive = parse_drive(value if name == "drive" else hd_option_drive_arg(name, value), config.drives)
         config.drives.append(drive)
         if drive.interface == "virtio":
-            config.devices.append(parse_device(f"virtio-blk-device,drive={drive.id}"))
+            config.devices.append(parse_device(f"virtio-blk,drive={drive.id}"))   # QEMU's alias: -pci
+        elif drive.interface == "ide":
+            config.devices.append(parse_device(ide_device_arg(drive)))
+    elif name == "netdev":
+        netdev = parse_netdev_option(value)
+        if any(spec.id == netdev.id for spec in config.netdevs):
+            raise ConfigError(f"Duplicate ID '{netdev.id}' for netdev")
+        config.netdevs.append(netdev)
     elif name == "snapshot":
         config.snapshot = True
     elif name == "d":
@@ -300,6 +329,11 @@ def _apply(config: MachineConfig, name: str, value: str) -> Optional[str]:
         if isinstance(machine, str):
             return machine
         config.machine = machine
+    elif name == "accel":
+        accel = parse_accel(value, config.accel)
+        if isinstance(accel, str):
+            return accel
+        config.accel = accel
     elif name == "no-acpi":
         config.machine = parse_machine("acpi=off", config.machine)
     elif name == "no-hpet":

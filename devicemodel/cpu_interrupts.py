@@ -27,6 +27,10 @@ injects before the next run (``before_run``), on its own thread:
 CR8 and the APIC's TPR are one register: kvm_run.cr8 carries TPR[7:4] into KVM_RUN and the
 guest's CR8 back out (``after_run``), as QEMU's kvm_arch_pre_run/post_run do.
 
+With APIC virtualization (``lapic.apicv``, devicemodel.cpu_apicv) the processor takes the
+local APIC's interrupts itself from the virtual-APIC page, whose TPR is CR8 (KVM reports
+it in kvm_run.cr8 and takes nothing from there): only the 8259's go through KVM_INTERRUPT.
+
 A halted vCPU (HLT) sleeps in ``wait_for_interrupt`` until something would wake the
 processor: INIT, a SIPI, an NMI, or with RFLAGS.IF set a maskable interrupt.
 """
@@ -59,6 +63,7 @@ class CpuInterrupts:
         self.sipi_vector = None
         self.extint_pending = False
         self.wait_for_sipi = not self.is_bsp
+        self.halted = False              # the vCPU's thread waits in wait_for_interrupt
 
     @property
     def is_bsp(self) -> bool:
@@ -106,6 +111,10 @@ class CpuInterrupts:
     def interrupt_pending(self) -> bool:
         return self._pic_pending() or self.lapic.pending_vector() is not None
 
+    def _injection_pending(self) -> bool:
+        """An interrupt for KVM_INTERRUPT: under APIC virtualization only the 8259's."""
+        return self._pic_pending() if self.lapic.apicv is not None else self.interrupt_pending()
+
     def acknowledge(self) -> int:
         """The vector of the interrupt the processor takes now (the INTA cycle)."""
         if self._pic_pending():
@@ -114,9 +123,11 @@ class CpuInterrupts:
         return self.lapic.acknowledge()
 
     def wakes(self, if_flag: int) -> bool:
-        """Whether a processor halted with RFLAGS.IF = ``if_flag`` would wake now."""
+        """Whether a processor halted with RFLAGS.IF = ``if_flag`` would wake now (an
+        interrupt waiting for the EOI-exit bitmap counts: the next run takes it in)."""
+        apicv = self.lapic.apicv
         return (self.init_pending or self.sipi_vector is not None or self.nmi_pending
-                or bool(if_flag and self.interrupt_pending()))
+                or bool(if_flag and (self.interrupt_pending() or (apicv is not None and apicv.has_waiting()))))
 
     # ---- the vCPU thread ------------------------------------------------------------------------------
 
@@ -150,15 +161,19 @@ class CpuInterrupts:
         if self.nmi_pending:
             self.nmi_pending = False
             vcpu.nmi()
-        if not self.interrupt_pending():
+        if self.lapic.apicv is not None:
+            self.lapic.apicv.before_run()
+        if not self._injection_pending():
             run.request_interrupt_window = 0
         elif ready:
             vcpu.interrupt(self.acknowledge())
-            run.request_interrupt_window = int(self.interrupt_pending())
+            run.request_interrupt_window = int(self._injection_pending())
         else:
             run.request_interrupt_window = 1
 
     def _enter_init_state(self, vcpu) -> None:
+        if self.lapic.apicv is not None:    # the page is the processor's while it runs
+            self.lapic.init_reset()
         vcpu.reset()
         vcpu.set_vcpu_events(VcpuEvents(flags=KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW))
         vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE if self.is_bsp else KVM_MP_STATE_INIT_RECEIVED)
@@ -166,8 +181,12 @@ class CpuInterrupts:
     def wait_for_interrupt(self, runstate, if_flag: int) -> None:
         """A halted vCPU sleeps until it would wake, or the VM is paused or stops (big lock
         held; released while waiting)."""
-        while not (self.wakes(if_flag) or runstate.stop_requested or runstate.pause_requested):
-            self._wake.wait(HALT_POLL_SECONDS)
+        self.halted = True
+        try:
+            while not (self.wakes(if_flag) or runstate.stop_requested or runstate.pause_requested):
+                self._wake.wait(HALT_POLL_SECONDS)
+        finally:
+            self.halted = False
 
     def wake(self) -> None:
         """Wake the vCPU if it halts, to notice a pause or stop request."""

@@ -1,5 +1,5 @@
 """The machine's events, as QMP delivers them (QEMU's qapi events STOP, RESUME, RESET,
-SHUTDOWN, POWERDOWN): ``emit(name, data)`` stamps an event with the wall-clock time and
+SHUTDOWN, POWERDOWN, BALLOON_CHANGE): ``emit(name, data)`` stamps an event with the wall-clock time and
 hands it to every subscriber (the QMP sessions)."""
 
 from __future__ import annotations

@@ -10,10 +10,15 @@ past 2^64. Nothing outside the buffer is ever touched.
 Writes go through ``on_write(gpa, size)`` after the bytes land, so that the hypervisor
 can forget code it decoded from those pages and log them as dirty (``VM.
 guest_memory_written``), as a real DMA write into RAM would be seen by the processors.
+
+``discard(gpa, size)`` gives whole pages back to the host (the balloon): with RAM that
+is a private anonymous mmap (the machine's), madvise(MADV_DONTNEED) frees them and they
+read as zeros afterwards; other buffers are zeroed.
 """
 
 from __future__ import annotations
 
+import mmap
 from typing import Callable, Optional
 
 from devicemodel.firmware_tables.e820 import FOUR_GIB, PcMemoryLayout
@@ -30,6 +35,7 @@ class GuestMemory:
 
     def __init__(self, ram, layout: Optional[PcMemoryLayout] = None,
                  on_write: Optional[Callable[[int, int], None]] = None):
+        self._ram = ram
         self._mem = memoryview(ram).cast("B")
         self.layout = layout or PcMemoryLayout(len(self._mem))
         if self.layout.ram_size != len(self._mem):
@@ -66,6 +72,18 @@ class GuestMemory:
 
     def write_int(self, gpa: int, size: int, value: int) -> None:
         self.write(gpa, value.to_bytes(size, "little"))
+
+    def discard(self, gpa: int, size: int) -> None:
+        """Free the host memory behind ``[gpa, gpa + size)`` (page-aligned); it reads as zeros."""
+        if gpa % mmap.PAGESIZE or size % mmap.PAGESIZE:
+            raise DmaError(f"discard of {gpa:#x}+{size:#x} is not page-aligned")
+        start = self.offset(gpa, size)
+        if isinstance(self._ram, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            self._ram.madvise(mmap.MADV_DONTNEED, start, size)
+        else:
+            self._mem[start:start + size] = bytes(size)
+        if self.on_write is not None and size:
+            self.on_write(gpa, size)
 
     def fill(self, gpa: int, size: int, byte: int = 0) -> None:
         self.write(gpa, bytes([byte]) * size)

@@ -4,7 +4,10 @@ guest can use either controller (the MP table and the MADT say so); lines 16..23
 only the I/O APIC. The 8259 pair's INTR output drives LINT0 of every local APIC; what a
 processor does with it is its APIC's business (devicemodel.cpu_interrupts).
 
-``cpus`` holds each vCPU's interrupt delivery (``CpuInterrupts``) once the VM exists."""
+``cpus`` holds each vCPU's interrupt delivery (``CpuInterrupts``) once the VM exists.
+Devices raise their lines with ``set_irq``: once the VM exists that is KVM_IRQ_LINE
+(``irq_line``, the VM's), which brings the level back to the wiring (``gsi_handler``)
+through the VM's interrupt controller, as with an in-kernel irqchip."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ class InterruptLine:
         self.ioapic = ioapic
         self.lapics = list(lapics)
         self.cpus = []
+        self.irq_line = None
         self.pic = PicPair(int_output=self._intr)
 
     def _intr(self, level: int) -> None:
@@ -30,6 +34,13 @@ class InterruptLine:
             lapic.set_lint(0, level)
 
     def set_irq(self, line: int, level: int) -> None:
+        if self.irq_line is not None:
+            self.irq_line(line, level)
+        else:
+            self.gsi_handler(line, level)
+
+    def gsi_handler(self, line: int, level: int) -> None:
+        """The level of interrupt line ``line`` reaches the controllers."""
         if line < ISA_IRQS:
             self.pic.set_irq(line, level)
         if self.ioapic is not None:

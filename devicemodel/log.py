@@ -7,6 +7,9 @@ from devicemodel.errors import ConfigError
 LOG_ITEMS = {
     "exits": "trace every VM exit: one line with the vCPU, exit reason, RIP and qualification",
     "exits-summary": "show each vCPU's VM exits by exit reason (count, time) when the VM ends",
+    "int": "show interrupts/exceptions in short format (the local APIC's interrupts, which the "
+           "processor delivers itself under APIC virtualization, with -accel kvm,apicv=off)",
+    "cpu_reset": "show CPU state before CPU resets",
 }
 
 

@@ -61,7 +61,9 @@ from devicemodel.loaders.elf import read_kernel_file
 from devicemodel.loaders.initrd import read_initrd
 from devicemodel.loaders.kernel import load_kernel
 from devicemodel.log import format_exit_stats
-from devicemodel.machine_types import MachineOptions
+from devicemodel.machine_types import AccelOptions, MachineOptions
+from devicemodel.net.clients import NetClients
+from devicemodel.net.netdev import NetdevSpec
 from devicemodel.pci.device import PciDevice
 from devicemodel.pci.pc_chipset import PcChipset
 from devicemodel.qdev import DEVICE_TYPES, DeviceSpec
@@ -91,12 +93,14 @@ class MachineConfig:
     serials: list[str] = field(default_factory=lambda: ["stdio"])  # chardev specs; "none": no port
     devices: list[DeviceSpec] = field(default_factory=list)
     drives: list[DriveSpec] = field(default_factory=list)
+    netdevs: list[NetdevSpec] = field(default_factory=list)   # -netdev
     snapshot: bool = False           # -snapshot: drives write to temporary overlays
     no_reboot: bool = False
     no_shutdown: bool = False        # -no-shutdown: a guest shutdown pauses the VM
     log_items: frozenset[str] = frozenset()
     log_file: Optional[str] = None
     machine: MachineOptions = field(default_factory=MachineOptions)
+    accel: AccelOptions = field(default_factory=AccelOptions)   # -accel kvm,...
     cpu: Optional[CpuSpec] = None    # None: the processor's own CPUID, all of it
     rtc_base: str = "utc"
     name: Optional[str] = None         # -name: the guest's name
@@ -144,20 +148,21 @@ class Machine:
         self.ram = allocate_ram(config.ram_size)
         self.layout = PcMemoryLayout(config.ram_size)
         self.serial_specs = serials
-        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus)
+        self.irqchip = PcIrqchip(bql=self.bql, clock=self.clock, mmio=self.mmio, cpus=config.cpus,
+                                 apicv=config.accel.apicv)
         self.line = self.irqchip.line
         self.ioapic, self.lapics = self.irqchip.ioapic, self.irqchip.lapics   # for the monitor
         self.platform = PcPlatform(pio=self.pio, clock=self.clock, line=self.line, ram_size=config.ram_size,
                                    request_reset=self.request_reset, rtc_base=config.rtc_base, mmio=self.mmio,
                                    hpet=options.hpet, minimal=options.type == "microvm", rtc=options.rtc)
+        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
         self.chipset = None
         if options.pci:
             self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=self.clock, set_isa_irq=self.line.set_irq,
-                                     set_gsi=self.line.set_irq,
+                                     set_gsi=self.line.set_irq, deliver_msi=self.irqchip.send_msi,
                                      request_reset=self.request_reset, power_off=self.request_shutdown,
                                      suspend=self._guest_suspend, acpi=options.acpi,
-                                     com_ports=COM_PORTS[:len(serials)])
-        self.guest_memory = GuestMemory(self.ram, self.layout, on_write=self._guest_memory_written)
+                                     com_ports=COM_PORTS[:len(serials)], memory=self.guest_memory)
         self.fw_cfg = pc_fw_cfg(self.guest_memory.read, self.guest_memory.write, config.ram_size, cpus,
                                 kernel=read_kernel_file(config.kernel),
                                 initrd=read_initrd(config.initrd) if config.initrd else None,
@@ -170,6 +175,7 @@ class Machine:
         self.serials: list[Uart16550] = []
         self.devices = []
         self.drives: dict[str, Drive] = {}
+        self.net = NetClients(self.bql)     # -netdev backends and the NICs on them
         self._virtio_mmio = None
         self.log = None
         self.vm = None
@@ -193,8 +199,11 @@ class Machine:
             self._add_serials(serials)
             for drive_spec in config.drives:
                 self.drives[drive_spec.id] = open_drive(drive_spec, config.snapshot)
+            for netdev_spec in config.netdevs:
+                self.net.open(netdev_spec)
             for spec in config.devices:
                 self._add_device(spec)
+            self.net.warn_unused()
             if config.debugcon is not None:
                 self._add_debugcon(config.debugcon)
             if self.chipset is not None:
@@ -284,13 +293,18 @@ class Machine:
             self.serials.append(uart)
 
     def _plug_pci(self, device: PciDevice, spec: DeviceSpec) -> None:
-        """A PCI -device goes into the first free slot (00:02.0 first, as in QEMU without
-        its default VGA and NIC); the firmware set-up gives it addresses afterwards."""
+        """A PCI -device goes where its ``addr`` says, else into the first free slot (00:02.0
+        first, as in QEMU without its default VGA and NIC); the firmware set-up gives it
+        addresses afterwards."""
         if self.chipset is None:
             raise ConfigError(f"-device {spec.arg}: No 'PCI' bus found for device '{spec.driver}'")
         bus = self.chipset.bus
+        devfn = spec.props.get("addr", -1)
         try:
-            bus.add(device, bus.free_slot())
+            if devfn >= 0:
+                bus.add(device, devfn >> 3, devfn & 7)
+            else:
+                bus.add(device, bus.free_slot())
         except ValueError as e:
             raise ConfigError(f"-device {spec.arg}: {e}") from None
         self.devices.append(device)
@@ -418,6 +432,8 @@ class Machine:
                 finish_pending_io(vcpu)
             reset_devices(devices_of(self.pio, self.mmio))
             self.irqchip.system_reset()
+            if self.chipset is not None:
+                self.chipset.init_firmware(self.layout.low_top)   # the firmware's PCI set-up runs again
             clear_ram(self.ram)
             try:
                 self._load_ram()
@@ -428,8 +444,11 @@ class Machine:
             if self.layout.high_size:
                 self.vm.guest_memory_written(1 << 32, self.layout.high_size)
             self.vm.flush_tlbs()
-            from devicemodel.entry_state import apply_entry_state  # needs the kvm package
+            from devicemodel.cpu_log import format_cpu_reset  # needs the kvm package
+            from devicemodel.entry_state import apply_entry_state
             for index, vcpu in enumerate(self.vcpus):
+                if "cpu_reset" in self.config.log_items:
+                    self.write_log(format_cpu_reset(vcpu, index))
                 reset_vcpu(vcpu, boot_processor=index == 0)
             apply_entry_state(self.vcpus[0], self.boot.entry)
         self.events.emit("RESET", {"guest": cause in ev.GUEST_CAUSES, "reason": cause})
@@ -469,6 +488,12 @@ class Machine:
         self.events.emit("SHUTDOWN", {"guest": False, "reason": ev.HOST_QMP_QUIT})
         self.request_exit(0)
 
+    def write_log(self, text: str) -> None:
+        """Text for the -d log (the -D file, else stderr)."""
+        out = self.log or sys.stderr
+        out.write(text)
+        out.flush()
+
     def set_exit_trace(self, enabled: bool) -> None:
         """Trace every VM exit into the log (``-d exits``, ``trace exits on|off``)."""
         from devicemodel.exit_trace import ExitTracer  # needs the kvm package
@@ -507,6 +532,7 @@ class Machine:
 
         cpuid = None if self.cpuid_spec is None else build_cpuid(self.cpuid_spec, kvm.get_supported_cpuid())
         self.vm = kvm.create_vm()
+        self.vm.create_irqchip(self.irqchip)
         # RAM below the PCI hole at 0, the rest of the buffer at 4 GiB (QEMU's pc split)
         low, ram = self.layout.low_top, memoryview(self.ram)
         self.vm.set_user_memory_region(slot=0, guest_phys_addr=0, memory_size=low,
@@ -519,6 +545,11 @@ class Machine:
         self.irqchip.attach(self.vm, self.vcpus, cpuid)
         if "exits" in self.config.log_items:
             self.set_exit_trace(True)
+        if "int" in self.config.log_items:
+            from devicemodel.cpu_log import InterruptLog  # needs the kvm package
+            interrupt_log = InterruptLog(self.write_log)
+            for vcpu in self.vcpus:
+                vcpu.set_event_trace(interrupt_log)
         apply_entry_state(self.vcpus[0], self.boot.entry)
         for ap in self.vcpus[1:]:
             ap.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
@@ -533,7 +564,9 @@ class Machine:
         loops = [VcpuLoop(vcpu, self.pio, self.irqchip.memory(index), self.runstate,
                           no_reboot=self.config.no_reboot, index=index, bql=self.bql,
                           interrupts=self.irqchip.cpus[index], msrs=self.irqchip.msrs(index),
-                          request_reset=self.request_reset, on_debug=on_debug)
+                          request_reset=self.request_reset, request_shutdown=self.request_shutdown,
+                          on_debug=on_debug,
+                          cpu_reset_log=self.write_log if "cpu_reset" in self.config.log_items else None)
                  for index, vcpu in enumerate(self.vcpus)]
         self.loops = loops
         if self.gdbstub is not None:
@@ -563,6 +596,7 @@ class Machine:
             start = getattr(chardev, "start_input", None)
             if start is not None:
                 start(deliver, quit=lambda: self.request_exit(0))
+        self.net.start()
 
     def _paced(self, uart):
         def deliver(data: bytes) -> None:
@@ -663,6 +697,7 @@ class Machine:
         for drive in self.drives.values():
             drive.close()
         self.drives = {}
+        self.net.close()
         if self.log is not None:
             self.log.close()
             self.log = None

@@ -11,6 +11,10 @@ Properties are QEMU's names; pyhv has the ones listed per type, and refuses the 
 (and values it cannot honour) with a "not supported" error. ``accel=kvm`` is accepted
 on both (pyhv is a KVM-style hypervisor); booleans take on/off/yes/no/true/false and
 OnOffAuto properties also auto.
+
+``-accel [accel=]kvm[,apicv=on|off]`` names the accelerator and its properties, as
+QEMU's -accel does; ``apicv`` is pyhv's: whether the local APICs run on the
+processor's APIC virtualization (on by default, as KVM's enable_apicv).
 """
 
 from __future__ import annotations
@@ -95,6 +99,40 @@ MACHINE_TYPES = {
                             supported=(False,)),
         )),
 }
+
+
+@dataclass(frozen=True)
+class AccelOptions:
+    """The accelerator's properties (-accel)."""
+
+    apicv: bool = True
+
+
+ACCEL_PROPERTIES = {"apicv": "bool"}
+
+
+def parse_accel(text: str, current: AccelOptions = None) -> Union[AccelOptions, str]:
+    """``-accel`` argument -> options, or the help text to print."""
+    pairs = parse_opts(text, implied_key="accel")
+    given = dict(pairs)
+    if "help" in given and "accel" not in given:
+        return "Accelerators supported in pyhv binary:\nkvm"
+    if given.get("accel", "kvm") != "kvm":
+        raise ConfigError(f"accelerator '{given['accel']}' is not supported: pyhv's only accelerator is kvm")
+    if "help" in given:
+        return "kvm-accel options:\n  apicv=<bool>           - the local APICs on the processor's APIC " \
+               "virtualization (default: on)"
+    options = current or AccelOptions()
+    for key, value in pairs:
+        if key == "accel":
+            continue
+        if key not in ACCEL_PROPERTIES:
+            raise ConfigError(f"Property 'kvm-accel.{key}' not found")
+        word = value.lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ConfigError(f"Parameter '{key}' expects on or off, not '{value}'")
+        options = replace(options, **{key: word in TRUE_WORDS})
+    return options
 
 
 def _find_type(name: str) -> MachineType:

@@ -18,13 +18,18 @@ before each run the vCPU's interrupt delivery injects what is pending or asks fo
 window. While the VM is paused (monitor ``stop``, ``-S``, the gdbstub) the loop parks
 before entering the guest.
 * SHUTDOWN (triple fault): the machine resets (``request_reset``), as QEMU does; with
-  -no-reboot the VM ends with status 0.
+  -no-reboot the VM ends with status 0. ``-d cpu_reset`` logs the registers first.
+* SYSTEM_EVENT: the guest asked for a reset (the machine resets), a shutdown (it shuts
+  down, ``request_shutdown``), or reported a crash: as QEMU's default panic action, the
+  crash is reported with the guest's Hyper-V crash parameters and the machine shuts down.
 * FAIL_ENTRY, INTERNAL_ERROR, and exit reasons the loop does not know: an error message
   with the hardware reason or suberror and the registers; status 1.
 * INTR: run() was interrupted (``vcpu.kick()``); the loop checks for a stop or pause request.
 * IRQ_WINDOW_OPEN: the guest can take the interrupt it could not before; the next run
   injects it. SET_TPR: the guest lowered CR8 (the TPR), which may do the same.
 * DEBUG: a breakpoint, watchpoint or single-step of the gdbstub, which decides.
+* IOAPIC_EOI: under APIC virtualization, the guest's EOI of a level-triggered vector
+  (devicemodel.cpu_apicv), which the I/O APICs hear of.
 """
 
 from __future__ import annotations
@@ -34,13 +39,16 @@ import sys
 import threading
 import traceback
 
+from devicemodel.cpu_log import format_triple_fault
 from devicemodel.current_cpu import set_current_cpu
 from devicemodel.errors import error_report
 from kvm.constants import (KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR,
-                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN,
-                           KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
-                           KVM_EXIT_X86_WRMSR,
-                           KVM_MP_STATE_HALTED, exit_reason_name)
+                           KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_IRQ_WINDOW_OPEN,
+                           KVM_EXIT_MMIO, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_SYSTEM_EVENT,
+                           KVM_EXIT_X86_RDMSR, KVM_EXIT_X86_WRMSR,
+                           KVM_MP_STATE_HALTED, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
+                           KVM_SYSTEM_EVENT_SHUTDOWN, exit_reason_name)
+from kvm.hyperv import HV_CRASH_PARAMS
 
 RFLAGS_IF = 1 << 9
 
@@ -54,7 +62,8 @@ class VcpuLoop:
     """Serves the exits of one vCPU; ``start()`` runs it in its own thread."""
 
     def __init__(self, vcpu, pio, mmio, runstate, *, no_reboot: bool = False, index: int = 0,
-                 bql=None, interrupts=None, request_reset=None, msrs=None, on_debug=None):
+                 bql=None, interrupts=None, request_reset=None, request_shutdown=None, msrs=None,
+                 on_debug=None, cpu_reset_log=None):
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -64,12 +73,15 @@ class VcpuLoop:
         self.bql = bql if bql is not None else contextlib.nullcontext()
         self.interrupts = interrupts
         self.request_reset = request_reset
+        self.request_shutdown = request_shutdown
         self.msrs = msrs
+        self.cpu_reset_log = cpu_reset_log      # -d cpu_reset: writes the text it is given
         self._handlers = {
             KVM_EXIT_IO: self._io,
             KVM_EXIT_MMIO: self._mmio,
             KVM_EXIT_HLT: self._hlt,
             KVM_EXIT_SHUTDOWN: self._shutdown,
+            KVM_EXIT_SYSTEM_EVENT: self._system_event,
             KVM_EXIT_FAIL_ENTRY: self._fail_entry,
             KVM_EXIT_INTERNAL_ERROR: self._internal_error,
             KVM_EXIT_INTR: self._intr,
@@ -77,6 +89,7 @@ class VcpuLoop:
             KVM_EXIT_SET_TPR: self._intr,           # CR8 lowered: the next run may inject
             KVM_EXIT_X86_RDMSR: self._rdmsr,
             KVM_EXIT_X86_WRMSR: self._wrmsr,
+            KVM_EXIT_IOAPIC_EOI: self._ioapic_eoi,
         }
         if on_debug is not None:   # the gdbstub: on_debug(index, run)
             self._handlers[KVM_EXIT_DEBUG] = lambda run: on_debug(self.index, run)
@@ -138,6 +151,9 @@ class VcpuLoop:
     def _wrmsr(self, run) -> None:
         run.msr.error = int(self.msrs is None or not self.msrs.write(run.msr.index, run.msr.data))
 
+    def _ioapic_eoi(self, run) -> None:
+        self.interrupts.lapic.eoi_done(run.eoi.vector)    # the processor cleared its ISR bit
+
     def _hlt(self, run) -> None:
         if_flag = self.vcpu.get_regs().rflags & RFLAGS_IF
         if self.index == 0 and not if_flag:
@@ -156,12 +172,31 @@ class VcpuLoop:
 
     def _shutdown(self, run) -> None:
         what = "guest triple fault (shutdown)"
+        if self.cpu_reset_log is not None:
+            self.cpu_reset_log(format_triple_fault(self.vcpu))
         if self.request_reset is not None:
             self.request_reset(what=what)   # the vCPUs park; the machine resets (or stops)
         elif self.no_reboot:
             self._end(0, f"{what}; exiting as -no-reboot asks")
         else:
             self._end(1, f"{what}: there is no machine to reset; exiting")
+
+    def _system_event(self, run) -> None:
+        kind = run.system_event.type
+        if kind == KVM_SYSTEM_EVENT_RESET and self.request_reset is not None:
+            self.request_reset(what="guest requested a reset (Hyper-V reset MSR)")
+            return
+        if kind == KVM_SYSTEM_EVENT_CRASH:
+            params = self.vcpu.get_msrs(HV_CRASH_PARAMS)
+            error_report("guest panicked; Hyper-V crash parameters: " +
+                         " ".join(f"{params.get(index, 0):#x}" for index in HV_CRASH_PARAMS))
+        elif kind not in (KVM_SYSTEM_EVENT_SHUTDOWN, KVM_SYSTEM_EVENT_RESET):
+            self._unknown(run)
+            return
+        if self.request_shutdown is not None:
+            self.request_shutdown()
+        else:
+            self._end(0, "guest asked the machine to shut down; there is no machine: exiting")
 
     def _fail_entry(self, run) -> None:
         reason = run.fail_entry.hardware_entry_failure_reason

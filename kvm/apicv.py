@@ -11,7 +11,8 @@ its IRR bit in the page (`post_interrupt`) and kicking the vCPU.  What the proce
 leaves to software reaches userspace as exits:
 
 * an APIC-write VM exit (a register write with side effects: ICR, LVTs, timer, ...)
-  -> KVM_EXIT_MMIO, a write of the value now in the page; nothing to complete;
+  -> KVM_EXIT_MMIO, a write of the value now in the page; nothing to complete; in x2APIC
+  mode (a SELF IPI of an illegal vector) KVM_EXIT_X86_WRMSR, already completed;
 * an EOI-induced VM exit (the EOI-exit bitmap bit of the vector is set: level-triggered
   interrupts) -> KVM_EXIT_IOAPIC_EOI with kvm_run.eoi.vector;
 * an APIC-access VM exit (an access the processor does not virtualize) -> the instruction
@@ -22,8 +23,8 @@ leaves to software reaches userspace as exits:
 from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import (
-    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_DELIVERY_EV,
-    KVM_INTERNAL_ERROR_EMULATION,
+    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IOAPIC_EOI, KVM_EXIT_MMIO, KVM_EXIT_X86_WRMSR, KVM_INTERNAL_ERROR_DELIVERY_EV,
+    KVM_INTERNAL_ERROR_EMULATION, KVM_MSR_EXIT_REASON_UNKNOWN,
 )
 from kvm.errors import KvmError
 from kvm.mmio import emulate_mmio
@@ -32,11 +33,17 @@ from kvm.vmcs_setup import set_msr_intercept
 APIC_DEFAULT_BASE = 0xFEE00000
 APIC_BASE_EXTD = 1 << 10                      # IA32_APIC_BASE: x2APIC mode
 APIC_BASE_ADDRESS = ((1 << 40) - 1) & ~0xFFF
+APIC_TPR = 0x080
 APIC_PPR = 0x0A0
 APIC_ISR = 0x100
 APIC_IRR = 0x200
 X2APIC_MSRS = range(0x800, 0x900)
 X2APIC_TPR, X2APIC_EOI, X2APIC_TMCCT, X2APIC_SELF_IPI = 0x808, 0x80B, 0x839, 0x83F
+# The x2APIC registers every local APIC can read from its page (KVM's
+# kvm_lapic_readable_reg_mask, less the optional LVT CMCI and the timer's current count):
+# ID, version, TPR, PPR, LDR, SVR, ISR, TMR, IRR, ESR, ICR, the six LVTs, initial count, DCR
+X2APIC_READABLE = frozenset([0x802, 0x803, 0x808, 0x80A, 0x80D, 0x80F, *range(0x810, 0x829), 0x830,
+                             *range(0x832, 0x839), 0x83E])
 RFLAGS_IF = 1 << 9
 APIC_ACCESS_DURING_EVENT_DELIVERY = (3, 10)
 
@@ -86,12 +93,13 @@ class ApicVirtualization:
         self.set_eoi_exit_bitmap(self.eoi_exit_bitmap)
 
     def set_x2apic_intercepts(self):
-        """In x2APIC mode the guest reads the x2APIC MSRs from the page (all but the
-        timer's current count, which only userspace knows) and writes TPR, EOI and
-        SELF IPI without exits; otherwise every x2APIC MSR access exits (#GP)."""
+        """In x2APIC mode the guest reads the readable x2APIC registers from the page (the
+        timer's current count, which only userspace knows, and the MSRs that must #GP
+        exit) and writes TPR, EOI and SELF IPI without exits; otherwise every x2APIC MSR
+        access exits (#GP)."""
         x2apic = self.x2apic
         for msr in X2APIC_MSRS:
-            set_msr_intercept(self.vcpu, msr, False, not x2apic or msr == X2APIC_TMCCT)
+            set_msr_intercept(self.vcpu, msr, False, not x2apic or msr not in X2APIC_READABLE)
             set_msr_intercept(self.vcpu, msr, True,
                               not x2apic or msr not in (X2APIC_TPR, X2APIC_EOI, X2APIC_SELF_IPI))
 
@@ -171,14 +179,20 @@ def handle_apic_access(vcpu):
 
 def handle_apic_write(vcpu):
     """A register write whose side effects userspace performs: the write already happened
-    (the exit is trap-like), so userspace sees it as a completed MMIO write."""
-    offset = vcpu.vmread(vmx.EXIT_QUALIFICATION) & vmx.APIC_ACCESS_OFFSET
+    (the exit is trap-like), so userspace sees it as a completed MMIO write of the whole
+    register (a write to part of one is a write of it, as KVM's handle_apic_write has it)."""
+    offset = vcpu.vmread(vmx.EXIT_QUALIFICATION) & vmx.APIC_ACCESS_OFFSET & ~0xF
+    if vcpu.apicv.x2apic:
+        msr = vcpu.kvm_run.msr
+        msr.error, msr.reason = 0, KVM_MSR_EXIT_REASON_UNKNOWN
+        msr.index, msr.data = X2APIC_MSRS.start + (offset >> 4), vcpu.apicv.read32(offset)
+        return KVM_EXIT_X86_WRMSR
     mmio = vcpu.kvm_run.mmio
     mmio.phys_addr = vcpu.apicv.base + offset
     mmio.len = 4
     mmio.is_write = 1
     mmio.data = memoryview(vcpu.io_page)[:8]
-    mmio.data[:8] = vcpu.apicv.read32(offset & ~3).to_bytes(8, "little")
+    mmio.data[:8] = vcpu.apicv.read32(offset).to_bytes(8, "little")
     return KVM_EXIT_MMIO
 
 
@@ -189,10 +203,6 @@ def handle_eoi_induced(vcpu):
 
 def handle_tpr_below_threshold(vcpu):
     return None   # only without virtual-interrupt delivery; the TPR threshold stays 0
-
-
-def is_x2apic_msr_exit(vcpu, index: int) -> bool:
-    return vcpu.apicv.enabled and vcpu.apicv.x2apic and index in X2APIC_MSRS
 
 
 APICV_EXIT_HANDLERS = {

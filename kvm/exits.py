@@ -1,37 +1,49 @@
 """VM-exit handlers: what the hypervisor does for each basic exit reason.  A handler
 returns None to re-enter the guest, or a KVM_EXIT_* reason (with kvm_run filled in)
 when userspace must act.  CPUID, XSETBV, the kvmclock MSRs and EPT violations on RAM
-never get here: kvm/'s compiled half handles them (root_run.c)."""
+never get here: kvm/'s compiled half handles them (root_run.c).
+
+RDMSR/WRMSR that KVM does not handle itself reach userspace as KVM_EXIT_X86_RDMSR/WRMSR
+only for the reasons KVM_CAP_X86_USER_SPACE_MSR enabled; a userspace local APIC has
+its MSRs (IA32_APIC_BASE, the x2APIC range 0x800-0x8ff, ...) sent there by listing
+them in the VM's MSR filter (KVM_X86_SET_MSR_FILTER, KVM_MSR_EXIT_REASON_FILTER).
+That is also how x2APIC MSRs that APIC virtualization does not virtualize get there:
+KVM ignores filters over x2APIC MSRs, its x2APIC being in the kernel; here the local
+APIC is always userspace's, and the filter is its way in."""
 
 from kvm import vmx
+from kvm._silicon import lib
 from kvm.constants import (
-    KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
+    KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN,
     KVM_EXIT_IO_OUT, KVM_EXIT_IRQ_WINDOW_OPEN, KVM_EXIT_SET_TPR, KVM_EXIT_SHUTDOWN, KVM_EXIT_X86_RDMSR,
     KVM_EXIT_X86_WRMSR,
-    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
     KVM_MSR_EXIT_REASON_FILTER, KVM_MSR_EXIT_REASON_INVAL, KVM_MSR_EXIT_REASON_UNKNOWN,
     KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE,
 )
-from kvm.apicv import APICV_EXIT_HANDLERS, is_x2apic_msr_exit
+from kvm.apicv import APICV_EXIT_HANDLERS
 from kvm.cr import set_cr0, set_cr4
+from kvm.events import Event
+from kvm.hypercall import handle_vmcall
+from kvm.internal_errors import (DELIVERY_EXITS, delivery_event_error, emulation_failure, simultaneous_exception,
+                                 unexpected_exit)
 from kvm.mmio import handle_ept_violation
 from kvm.msr_filter import msr_allowed
 from kvm.string_io import handle_string_io
 
 RAX, RCX, RDX = 0, 1, 2
-EXC_DB, EXC_BP, EXC_UD, EXC_GP = 1, 3, 6, 13
-KVM_ENOSYS = 1000
+EXC_DB, EXC_BP, EXC_UD, EXC_GP, EXC_PF = 1, 3, 6, 13, 14
+PFERR_RSVD = 1 << 3
 
 
-def internal_error(vcpu, suberror: int, *data):
-    vcpu.kvm_run.internal.suberror = suberror
-    vcpu.kvm_run.internal.data = data
-    return KVM_EXIT_INTERNAL_ERROR
-
-
-def handle_unexpected_exit(vcpu):
-    return internal_error(vcpu, KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
-                          vcpu.kvm_run.hardware_exit_reason)
+def handle_exit(vcpu, reason: int):
+    """A VM exit (not a failed entry): the event whose delivery it interrupted is queued
+    again, then the exit's handler runs -- unless the exit is one KVM cannot resolve
+    during event delivery (KVM_INTERNAL_ERROR_DELIVERY_EV)."""
+    vectoring = vcpu.events.after_exit()
+    basic = reason & 0xFFFF
+    if vectoring & vmx.INTR_INFO_VALID_MASK and basic not in DELIVERY_EXITS:
+        return delivery_event_error(vcpu, vectoring)
+    return EXIT_HANDLERS.get(basic, unexpected_exit)(vcpu)
 
 
 def handle_external_interrupt(vcpu):
@@ -40,19 +52,49 @@ def handle_external_interrupt(vcpu):
 
 
 def handle_exception_nmi(vcpu):
-    """The exception bitmap intercepts #DB and #BP only for a debugger (guest_debug.py).
-    INT1 (ICEBP) is always the guest's: it is skipped and #DB delivered, as KVM does."""
+    """The exception bitmap intercepts #DB and #BP for a debugger (guest_debug.py), and
+    every exception but #DB while an event tracer watches (traced_exception, which also
+    combines one raised during another event's delivery as the processor would).
+    INT1 (ICEBP) is always the guest's: it is skipped and #DB delivered, as KVM does.
+    Otherwise an exception raised while another event was delivered is
+    KVM_INTERNAL_ERROR_SIMUL_EX (a #PF other than a reserved-bit one would be KVM's to
+    resolve; none is intercepted here)."""
     info = vcpu.vmread(vmx.VM_EXIT_INTR_INFO)
     vector, kind = info & 0xFF, info & vmx.INTR_INFO_INTR_TYPE_MASK
+    vectoring = vcpu.vmread(vmx.IDT_VECTORING_INFO_FIELD)
+    if vectoring & vmx.INTR_INFO_VALID_MASK and vcpu.events.tracer is None:
+        error_code = vcpu.vmread(vmx.VM_EXIT_INTR_ERROR_CODE) if info & vmx.INTR_INFO_DELIVER_CODE_MASK else 0
+        if not (vector == EXC_PF and not error_code & PFERR_RSVD):
+            return simultaneous_exception(vcpu, vectoring, info, error_code)
     if vector == EXC_DB and kind == vmx.INTR_TYPE_PRIV_SW_EXCEPTION:
         vcpu.skip_instruction()
         vcpu.inject_exception(EXC_DB)
         return None
     if vector == EXC_DB:
         return vcpu.guest_debug.handle_db(vcpu.vmread(vmx.EXIT_QUALIFICATION))
-    if vector == EXC_BP:
+    if vector == EXC_BP and vcpu.guest_debug.uses_sw_breakpoints:
         return vcpu.guest_debug.handle_bp()
-    return handle_unexpected_exit(vcpu)
+    if vcpu.events.tracer is not None and kind != vmx.INTR_TYPE_NMI_INTR:
+        return traced_exception(vcpu, info)
+    return unexpected_exit(vcpu)
+
+
+def traced_exception(vcpu, info: int):
+    """The tracer sees the exception, then the guest gets it as the processor would have
+    delivered it, combined with an exception whose delivery it interrupted (#DF, triple
+    fault)."""
+    kind, vector = info & vmx.INTR_INFO_INTR_TYPE_MASK, info & 0xFF
+    error = vcpu.vmread(vmx.VM_EXIT_INTR_ERROR_CODE) if info & vmx.INTR_INFO_DELIVER_CODE_MASK else None
+    if kind == vmx.INTR_TYPE_HARD_EXCEPTION and vector == EXC_PF:
+        lib.cpu_set_cr2(vcpu.cpu, vcpu.vmread(vmx.EXIT_QUALIFICATION))   # what delivery sets
+    length = vcpu.vmread(vmx.VM_EXIT_INSTRUCTION_LEN) if kind != vmx.INTR_TYPE_HARD_EXCEPTION else 0
+    event = Event(kind, vector, error, length)
+    vcpu.events.trace_exception(event)
+    if kind != vmx.INTR_TYPE_HARD_EXCEPTION:
+        vcpu.events.queue_event(event)      # INT3, INTO: delivered past the instruction
+    elif not vcpu.events.queue_exception(vector, error):
+        return KVM_EXIT_SHUTDOWN
+    return None
 
 
 def handle_dr_access(vcpu):
@@ -118,8 +160,6 @@ def handle_io(vcpu):
 
 def handle_rdmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
-    if is_x2apic_msr_exit(vcpu, index):
-        return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, KVM_MSR_EXIT_REASON_UNKNOWN, index, forced=True)
     if not msr_allowed(vcpu.vm.msr_filter, index, KVM_MSR_FILTER_READ):
         return _msr_to_userspace(vcpu, KVM_EXIT_X86_RDMSR, KVM_MSR_EXIT_REASON_FILTER, index)
     value = vcpu.msrs.read(index)
@@ -131,8 +171,6 @@ def handle_rdmsr(vcpu):
 def handle_wrmsr(vcpu):
     index = vcpu.get_gpr(RCX) & 0xFFFFFFFF
     value = (vcpu.get_gpr(RAX) & 0xFFFFFFFF) | ((vcpu.get_gpr(RDX) & 0xFFFFFFFF) << 32)
-    if is_x2apic_msr_exit(vcpu, index):
-        return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_UNKNOWN, index, value, forced=True)
     if not msr_allowed(vcpu.vm.msr_filter, index, KVM_MSR_FILTER_WRITE):
         return _msr_to_userspace(vcpu, KVM_EXIT_X86_WRMSR, KVM_MSR_EXIT_REASON_FILTER, index, value)
     if not vcpu.msrs.write(index, value):
@@ -150,11 +188,10 @@ def _complete_rdmsr(vcpu, value: int):
     vcpu.advance_rip()
 
 
-def _msr_to_userspace(vcpu, exit_reason: int, reason: int, index: int, data: int = 0, forced: bool = False):
-    """KVM_EXIT_X86_RDMSR/WRMSR when userspace asked for ``reason`` (KVM_CAP_X86_USER_SPACE_MSR)
-    or, ``forced``, serves the MSR (its local APIC under x2APIC virtualization); else #GP.
-    The next run() completes the instruction, or #GPs if userspace set msr.error."""
-    if not forced and not vcpu.vm.user_space_msr & reason:
+def _msr_to_userspace(vcpu, exit_reason: int, reason: int, index: int, data: int = 0):
+    """KVM_EXIT_X86_RDMSR/WRMSR when userspace asked for ``reason`` (KVM_CAP_X86_USER_SPACE_MSR);
+    else #GP.  The next run() completes the instruction, or #GPs if userspace set msr.error."""
+    if not vcpu.vm.user_space_msr & reason:
         vcpu.inject_exception(EXC_GP, 0)
         return None
     msr = vcpu.kvm_run.msr
@@ -203,12 +240,7 @@ def handle_cr_access(vcpu):
         vcpu.set_guest_cr0(vcpu.guest_cr0() & ~8)
         vcpu.advance_rip()
         return None
-    return internal_error(vcpu, KVM_INTERNAL_ERROR_EMULATION, qual)
-
-
-def handle_vmcall(vcpu):
-    vcpu.set_gpr(RAX, -KVM_ENOSYS)
-    vcpu.advance_rip()
+    return emulation_failure(vcpu)
 
 
 def inject_ud(vcpu):

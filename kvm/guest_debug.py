@@ -103,13 +103,17 @@ class GuestDebug:
     def blocks_interrupts(self) -> bool:
         return bool(self.control & KVM_GUESTDBG_BLOCKIRQ)
 
+    @property
+    def uses_sw_breakpoints(self) -> bool:
+        return bool(self.control & KVM_GUESTDBG_USE_SW_BP)
+
+    def exception_bitmap(self) -> int:
+        """The exceptions the debugger intercepts."""
+        return ((1 << EXC_DB) if self.control & KVM_GUESTDBG_USE_HW_BP else 0) | \
+            ((1 << EXC_BP) if self.control & KVM_GUESTDBG_USE_SW_BP else 0)
+
     def _update_exception_bitmap(self):
-        bitmap = self.vcpu.vmread(vmx.EXCEPTION_BITMAP) & ~((1 << EXC_DB) | (1 << EXC_BP))
-        if self.control & KVM_GUESTDBG_USE_HW_BP:
-            bitmap |= 1 << EXC_DB
-        if self.control & KVM_GUESTDBG_USE_SW_BP:
-            bitmap |= 1 << EXC_BP
-        self.vcpu.vmwrite(vmx.EXCEPTION_BITMAP, bitmap)
+        self.vcpu.update_exception_bitmap()
 
     def _set_mov_dr_exiting(self, on: bool):
         proc = self.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL) & ~vmx.CPU_BASED_MOV_DR_EXITING

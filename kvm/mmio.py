@@ -3,7 +3,8 @@ emulate the faulting instruction with the core's own decoder and executor."""
 
 from kvm import vmx
 from kvm._silicon import lib
-from kvm.constants import KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_MMIO, KVM_INTERNAL_ERROR_EMULATION
+from kvm.constants import KVM_EXIT_MMIO
+from kvm.internal_errors import delivery_event_error, emulation_failure
 
 EMUL_DONE, EMUL_NEED_READ, EMUL_WRITE, EMUL_FAULT, EMUL_EPT_FAULT, EMUL_UNHANDLEABLE = range(6)
 
@@ -15,6 +16,9 @@ def handle_ept_violation(vcpu):
     qual = vcpu.vmread(vmx.EXIT_QUALIFICATION)
     if vcpu.vm.map_guest_page(gpa, write=bool(qual & vmx.EPT_VIOLATION_ACC_WRITE)):
         return None
+    vectoring = vcpu.vmread(vmx.IDT_VECTORING_INFO_FIELD)
+    if vectoring & vmx.INTR_INFO_VALID_MASK:
+        return delivery_event_error(vcpu, vectoring, mmio=True)
     vcpu.mmio.gpa = gpa
     vcpu.mmio.has_read_data = 0
     return emulate_mmio(vcpu)
@@ -62,6 +66,4 @@ def emulate_mmio(vcpu):
                 vcpu.completion = complete_read
             return KVM_EXIT_MMIO
         break
-    run.internal.suberror = KVM_INTERNAL_ERROR_EMULATION
-    run.internal.data = (m.result, m.gpa)
-    return KVM_EXIT_INTERNAL_ERROR
+    return emulation_failure(vcpu)

@@ -6,6 +6,7 @@ for the RDMSR/WRMSR exits that the MSR bitmap intercepts and for KVM_GET/SET_MSR
   SYSENTER_*, FS/GS base, DEBUGCTL;
 * the TSC: the processor's, plus the VMCS TSC offset;
 * the machine-check banks (kvm/mce.py);
+* the Hyper-V reset and crash MSRs (kvm/hyperv.py), the VM's;
 * held by the processor itself for the guest (the bitmap passes them through and root
   mode never uses them): STAR/LSTAR/..., KERNEL_GS_BASE, TSC_AUX, MTRRs, MISC_ENABLE.
   Root mode and guest share the one physical processor's registers, so these
@@ -15,6 +16,7 @@ for the RDMSR/WRMSR exits that the MSR bitmap intercepts and for KVM_GET/SET_MSR
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
+from kvm.hyperv import HYPERV_MSRS
 from kvm.mce import MCE_MSRS, MachineCheckMsrs
 
 MSR_IA32_TSC = 0x10
@@ -48,7 +50,7 @@ MSR_KVM_WALL_CLOCK_NEW = 0x4B564D00
 MSR_KVM_SYSTEM_TIME_NEW = 0x4B564D01
 EMULATED_MSRS = [MSR_IA32_APIC_BASE, MSR_IA32_FEATURE_CONTROL, MSR_IA32_UCODE_REV,
                  MSR_IA32_ARCH_CAPABILITIES, MSR_PLATFORM_INFO,
-                 MSR_KVM_WALL_CLOCK_NEW, MSR_KVM_SYSTEM_TIME_NEW, *MCE_MSRS]
+                 MSR_KVM_WALL_CLOCK_NEW, MSR_KVM_SYSTEM_TIME_NEW, *MCE_MSRS, *HYPERV_MSRS]
 # KVM_GET_MSR_INDEX_LIST
 MSR_INDEX_LIST = sorted([MSR_IA32_TSC, *VMCS_MSRS, *PROCESSOR_MSRS, *EMULATED_MSRS])
 _KNOWN = frozenset(MSR_INDEX_LIST)
@@ -89,7 +91,8 @@ class GuestMsrs:
             return self._processor_read(index)
         return self._emulated_read(index)
 
-    def write(self, index: int, value: int) -> bool:
+    def write(self, index: int, value: int, host: bool = False) -> bool:
+        """The guest's WRMSR, or userspace's KVM_SET_MSRS (``host``)."""
         compiled = lib.root_msr_set(self.vcpu.root, index, value)
         if compiled != 1:
             return compiled == 0
@@ -105,7 +108,7 @@ class GuestMsrs:
             return True
         if index in PROCESSOR_MSRS:
             return index != 0xFE and lib.cpu_wrmsr(self.vcpu.cpu, index, value) == 0
-        return self._emulated_write(index, value)
+        return self._emulated_write(index, value, host)
 
     def _processor_read(self, index: int):
         return self._value[0] if lib.cpu_rdmsr(self.vcpu.cpu, index, self._value) == 0 else None
@@ -138,9 +141,11 @@ class GuestMsrs:
             return 0
         if index in MCE_MSRS:
             return self.mce.read(index)
+        if index in HYPERV_MSRS:
+            return self.vcpu.vm.hyperv.read(index)
         return None
 
-    def _emulated_write(self, index: int, value: int) -> bool:
+    def _emulated_write(self, index: int, value: int, host: bool) -> bool:
         if index == MSR_IA32_APIC_BASE:
             if value & ~(((1 << 40) - 1) & ~0xFFF | 0xD00):
                 return False   # reserved bits
@@ -148,6 +153,8 @@ class GuestMsrs:
             return True
         if index in MCE_MSRS:
             return self.mce.write(index, value)
+        if index in HYPERV_MSRS:
+            return self.vcpu.vm.hyperv.write(self.vcpu, index, value, host)
         return index == MSR_IA32_UCODE_REV
 
     def get(self, indices):
@@ -166,7 +173,7 @@ class GuestMsrs:
         items = entries.items() if isinstance(entries, dict) else entries
         done = 0
         for index, value in items:
-            if not self.write(index, value & ((1 << 64) - 1)):
+            if not self.write(index, value & ((1 << 64) - 1), host=True):
                 break
             done += 1
         return done

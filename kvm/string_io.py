@@ -6,8 +6,8 @@ straddling two pages goes alone), as KVM does; a REP instruction with iterations
 is not skipped, so it executes again and exits for the next page."""
 
 from kvm import vmx
-from kvm.constants import KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, \
-    KVM_INTERNAL_ERROR_EMULATION
+from kvm.constants import KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT
+from kvm.internal_errors import emulation_failure
 from kvm.translate import (TRANSLATE_USER, TRANSLATE_WRITE, PageFault, UnbackedPagingStructure,
                            guest_cpl, inject_page_fault, translate)
 
@@ -82,8 +82,8 @@ def handle_string_io(vcpu, qual: int):
     except PageFault as fault:
         inject_page_fault(vcpu, fault)
         return None
-    except UnbackedPagingStructure as e:
-        return _emulation_failure(vcpu, qual, str(e))
+    except UnbackedPagingStructure:
+        return emulation_failure(vcpu)
 
     io = vcpu.kvm_run.io
     io.direction = KVM_EXIT_IO_IN if is_in else KVM_EXIT_IO_OUT
@@ -107,7 +107,7 @@ def handle_string_io(vcpu, qual: int):
             at = 0
             for gpa, length in pieces:
                 if not vcpu.vm.write_guest(gpa, data[at:at + length]):
-                    return _emulation_failure(vcpu, qual, f"INS into non-RAM at {gpa:#x}")
+                    return emulation_failure(vcpu)   # INS into MMIO or ROM: not emulated
                 at += length
             finish()
             return None
@@ -115,7 +115,7 @@ def handle_string_io(vcpu, qual: int):
     else:
         chunks = [vcpu.vm.read_guest(gpa, length) for gpa, length in pieces]
         if None in chunks:
-            return _emulation_failure(vcpu, qual, "OUTS from non-RAM")
+            return emulation_failure(vcpu)   # OUTS from MMIO: not emulated
         io.data[:] = _element_order(b"".join(chunks), size, down)
         finish()
     return KVM_EXIT_IO
@@ -129,8 +129,3 @@ def _advance(vcpu, reg: int, delta: int, asize: int):
     vcpu.set_gpr(reg, new if asize >= 4 else (old & ~amask) | new)
 
 
-def _emulation_failure(vcpu, qual: int, why: str):
-    """String I/O with memory that is not guest RAM (MMIO, ROM for INS): not emulated."""
-    vcpu.kvm_run.internal.suberror = KVM_INTERNAL_ERROR_EMULATION
-    vcpu.kvm_run.internal.data = (qual, why)
-    return KVM_EXIT_INTERNAL_ERROR

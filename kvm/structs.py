@@ -1,5 +1,5 @@
 """The KVM API's data structures: kvm_regs, kvm_sregs (with kvm_segment, kvm_dtable),
-kvm_clock_data and the shared kvm_run exit record."""
+kvm_vcpu_events, kvm_xsave, kvm_xcrs, kvm_clock_data and the shared kvm_run exit record."""
 
 from dataclasses import dataclass, field
 
@@ -85,6 +85,8 @@ class Sregs:
     cr8: int = 0
     efer: int = 0
     apic_base: int = 0xFEE00900
+    # bit n of the 256: external interrupt n is queued for injection (KVM_INTERRUPT's,
+    # or one whose delivery an exit cut short); KVM_SET_SREGS queues the lowest set bit
     interrupt_bitmap: list = field(default_factory=lambda: [0, 0, 0, 0])
 
 
@@ -113,6 +115,22 @@ class NmiState:
 
 
 @dataclass
+class SmiState:
+    """kvm_vcpu_events.smi: there is no SMM here (no KVM_CAP_X86_SMM), so all zero."""
+    smm: int = 0
+    pending: int = 0
+    smm_inside_nmi: int = 0
+    latched_init: int = 0
+
+
+@dataclass
+class TripleFaultState:
+    """kvm_vcpu_events.triple_fault (with KVM_CAP_X86_TRIPLE_FAULT_EVENT): a triple
+    fault is pending; the next KVM_RUN returns KVM_EXIT_SHUTDOWN for it."""
+    pending: int = 0
+
+
+@dataclass
 class VcpuEvents:
     """struct kvm_vcpu_events (KVM_GET/SET_VCPU_EVENTS)."""
     exception: ExceptionState = field(default_factory=ExceptionState)
@@ -120,6 +138,35 @@ class VcpuEvents:
     nmi: NmiState = field(default_factory=NmiState)
     sipi_vector: int = 0
     flags: int = 0      # KVM_VCPUEVENT_VALID_*
+    smi: SmiState = field(default_factory=SmiState)
+    triple_fault: TripleFaultState = field(default_factory=TripleFaultState)
+    exception_has_payload: int = 0
+    exception_payload: int = 0
+
+
+@dataclass
+class Xsave:
+    """struct kvm_xsave (KVM_GET/SET_XSAVE): the 4 KiB XSAVE image in the standard
+    (non-compacted) format: the legacy FXSAVE region, the XSAVE header at 512 (XSTATE_BV,
+    XCOMP_BV), then the extended components."""
+    region: bytearray = field(default_factory=lambda: bytearray(4096))
+
+
+@dataclass
+class Xcr:
+    xcr: int = 0
+    value: int = 0
+
+
+@dataclass
+class Xcrs:
+    """struct kvm_xcrs (KVM_GET/SET_XCRS): the extended control registers (XCR0)."""
+    xcrs: list = field(default_factory=list)    # Xcr entries; nr_xcrs is their number
+    flags: int = 0
+
+    @property
+    def nr_xcrs(self) -> int:
+        return len(self.xcrs)
 
 
 @dataclass
@@ -173,14 +220,59 @@ class FailEntry:
 
 @dataclass
 class InternalError:
+    """kvm_run.internal (KVM_EXIT_INTERNAL_ERROR): ``data`` holds internal.data[0..ndata).
+    For KVM_INTERNAL_ERROR_EMULATION it is laid out as kvm_run.emulation_failure: data[0]
+    is ``flags``, and with KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES data[1..2]
+    hold ``insn_size`` and the 15 ``insn_bytes``."""
     suberror: int = 0
     data: tuple = ()
+
+    @property
+    def ndata(self) -> int:
+        return len(self.data)
+
+    @property
+    def flags(self) -> int:
+        return self.data[0] if self.data else 0
+
+    def _insn_words(self) -> bytes:
+        return b"".join(w.to_bytes(8, "little") for w in self.data[1:3])
+
+    @property
+    def insn_size(self) -> int:
+        return self._insn_words()[0]
+
+    @property
+    def insn_bytes(self) -> bytes:
+        return self._insn_words()[1:1 + self.insn_size]
 
 
 @dataclass
 class SystemEvent:
+    """kvm_run.system_event (KVM_EXIT_SYSTEM_EVENT): a KVM_SYSTEM_EVENT_* type and
+    data[0..ndata) (KVM_CAP_SYSTEM_EVENT_DATA); the older ``flags`` is data[0]."""
     type: int = 0
+    ndata: int = 0
+    data: list = field(default_factory=lambda: [0] * 16)
+
+    @property
+    def flags(self) -> int:
+        return self.data[0]
+
+
+@dataclass
+class HypercallExit:
+    """kvm_run.hypercall (KVM_EXIT_HYPERCALL): the hypercall number and arguments;
+    userspace puts the result in ``ret``, which the next KVM_RUN writes to RAX.
+    ``flags`` has KVM_EXIT_HYPERCALL_LONG_MODE for a hypercall from 64-bit code."""
+    nr: int = 0
+    args: list = field(default_factory=lambda: [0] * 6)
+    ret: int = 0
     flags: int = 0
+
+    @property
+    def longmode(self) -> int:
+        return self.flags & 1
 
 
 DR6_INIT, DR7_INIT = 0xFFFF0FF0, 0x400
@@ -267,6 +359,7 @@ class KvmRun:
     fail_entry: FailEntry = field(default_factory=FailEntry)
     internal: InternalError = field(default_factory=InternalError)
     system_event: SystemEvent = field(default_factory=SystemEvent)
+    hypercall: HypercallExit = field(default_factory=HypercallExit)
     msr: MsrExit = field(default_factory=MsrExit)
     eoi: IoapicEoi = field(default_factory=IoapicEoi)
     debug: DebugExit = field(default_factory=DebugExit)

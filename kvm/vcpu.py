@@ -6,12 +6,13 @@ import time
 
 from kvm import vmx
 from kvm._silicon import ffi, lib
-from kvm.apicv import APIC_DEFAULT_BASE, ApicVirtualization
-from kvm.constants import KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_VCPUEVENT_VALID_SIPI_VECTOR
+from kvm.apicv import APIC_DEFAULT_BASE, APIC_TPR, ApicVirtualization
+from kvm.constants import (KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTR, KVM_EXIT_SHUTDOWN, KVM_EXIT_SYSTEM_EVENT,
+                           KVM_VCPUEVENT_VALID_SIPI_VECTOR)
 from kvm.cpuid import XCR0_SUPPORTED, supported_cpuid
 from kvm.errors import KvmError
 from kvm.events import Events
-from kvm.exits import EXIT_HANDLERS, handle_unexpected_exit
+from kvm.exits import handle_exit
 from kvm.guest_debug import GuestDebug
 from kvm.mp_state import MpState
 from kvm.msrs import GuestMsrs
@@ -19,6 +20,7 @@ from kvm.stats import ExitStats
 from kvm.structs import GPR_ORDER, DTable, Fpu, KvmRun, Regs, Segment, Sregs
 from kvm.translate import kvm_translate
 from kvm.tsc import tsc_khz
+from kvm.xsave import get_xcrs, get_xsave, set_xcrs, set_xsave
 from kvm.vmcs_setup import setup_vmcs
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
@@ -27,6 +29,7 @@ _SEG_FIELD_PREFIX = {"es": "ES", "cs": "CS", "ss": "SS", "ds": "DS", "fs": "FS",
 CR0_NE = 0x20
 CR4_VMXE = 0x2000
 EFER_LMA = 0x400
+TRACED_EXCEPTIONS = 0xFFFFFFFF & ~(1 << 1)     # all but #DB
 
 
 class VmxError(Exception):
@@ -53,7 +56,8 @@ class VCPU:
         self._cpuid = []
         self.set_cpuid2(supported_cpuid())
         self.completion = None        # finishes an IN or MMIO read on the next run()
-        self.cr8 = 0                  # the guest's CR8: userspace's local APIC TPR >> 4
+        self._cr8 = 0                 # the guest's CR8 without APIC virtualization (cr8)
+        self.system_event = None      # a KVM_SYSTEM_EVENT_* the guest asked for (kvm/hyperv.py)
         self.events = Events(self)
         self.mp_state = MpState(self)
         self.guest_debug = GuestDebug(self)
@@ -173,6 +177,9 @@ class VCPU:
         s.efer = self.vmread(vmx.GUEST_IA32_EFER)
         s.cr8 = self.cr8
         s.apic_base = self.msrs.apic_base
+        vector = self.events.queued_interrupt()
+        if vector is not None:
+            s.interrupt_bitmap[vector >> 6] |= 1 << (vector & 63)
         return s
 
     def set_sregs(self, s: Sregs):
@@ -191,6 +198,9 @@ class VCPU:
         self.vmwrite(vmx.VM_ENTRY_CONTROLS, entry | (vmx.VM_ENTRY_IA32E_MODE if s.efer & EFER_LMA else 0))
         self.cr8 = s.cr8 & 0xF
         self.msrs.apic_base = s.apic_base
+        bitmap = sum(word << (64 * k) for k, word in enumerate(s.interrupt_bitmap))
+        if bitmap:
+            self.events.inject_interrupt((bitmap & -bitmap).bit_length() - 1)
 
     def get_fpu(self) -> Fpu:
         """KVM_GET_FPU, from the processor's FXSAVE image."""
@@ -215,6 +225,20 @@ class VCPU:
         for i, reg in enumerate(fpu.xmm):
             fx[160 + 16 * i:176 + 16 * i] = bytes(reg)[:16].ljust(16, b"\0")
         lib.cpu_set_fxsave(self.cpu, ffi.from_buffer(fx))
+
+    def get_xsave(self):
+        """KVM_GET_XSAVE: kvm.structs.Xsave, the 4 KiB XSAVE image (kvm/xsave.py)."""
+        return get_xsave(self.cpu)
+
+    def set_xsave(self, xsave):
+        set_xsave(self.cpu, xsave)
+
+    def get_xcrs(self):
+        """KVM_GET_XCRS: kvm.structs.Xcrs with XCR0."""
+        return get_xcrs(self.cpu)
+
+    def set_xcrs(self, xcrs):
+        set_xcrs(self.cpu, xcrs)
 
     def reset(self):
         """The architectural state after RESET/INIT (SDM Vol. 3 Table 10-1); EDX holds the
@@ -278,6 +302,7 @@ class VCPU:
         return ev
 
     def set_vcpu_events(self, ev):
+        self.events.check_state(ev)
         self.events.set_state(ev)
         if ev.flags & KVM_VCPUEVENT_VALID_SIPI_VECTOR:
             self.mp_state.sipi_vector = ev.sipi_vector & 0xFF
@@ -307,6 +332,20 @@ class VCPU:
         """The vectors (a 256-bit mask) whose EOI exits with KVM_EXIT_IOAPIC_EOI."""
         self.apicv.set_eoi_exit_bitmap(bits)
 
+    @property
+    def cr8(self) -> int:
+        """The guest's CR8, userspace's local APIC TPR >> 4: under APIC virtualization
+        the TPR of the virtual-APIC page, which the guest moves without exits (as KVM's
+        kvm_get_cr8 reads its in-kernel APIC's)."""
+        return self.apicv.read32(APIC_TPR) >> 4 if self.apicv.enabled else self._cr8
+
+    @cr8.setter
+    def cr8(self, value: int):
+        if self.apicv.enabled:
+            self.apicv.page[APIC_TPR] = (value & 0xF) << 4
+        else:
+            self._cr8 = value & 0xF
+
     def post_apic_interrupt(self, vector: int):
         """Request the vector: its IRR bit in the virtual-APIC page, set atomically with
         respect to a running guest, which takes it without returning to userspace."""
@@ -331,6 +370,21 @@ class VCPU:
         """Deliver an exception to the guest at the next entry (kvm_queue_exception)."""
         self.events.queue_exception(vector, error_code)
 
+    def set_event_trace(self, tracer):
+        """pyhv's event tracing: ``tracer(event, vcpu, interrupted)`` (events.Event) sees
+        each interrupt and NMI as it is injected and each exception before the guest takes
+        it (with the exception whose delivery it interrupted, or None), in the guest state
+        from before; None turns it off.  Exceptions reach the hypervisor only while
+        traced: the exception bitmap then intercepts all but #DB (whose delivery would
+        also have to set DR6)."""
+        self.events.tracer = tracer
+        self.update_exception_bitmap()
+
+    def update_exception_bitmap(self):
+        """What the debugger and the event tracer intercept (KVM's update_exception_bitmap)."""
+        traced = TRACED_EXCEPTIONS if self.events.tracer is not None else 0
+        self.vmwrite(vmx.EXCEPTION_BITMAP, traced | self.guest_debug.exception_bitmap())
+
     def interrupt(self, vector: int):
         """KVM_INTERRUPT: an external interrupt, delivered once the guest allows interrupts.
         Like KVM, one at a time: userspace waits for ready_for_interrupt_injection."""
@@ -353,6 +407,23 @@ class VCPU:
     def set_debugregs(self, regs):
         self.guest_debug.set_regs(regs)
 
+    def request_system_event(self, event_type: int):
+        """The guest asked for a reset or reported a crash: the next entry ends KVM_RUN
+        with KVM_EXIT_SYSTEM_EVENT instead (KVM's KVM_REQ_HV_RESET/HV_CRASH)."""
+        self.system_event = event_type
+
+    def _take_request(self):
+        """A KVM_RUN-ending request (vcpu_enter_guest's), or None."""
+        if self.events.triple_fault_pending:
+            self.events.triple_fault_pending = False
+            return KVM_EXIT_SHUTDOWN
+        if self.system_event is not None:
+            event = self.kvm_run.system_event
+            event.type, event.ndata, event.data = self.system_event, 0, [0] * 16
+            self.system_event = None
+            return KVM_EXIT_SYSTEM_EVENT
+        return None
+
     def kick(self):
         """Make a running (or the next) KVM_RUN return KVM_EXIT_INTR; safe from any thread."""
         self._kicked.set()
@@ -373,16 +444,23 @@ class VCPU:
 
     def run(self):
         """KVM_RUN: enter the guest until an exit that userspace must handle. kvm_run.cr8
-        goes in as the guest's CR8 and comes back out with it."""
+        goes in as the guest's CR8 (not under APIC virtualization: the TPR is in the
+        virtual-APIC page, as with KVM's in-kernel APIC) and comes back out with it."""
         run = self.kvm_run
         result = None
-        self.cr8 = run.cr8 & 0xF      # userspace's TPR, as KVM takes it without an in-kernel APIC
+        if not self.apicv.enabled:
+            self.cr8 = run.cr8        # userspace's TPR, as KVM takes it without an in-kernel APIC
         if self.completion is not None:
             complete, self.completion = self.completion, None
             result = complete()
         while result is None:
-            if run.immediate_exit:
+            # a kick ends KVM_RUN before the next entry too, as a pending signal does in
+            # KVM: a guest whose exits never reach an instruction boundary stays kickable
+            if run.immediate_exit or self.take_kick():
                 result = KVM_EXIT_INTR
+                break
+            result = self._take_request()
+            if result is not None:
                 break
             step = self.guest_debug.take_completed_step()
             if step is not None:
@@ -420,9 +498,7 @@ class VCPU:
                 run.fail_entry.cpu = self.id
                 result = KVM_EXIT_FAIL_ENTRY
             else:
-                self.events.after_exit()
-                handler = EXIT_HANDLERS.get(reason & 0xFFFF, handle_unexpected_exit)
-                result = handler(self)
+                result = handle_exit(self, reason)
             self.stats.record(reason & (0xFFFF | vmx.EXIT_REASON_FAILED_VMENTRY), time.perf_counter_ns() - started)
         run.exit_reason = result
         self._update_run_state()

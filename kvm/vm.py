@@ -1,14 +1,16 @@
-"""A virtual machine: memslots, the EPT the hypervisor builds for them, its clock and
-its vCPUs."""
+"""A virtual machine: memslots, the EPT the hypervisor builds for them, its clock, the
+interrupt controller userspace attaches, and its vCPUs."""
 
 from kvm._silicon import ffi, lib
-from kvm.constants import (KVM_CLOCK_REALTIME, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+from kvm.constants import (KVM_CLOCK_REALTIME, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MSI_VALID_DEVID,
                            KVM_MSR_EXIT_REASON_VALID_MASK)
-from kvm.capabilities import KVM_CAP_X86_USER_SPACE_MSR, check_extension
+from kvm.capabilities import (KVM_CAP_EXIT_HYPERCALL, KVM_CAP_X86_TRIPLE_FAULT_EVENT, KVM_CAP_X86_USER_SPACE_MSR,
+                              KVM_EXIT_HYPERCALL_VALID_MASK, check_extension)
 from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
 from kvm.errors import KvmError
 from kvm.hostmem import MAX_MEMSLOTS, HostMemoryError
+from kvm.hyperv import HypervMsrs
 from kvm.memslots import MemSlot, MemSlots
 from kvm.msr_filter import check_msr_filter
 from kvm.stats import ExitStats
@@ -17,6 +19,7 @@ from kvm.vcpu import VCPU
 from kvm.vmcs_setup import msr_bitmap
 
 PAGE_SIZE = 4096
+IDENTITY_MAP_DEFAULT = 0xFFFBC000    # KVM's VMX_EPT_IDENTITY_PAGETABLE_ADDR
 
 
 class VM:
@@ -31,16 +34,84 @@ class VM:
         self._apic_access_page = None
         self.user_space_msr = 0    # the KVM_MSR_EXIT_REASON_* that exit to userspace
         self.msr_filter = None     # KVM_X86_SET_MSR_FILTER's filter, or None: all allowed
+        self.hypercall_exit_enabled = 0   # 1 << KVM_HC_*: hypercalls that exit to userspace
+        self.triple_fault_event = False   # KVM_CAP_X86_TRIPLE_FAULT_EVENT
+        self.hyperv = HypervMsrs()
+        self.irqchip = None
+        self.tss_addr = None
+        self.identity_map_addr = IDENTITY_MAP_DEFAULT
 
     def enable_cap(self, cap: int, *args: int):
-        """KVM_ENABLE_CAP on the VM: KVM_CAP_X86_USER_SPACE_MSR with the exit reasons
-        (KVM_MSR_EXIT_REASON_*) whose RDMSR/WRMSR go to userspace instead of #GP."""
-        if cap != KVM_CAP_X86_USER_SPACE_MSR:
+        """KVM_ENABLE_CAP on the VM, with args[0]:
+        KVM_CAP_X86_USER_SPACE_MSR: the exit reasons (KVM_MSR_EXIT_REASON_*) whose
+        RDMSR/WRMSR go to userspace instead of #GP;
+        KVM_CAP_EXIT_HYPERCALL: the hypercalls (1 << KVM_HC_*) that exit with
+        KVM_EXIT_HYPERCALL (KVM_HC_MAP_GPA_RANGE);
+        KVM_CAP_X86_TRIPLE_FAULT_EVENT: KVM_GET/SET_VCPU_EVENTS carry a pending triple fault."""
+        value = args[0] if args else 0
+        if cap == KVM_CAP_X86_USER_SPACE_MSR:
+            if value & ~KVM_MSR_EXIT_REASON_VALID_MASK:
+                raise KvmError(f"invalid MSR exit reasons {value:#x}")
+            self.user_space_msr = value
+        elif cap == KVM_CAP_EXIT_HYPERCALL:
+            if value & ~KVM_EXIT_HYPERCALL_VALID_MASK:
+                raise KvmError(f"hypercalls {value:#x} cannot exit to userspace (EINVAL)")
+            self.hypercall_exit_enabled = value
+        elif cap == KVM_CAP_X86_TRIPLE_FAULT_EVENT:
+            self.triple_fault_event = bool(value)
+        else:
             raise KvmError(f"capability {cap} cannot be enabled on a VM")
-        reasons = args[0] if args else 0
-        if reasons & ~KVM_MSR_EXIT_REASON_VALID_MASK:
-            raise KvmError(f"invalid MSR exit reasons {reasons:#x}")
-        self.user_space_msr = reasons
+
+    # ---- the interrupt controller ------------------------------------------------------
+
+    def create_irqchip(self, chip):
+        """Attach the VM's interrupt controller (KVM_CREATE_IRQCHIP's role): ``chip`` has
+        set_irq(gsi, level) and deliver_msi(address, data) -> the number of local APICs
+        that accepted the message.  KVM_IRQ_LINE and KVM_SIGNAL_MSI go to it.
+
+        Unlike KVM's, the chip is userspace code (QEMU's kernel-irqchip=off), so its local
+        APICs still deliver to the vCPUs through the vCPU API (KVM_INTERRUPT, KVM_NMI,
+        the interrupt window, APIC virtualization), which this leaves as it is."""
+        if self.irqchip is not None:
+            raise KvmError("the VM already has an interrupt controller (KVM_CREATE_IRQCHIP: EEXIST)")
+        if self.vcpus:
+            raise KvmError("the interrupt controller comes before the vCPUs (KVM_CREATE_IRQCHIP: EINVAL)")
+        self.irqchip = chip
+
+    def irq_line(self, irq: int, level: int):
+        """KVM_IRQ_LINE: set the level of interrupt line (GSI) ``irq``: ISA lines 0-15 reach
+        the 8259s and the I/O APIC, 16-23 the I/O APIC (routing is the chip's)."""
+        if self.irqchip is None:
+            raise KvmError("no interrupt controller (KVM_IRQ_LINE: ENXIO)")
+        self.irqchip.set_irq(irq, 1 if level else 0)
+
+    def signal_msi(self, address: int, data: int, flags: int = 0, devid: int = 0) -> int:
+        """KVM_SIGNAL_MSI: deliver a message-signalled interrupt; > 0 when delivered, 0 when
+        no local APIC took it.  The high half of the address is ignored (no
+        KVM_CAP_X2APIC_API), and so is ``devid`` (no KVM_CAP_MSI_DEVID on x86)."""
+        if self.irqchip is None or flags & ~KVM_MSI_VALID_DEVID:
+            raise KvmError("no interrupt controller, or invalid flags (KVM_SIGNAL_MSI: EINVAL)")
+        return self.irqchip.deliver_msi(address & 0xFFFFFFFF, data & 0xFFFFFFFF)
+
+    # ---- real mode without unrestricted guest ---------------------------------------------
+
+    def set_tss_addr(self, addr: int):
+        """KVM_SET_TSS_ADDR: three pages of guest-physical space below 4 GiB for the TSS
+        that VMX without unrestricted guest needs to run real-mode code as virtual-8086
+        mode.  The silicon has unrestricted guest, which runs real mode as it is, so, as
+        KVM on such a processor, the address is checked and kept, and nothing is mapped."""
+        if not 0 <= addr <= (1 << 32) - 3 * PAGE_SIZE:
+            raise KvmError(f"TSS address {addr:#x} is not below 4 GiB (KVM_SET_TSS_ADDR: EINVAL)")
+        self.tss_addr = addr
+
+    def set_identity_map_addr(self, addr: int):
+        """KVM_SET_IDENTITY_MAP_ADDR: the page for the identity-mapping page table that
+        VMX without unrestricted guest needs for unpaged guest code under EPT (0: the
+        default, 0xfffbc000).  With unrestricted guest the processor runs unpaged code
+        under EPT itself: the address is kept and never used.  Only before the vCPUs."""
+        if self.vcpus:
+            raise KvmError("KVM_SET_IDENTITY_MAP_ADDR after KVM_CREATE_VCPU: EINVAL")
+        self.identity_map_addr = addr or IDENTITY_MAP_DEFAULT
 
     def set_msr_filter(self, msr_filter):
         """KVM_X86_SET_MSR_FILTER: a kvm.structs.MsrFilter, or None to remove the filter."""

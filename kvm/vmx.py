@@ -2,6 +2,8 @@
 silicon, so there is one list), basic exit reasons, and control bits (Intel SDM Vol. 3,
 Appendices A-C; names as Linux's arch/x86/include/asm/vmx.h spells them)."""
 
+from collections import namedtuple
+
 from kvm._silicon import ffi, lib
 
 FIELDS = {
@@ -34,6 +36,19 @@ EXIT_REASONS = {
 globals().update({f"EXIT_REASON_{name}": code for code, name in EXIT_REASONS.items()})
 EXIT_REASON_FAILED_VMENTRY = 0x80000000
 PRODUCED_EXIT_REASONS = [code for code in EXIT_REASONS if lib.vmx_exit_reason_produced(code)]
+
+
+# The rules VM entry checks (cffi_build/vmx_entry_checks.h): {name: EntryCheck}; area
+# CONTROLS and HOST fail with VMfailValid(7) and (8), GUEST and MSR_LOAD with a VM exit
+# (reason 33 with the qualification given, or 34 with the failing entry's number).
+EntryCheck = namedtuple("EntryCheck", "number area rule qualification")
+ENTRY_CHECKS = {
+    ffi.string(lib.vmx_entry_check_name(i)).decode(): EntryCheck(
+        i, ffi.string(lib.vmx_entry_check_area(i)).decode(), ffi.string(lib.vmx_entry_check_rule(i)).decode(),
+        lib.vmx_entry_check_qualification(i))
+    for i in range(1, lib.vmx_entry_check_count() + 1)
+}
+ENTRY_CHECK_NAMES = {check.number: name for name, check in ENTRY_CHECKS.items()}
 
 
 def exit_reason_name(reason: int) -> str:

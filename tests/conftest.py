@@ -38,3 +38,10 @@ def kernel(tmp_path):
     path = tmp_path / "kernel.elf"
     path.write_bytes(simple_kernel())
     return str(path)
+
+
+@pytest.fixture
+def no_vm(monkeypatch):
+    """Bad input must be refused before any VM is created."""
+    import devicemodel.machine as machine_module
+    monkeypatch.setattr(machine_module, "open_kvm", lambda: pytest.fail("a VM was created"))

@@ -148,6 +148,9 @@ class FakeVcpu:
         self._kicked = threading.Event()
         self._pending_read = None
         self._stats: dict[str, dict] = {}
+        self.apic_page = memoryview(bytearray(4096))   # the virtual-APIC page, with APIC virtualization
+        self.apicv = None                              # (APIC-access address, x2APIC) once enabled
+        self.eoi_exit_bitmap = 0
 
     def get_regs(self):
         return Regs(**vars(self.regs))
@@ -188,6 +191,15 @@ class FakeVcpu:
 
     def interrupt(self, vector):
         self.injected.append(vector)
+
+    def enable_apic_virtualization(self, apic_access_gpa=0xFEE00000, x2apic=False):
+        self.apicv = (apic_access_gpa, x2apic)
+
+    def set_eoi_exit_bitmap(self, bits):
+        self.eoi_exit_bitmap = bits
+
+    def post_apic_interrupt(self, vector):
+        self.apic_page[0x200 + (vector >> 5) * 16 + (vector & 31) // 8] |= 1 << (vector & 7)
 
     def set_cpuid2(self, entries):
         self.cpuid = list(entries)
@@ -271,9 +283,19 @@ class FakeVm:
         self.vcpus = []
         self.capabilities = {}
         self.msr_filter = None
+        self.irqchip = None
 
     def enable_cap(self, cap, *args):
         self.capabilities[cap] = args
+
+    def create_irqchip(self, chip):
+        self.irqchip = chip
+
+    def irq_line(self, irq, level):
+        self.irqchip.set_irq(irq, level)
+
+    def signal_msi(self, address, data):
+        return self.irqchip.deliver_msi(address, data)
 
     def set_msr_filter(self, msr_filter):
         self.msr_filter = msr_filter

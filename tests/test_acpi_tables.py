@@ -203,3 +203,20 @@ def test_iasl_disassembles_every_table(mem, tmp_path, iasl):
         output = (r.stdout + r.stderr).lower()
         assert "error" not in output and "warning" not in output, output
         assert path.with_suffix(".dsl").exists()
+
+
+def test_dsdt_pci_root_bridge_and_interrupt_routing():
+    """\\_SB.PCI0 as iasl writes it: PNP0A03, the 32-bit window from the end of low RAM,
+    and a _PRT entry per slot and pin to the I/O APIC inputs 16-19."""
+    from devicemodel.firmware_tables import aml
+    from devicemodel.firmware_tables.acpi import build_dsdt
+    body = DefinitionBlock.parse(build_dsdt(0x08000000)).aml
+    assert b"\x10" in body and b"\\_SB_" in body and b"\x5b\x82" in body and b"PCI0" in body
+    assert b"_HID\x0c\x41\xd0\x0a\x03" in body                              # EisaId ("PNP0A03")
+    window = aml.dword_memory(0x08000000, 0xFEBFFFFF, cacheable=False)
+    assert window in body
+    for slot, pin, gsi in ((1, 0, 16), (2, 0, 17), (4, 0, 19), (4, 1, 16), (31, 3, 17)):
+        assert aml.package(aml.integer(slot << 16 | 0xFFFF), aml.integer(pin), aml.integer(0),
+                           aml.integer(gsi)) in body
+    assert aml.pkg_length(bytes(62)) == bytes((63,)) + bytes(62)
+    assert aml.pkg_length(bytes(100))[:2] == bytes((0x40 | (102 & 0xF), 102 >> 4))

@@ -24,14 +24,6 @@ DEBUG_EXIT = ["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
 
 
 @pytest.fixture
-def no_vm(monkeypatch):
-    """Bad input must be refused before any VM is created."""
-    def refuse():
-        raise AssertionError("a VM was created")
-    monkeypatch.setattr(machine_module, "open_kvm", refuse)
-
-
-@pytest.fixture
 def fake(monkeypatch):
     """Runs get the fake kvm; set ``fake.script`` before calling main()."""
     kvm = FakeKvm()
@@ -242,6 +234,13 @@ def test_run_prints_serial_output_and_exits_with_the_debug_exit_status(capsys, f
     assert err == ""
 
 
+@pytest.mark.parametrize("accel, apicv", [([], (0xFEE00000, False)), (["-accel", "kvm,apicv=off"], None)])
+def test_accel_apicv_puts_the_local_apics_on_apic_virtualization_or_not(capsys, fake, kernel, accel, apicv):
+    fake.script = [Out(0xF4, 1, (1,))]
+    status, _, _ = run_main(capsys, "-kernel", kernel, *DEBUG_EXIT, *accel)
+    assert status == 3 and fake.vms[0].vcpus[0].apicv == apicv
+
+
 def test_double_dash_options_and_size_suffixes(capsys, fake, kernel):
     fake.script = [Out(0xF4, 1, (1,))]
     status, _, _ = run_main(capsys, "--kernel", kernel, "--m", "size=64M", "--device",
@@ -363,10 +362,11 @@ def test_initrd_with_a_multiboot_kernel_is_refused(capsys, fake, kernel, tmp_pat
     (["-display", "none,gl=on"], "Parameter 'type' does not accept value 'none,gl=on'"),
     (["-display", "fancy"], "does not accept value 'fancy'"),
     (["-nographic", "-display", "none"], "-nographic cannot be used with -display"),
-    (["-hda", "disk.img"], "pyhv: -hda: this QEMU option is not supported by pyhv"),
+    (["-fda", "disk.img"], "pyhv: -fda: this QEMU option is not supported by pyhv"),
     (["-enable-kvm"], "pyhv: -enable-kvm: this QEMU option is not supported by pyhv"),
+    (["-accel", "tcg"], "pyhv: -accel tcg: accelerator 'tcg' is not supported: pyhv's only accelerator is kvm"),
     (["-vnc", ":0"], "-vnc: this QEMU option is not supported"),
-    (["-netdev", "user,id=n0"], "-netdev: this QEMU option is not supported"),
+    (["-nic", "user"], "-nic: this QEMU option is not supported"),
     (["--blockdev", "x"], "--blockdev: this QEMU option is not supported"),
 ])
 def test_bad_platform_options(capsys, no_vm, kernel, argv, text):

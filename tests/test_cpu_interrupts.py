@@ -47,6 +47,9 @@ class Vcpu:
     def set_cpuid2(self, entries):
         pass
 
+    def set_msrs(self, entries):
+        self.calls.append(("msrs", dict(entries)))
+
 
 class FakeVm:
     def enable_cap(self, cap, *args):
@@ -54,6 +57,15 @@ class FakeVm:
 
     def set_msr_filter(self, msr_filter):
         pass
+
+    def create_irqchip(self, chip):
+        self.irqchip = chip
+
+    def irq_line(self, irq, level):
+        self.irqchip.set_irq(irq, level)
+
+    def signal_msi(self, address, data):
+        return self.irqchip.deliver_msi(address, data)
 
 
 class Machine:
@@ -200,8 +212,11 @@ def test_irqchip_state_round_trip():
     from devicemodel.irqchip import PcIrqchip
 
     def chip():
-        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2)
-        irqchip.attach(FakeVm(), [Vcpu(), Vcpu()], [])
+        irqchip = PcIrqchip(bql=threading.RLock(), clock=VirtualClock(), mmio=AddressSpace("memory"), cpus=2,
+                            apicv=False)
+        vm = FakeVm()
+        vm.create_irqchip(irqchip)
+        irqchip.attach(vm, [Vcpu(), Vcpu()], [])
         return irqchip
     a = chip()
     a.line.set_irq(0, 1)

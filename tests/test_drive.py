@@ -1,13 +1,12 @@
 """-drive, -snapshot and -chardev on the command line, and the machine they build: drive
 ids and indexes as QEMU assigns them, every kind of bad input as one error line, format
-probing, cache modes, temporary overlays, and the virtio-mmio announcement on a Linux
-kernel's command line."""
+probing, cache modes, temporary overlays, if=virtio's virtio-blk-pci, and the virtio-mmio
+announcement on a Linux kernel's command line."""
 
 import os
 
 import pytest
 
-import devicemodel.machine as machine_module
 from devicemodel.block.drive import open_drive, parse_drive
 from devicemodel.block.image import BlockError
 from devicemodel.block.qcow2_format import QCOW2_MAGIC
@@ -26,11 +25,6 @@ def disk(tmp_path):
     path = tmp_path / "disk.img"
     path.write_bytes(bytes(MiB))
     return str(path)
-
-
-@pytest.fixture
-def no_vm(monkeypatch):
-    monkeypatch.setattr(machine_module, "open_kvm", lambda: pytest.fail("a VM was created"))
 
 
 def error_of(capsys, *argv):
@@ -52,11 +46,11 @@ def test_ids_and_indexes_as_qemu_names_them(disk):
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("file=DISK", "interface 'ide' is not supported by pyhv yet"),
     ("file=DISK,if=scsi", "interface 'scsi' is not supported by pyhv yet"),
     ("file=DISK,if=bogus", "unsupported bus type 'bogus'"),
     ("file=DISK,if=virtio,format=vmdk", "Unknown driver 'vmdk'"),
-    ("file=DISK,if=virtio,media=cdrom", "'cdrom' invalid media"),
+    ("file=DISK,if=virtio,media=cdrom", "media=cdrom is not supported: pyhv has no ATAPI CD-ROM drives"),
+    ("file=DISK,if=virtio,media=tape", "'tape' invalid media"),
     ("file=DISK,if=virtio,cache=fast", "invalid cache option"),
     ("file=DISK,if=virtio,readonly=maybe", "Parameter 'readonly' expects 'on' or 'off'"),
     ("file=DISK,if=virtio,bogus=1", "Invalid parameter 'bogus'"),
@@ -100,16 +94,31 @@ def test_bad_device_and_chardev_options(capsys, no_vm, kernel, disk, args, messa
 def test_drive_if_virtio_adds_a_device_in_command_line_order(kernel, disk):
     config = parse_command_line(["-kernel", kernel, "-device", "virtio-rng-device",
                                  "-drive", f"file={disk},if=virtio,format=raw", "-snapshot"])
-    assert [d.driver for d in config.devices] == ["virtio-rng-device", "virtio-blk-device"]
+    assert [d.driver for d in config.devices] == ["virtio-rng-device", "virtio-blk-pci"]
     assert config.devices[1].props["drive"] == "virtio0" and config.snapshot
+
+
+def test_drive_if_virtio_is_virtio_blk_pci_on_the_pc(kernel, disk):
+    machine = Machine(parse_command_line(["-kernel", kernel, "-drive", f"file={disk},if=virtio,format=raw"]))
+    try:
+        function = machine.chipset.bus.devices[2 << 3]             # 00:02.0, the first free slot
+        assert function.name == "virtio-blk-pci" and isinstance(function.device, VirtioBlk)
+        assert not any(r.name.startswith("virtio-mmio") for r in machine.mmio.regions)
+    finally:
+        machine.close()
+
+
+def test_drive_if_virtio_needs_pci_as_in_qemu(capsys, no_vm, kernel, disk):
+    err = error_of(capsys, "-kernel", kernel, "-M", "microvm", "-drive", f"file={disk},if=virtio,format=raw")
+    assert "No 'PCI' bus found for device 'virtio-blk-pci'" in err
 
 
 def test_machine_places_devices_and_announces_them_to_linux(tmp_path, disk):
     linux = tmp_path / "bzImage"
     linux.write_bytes(bzimage())
     config = parse_command_line(["-kernel", str(linux), "-append", "console=ttyS0",
-                                 "-drive", f"file={disk},if=virtio,format=raw",
-                                 "-device", "virtio-serial-device", "-chardev", "null,id=c0",
+                                 "-drive", f"file={disk},if=none,id=d0,format=raw",
+                                 "-device", "virtio-blk-device,drive=d0", "-device", "virtio-serial-device", "-chardev", "null,id=c0",
                                  "-device", "virtconsole,chardev=c0,name=org.pyhv.console"])
     machine = Machine(config)
     try:
@@ -127,7 +136,8 @@ def test_machine_places_devices_and_announces_them_to_linux(tmp_path, disk):
 
 def test_multiboot_kernels_get_no_announcement(kernel, disk):
     machine = Machine(parse_command_line(["-kernel", kernel, "-append", "x=1",
-                                          "-drive", f"file={disk},if=virtio,format=raw"]))
+                                          "-drive", f"file={disk},if=none,id=d0,format=raw",
+                                          "-device", "virtio-blk-device,drive=d0"]))
     try:
         assert b"virtio_mmio" not in bytes(machine.ram[:2 * MiB])
     finally:

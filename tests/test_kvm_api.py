@@ -580,7 +580,7 @@ def test_check_extension():
     assert kvm.check_extension(KVM_CAP_IMMEDIATE_EXIT) == 1
     assert kvm.check_extension(KVM_CAP_READONLY_MEM) == 1
     assert kvm.check_extension(KVM_CAP_NR_MEMSLOTS) == 63
-    assert kvm.check_extension(KVM_CAP_IRQCHIP) == 0         # the interrupt controllers are userspace's
+    assert kvm.check_extension(KVM_CAP_IRQCHIP) == 1         # VM.create_irqchip
     assert kvm.create_vm().check_extension(KVM_CAP_USER_NMI) == 1
     assert EFER in kvm.get_msr_index_list()
 

@@ -1,10 +1,12 @@
-"""-M/-machine: the pc and microvm machine types, their properties, and what they build."""
+"""-M/-machine: the pc and microvm machine types, their properties, and what they build;
+-accel kvm and its property apicv."""
 
 import pytest
 
 from devicemodel.errors import ConfigError
 from devicemodel.machine import Machine, MachineConfig
-from devicemodel.machine_types import MachineOptions, machines_help, parse_machine, properties_help, MACHINE_TYPES
+from devicemodel.machine_types import (AccelOptions, MachineOptions, machines_help, parse_accel, parse_machine,
+                                      properties_help, MACHINE_TYPES)
 
 
 def test_pc_is_the_default_and_has_everything():
@@ -53,6 +55,24 @@ def test_help_texts():
     assert "microvm              microvm (i386)" in machines_help()
     assert parse_machine("microvm,help") == properties_help(MACHINE_TYPES["microvm"])
     assert "  isa-serial=<bool>      - Set off" in parse_machine("microvm,help")
+
+
+def test_accel():
+    assert parse_accel("kvm") == parse_accel("accel=kvm,apicv=on") == AccelOptions(apicv=True)
+    assert parse_accel("kvm,apicv=off") == AccelOptions(apicv=False)
+    assert parse_accel("apicv=on", parse_accel("kvm,apicv=off")).apicv     # a later -accel adds
+    assert parse_accel("help").splitlines() == ["Accelerators supported in pyhv binary:", "kvm"]
+    assert "apicv=<bool>" in parse_accel("kvm,help")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tcg", "accelerator 'tcg' is not supported"),
+    ("kvm,kernel-irqchip=split", "Property 'kvm-accel.kernel-irqchip' not found"),
+    ("kvm,apicv=maybe", "Parameter 'apicv' expects on or off, not 'maybe'"),
+])
+def test_bad_accel_options(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_accel(text)
 
 
 # --- what the machine types build ------------------------------------------------------------

@@ -227,13 +227,30 @@ USERMODE = SystemKernel(
         "lcall conforming: cs=0x3b",
         "lcall ring-0 code: " + _gp3("0x0008"),
         # SYSENTER: CS = SYSENTER_CS, SS = +8, IF cleared; SYSEXIT: CS +16, SS +24, RPL 3
+        # call gates: a CALL to a more privileged level switches to the TSS's stack and
+        # copies the gate's parameter count of dwords; LRET $8 releases them on both stacks
+        "lcall dpl-0 gate at ring 0: target cs=0x30 back cs=0x08",
+        "lcall gate to ring 0: cs=0x08 ss=0x10 esp=esp0-24",
+        "lcall gate frame: cs=0x1b params=0x1111,0x2222 esp=caller's-0 ss=0x23",
+        "lret $8 to ring 3: cs=0x1b ss=0x23 esp=past the parameters",
+        # JMP through a gate keeps the CPL: non-conforming ring-0 code is refused (its CS)
+        "ljmp gate to ring-0 code: " + _gp3("0x0008"),
+        "lcall dpl-0 gate: " + _gp3("0x0048"),
+        "lcall not-present gate: #11 err=0x0050 eip=+0 cs=0x1b fl=0x00000002",
+        "lcall gate to data: " + _gp3("0x0010"),
         "sysenter: cs=0x08 ss=0x10 esp=top-0 if=0",
         "sysexit: cs=0x1b ss=0x23 if=0",
         "int with null ss0: #TS count=1 err=0x0000",
-        "int with rpl-3 ss0: #TS count=2 err=0x0020",
+        "lcall gate with null ss0: #TS count=2 err=0x0000",
+        "int with rpl-3 ss0: #TS count=3 err=0x0020",
         "back in ring 0: cs=0x08 ss=0x10",
     ),
     sdm_prefixes=("int 0x80 from ring 3: handler esp=esp0-20 if=0; pushed ss=0x23 esp=user top-",),
+    qemu_deviations={
+        # through a call gate to conforming code the CPL stays 3 and CS.RPL = CPL (SDM
+        # CALL, "SAME-PRIVILEGE"); QEMU loads the segment's DPL into the RPL
+        "lcall gate to conforming code": ("cs=0x3b", "cs=0x38"),
+    },
 )
 
 def _lm_arith_lines():
@@ -331,10 +348,10 @@ def kernel_lines(text: str, kernel: SystemKernel) -> list[str]:
     return lines
 
 
-def run_pyhv(kernel: SystemKernel, firmware_dir, timeout=120):
+def run_pyhv(kernel: SystemKernel, firmware_dir, timeout=120, extra_args=()):
     path = guests.guest_path(kernel.name, firmware_dir)
     r = subprocess.run(PYHV + ["-m", "128M", "-kernel", str(path), "-nographic",
-                               *guests.DEBUG_EXIT_ARGS],
+                               *guests.DEBUG_EXIT_ARGS, *extra_args],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout.replace("\r", ""), r.stderr
 
@@ -355,6 +372,18 @@ def test_kernel_under_pyhv_gives_the_sdm_results(kernel, firmware_dir):
     assert not missing, out
     for name, (sdm, _) in kernel.qemu_deviations.items():
         assert f"{name}: {sdm}" in lines, (name, out)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_tracing_interrupts_changes_nothing_the_kernel_sees(kernel, firmware_dir, tmp_path):
+    """-d int makes every exception pass through the hypervisor, which must deliver it
+    exactly as the processor does (error codes, CR2, RF, #DF, INT n cut short)."""
+    log = tmp_path / "int.log"
+    plain = run_pyhv(kernel, firmware_dir)
+    traced = run_pyhv(kernel, firmware_dir, extra_args=("-d", "int", "-D", str(log)))
+    assert traced[:2] == plain[:2]
+    if kernel.name != "realmode":      # as QEMU, only events in protected mode are logged
+        assert ": v=" in log.read_text()
 
 
 @pytest.mark.qemu

@@ -188,3 +188,17 @@ def test_request_without_status_byte_needs_reset(disk):
     assert disk.regs.read(regs.INTERRUPT_STATUS) & 2        # configuration change
     disk.regs.write(regs.STATUS, 0)                           # reset brings it back
     assert disk.regs.read(regs.STATUS) == 0 and disk.irq.level == 0
+
+
+def test_discard_punches_a_hole_in_a_raw_image(tmp_path):
+    disk = Disk(tmp_path, content=b"\x77" * DISK_SIZE)
+    blocks = os.stat(disk.path).st_blocks
+    segment = struct.pack("<QII", 128, 256, 0)                   # 128 KiB at 64 KiB
+    assert disk.request(blk.T_DISCARD, 0, out=segment)[0] == blk.S_OK
+    assert os.stat(disk.path).st_blocks <= blocks - 256 and os.path.getsize(disk.path) == DISK_SIZE
+    assert disk.request(blk.T_IN, 128, in_length=SECTOR)[1] == bytes(SECTOR)
+    assert disk.request(blk.T_IN, 127, in_length=SECTOR)[1] == b"\x77" * SECTOR
+    blocks = os.stat(disk.path).st_blocks
+    assert disk.request(blk.T_WRITE_ZEROES, 0, out=struct.pack("<QII", 512, 256, 1))[0] == blk.S_OK   # unmap
+    assert os.stat(disk.path).st_blocks <= blocks - 256
+    assert disk.request(blk.T_IN, 600, in_length=SECTOR)[1] == bytes(SECTOR)

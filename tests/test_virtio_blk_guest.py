@@ -80,7 +80,7 @@ def test_snapshot_leaves_the_image_alone(kernel, tmp_path):
     image = tmp_path / "disk.img"
     original = make_image(image)
     status, out, err = run_pyhv("-kernel", kernel, "-nographic", *guests.DEBUG_EXIT_ARGS, "-snapshot",
-                                "-drive", f"file={image},if=virtio,format=raw")
+                                "-drive", f"file={image},if=none,format=raw,id=d0", "-device", "virtio-blk-device,drive=d0")
     assert status == guests.exit_status(EXIT_CODE), err
     assert guest_lines(out) == expected_lines("")        # the guest read its write back
     assert image.read_bytes() == original
@@ -100,7 +100,7 @@ def test_qcow2_image_made_by_qemu_img(kernel, tmp_path, qemu_img):
     image = tmp_path / "disk.qcow2"
     subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True)
     status, out, err = run_pyhv("-kernel", kernel, "-nographic", *guests.DEBUG_EXIT_ARGS,
-                                "-drive", f"file={image},if=virtio")
+                                "-drive", f"file={image},if=none,id=d0", "-device", "virtio-blk-device,drive=d0")
     assert status == guests.exit_status(EXIT_CODE), err
     assert guest_lines(out) == expected_lines("")
     check = subprocess.run([qemu_img, "check", str(image)], capture_output=True, text=True)

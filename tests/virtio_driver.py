@@ -159,3 +159,131 @@ class DriverQueue:
             self.free.extend(self.chains.pop(head, []))
             self.last_used = (self.last_used + 1) & 0xFFFF
         return entries
+
+
+class PciBoard:
+    """The pc machine's PCI chipset on fresh address spaces, with every ISA IRQ level and
+    every MSI message recorded, and ``init_pci`` done as the firmware does it."""
+
+    def __init__(self):
+        from devicemodel.clock import VirtualClock
+        from devicemodel.pci.pc_chipset import PcChipset
+        from irq_line import IrqLines
+        self.pio = AddressSpace("io", 0x10000)
+        self.mmio = AddressSpace("memory")
+        self.irqs = IrqLines(16)
+        self.messages = []
+        self.chipset = PcChipset(pio=self.pio, mmio=self.mmio, clock=VirtualClock(), set_isa_irq=self.irqs.set_irq,
+                                 request_reset=lambda *a: None, power_off=lambda: None, suspend=lambda: None,
+                                 deliver_msi=lambda address, data: self.messages.append((address, data)))
+        self.bus = self.chipset.bus
+
+    def plug(self, device, slot: int):
+        self.bus.add(device, slot)
+        self.chipset.init_firmware(0x08000000)
+        return device
+
+
+class PciDriver:
+    """A guest driver's view of one virtio-pci function: configuration cycles through
+    0xcf8/0xcfc, the structures its capabilities point at in BAR 4, the MSI-X table."""
+
+    def __init__(self, board: PciBoard, slot: int):
+        self.board = board
+        self.slot = slot
+        self.caps = {}          # cfg_type -> (capability offset, bar, offset, length)
+        at = self.config(0x34, 1)
+        while at:
+            if self.config(at, 1) == 0x09:
+                self.caps[self.config(at + 3, 1)] = (at, self.config(at + 4, 1), self.config(at + 8),
+                                                     self.config(at + 12))
+            elif self.config(at, 1) == 0x11:
+                self.msix_cap = at
+            at = self.config(at + 1, 1)
+        self.set_command(self.config(0x04, 2) | 0x4)        # bus master
+
+    # configuration space
+    def config(self, reg: int, size: int = 4) -> int:
+        self.board.pio.write(0xCF8, 4, 0x80000000 | self.slot << 11 | (reg & 0xFC))
+        return self.board.pio.read(0xCFC + (reg & 3), size)
+
+    def set_config(self, reg: int, value: int, size: int = 4) -> None:
+        self.board.pio.write(0xCF8, 4, 0x80000000 | self.slot << 11 | (reg & 0xFC))
+        self.board.pio.write(0xCFC + (reg & 3), size, value)
+
+    def set_command(self, value: int) -> None:
+        self.set_config(0x04, value, 2)
+
+    def bar(self, index: int) -> int:
+        low = self.config(0x10 + 4 * index)
+        address = low & ~0xF
+        if low & 0x4:
+            address |= self.config(0x14 + 4 * index) << 32
+        return address
+
+    def structure(self, cfg_type: int) -> int:
+        _, bar, offset, _ = self.caps[cfg_type]
+        return self.bar(bar) + offset
+
+    # the common configuration structure
+    def read(self, offset: int, size: int = 4) -> int:
+        return self.board.mmio.read(self.structure(1) + offset, size)
+
+    def write(self, offset: int, value: int, size: int = 4) -> None:
+        self.board.mmio.write(self.structure(1) + offset, size, value)
+
+    def device_features(self) -> int:
+        self.write(0x00, 0)
+        low = self.read(0x04)
+        self.write(0x00, 1)
+        return low | self.read(0x04) << 32
+
+    def negotiate(self, wanted: int = bit(F_VERSION_1)) -> int:
+        """Reset, acknowledge, accept ``wanted`` & offered features; the status afterwards."""
+        self.write(0x14, 0, 1)
+        self.write(0x14, STATUS_ACKNOWLEDGE, 1)
+        self.write(0x14, STATUS_ACKNOWLEDGE | STATUS_DRIVER, 1)
+        features = self.device_features() & wanted
+        for sel in (0, 1):
+            self.write(0x08, sel)
+            self.write(0x0C, (features >> (32 * sel)) & 0xFFFFFFFF)
+        self.write(0x14, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK, 1)
+        return self.read(0x14, 1)
+
+    def setup_queue(self, index: int, queue, vector=None) -> None:
+        self.write(0x16, index, 2)
+        self.write(0x18, queue.size, 2)
+        if vector is not None:
+            self.write(0x1A, vector, 2)
+        for low, value in ((0x20, queue.desc), (0x28, queue.avail), (0x30, queue.used)):
+            self.write(low, value & 0xFFFFFFFF)
+            self.write(low + 4, value >> 32)
+        self.write(0x1C, 1, 2)
+
+    def driver_ok(self) -> None:
+        self.write(0x14, self.read(0x14, 1) | STATUS_DRIVER_OK, 1)
+
+    def notify(self, index: int) -> None:
+        multiplier = self.config(self.caps[2][0] + 16)
+        self.write(0x16, index, 2)
+        self.write_structure(2, self.read(0x1E, 2) * multiplier, index, 2)
+
+    def write_structure(self, cfg_type: int, offset: int, value: int, size: int) -> None:
+        self.board.mmio.write(self.structure(cfg_type) + offset, size, value)
+
+    def read_structure(self, cfg_type: int, offset: int, size: int) -> int:
+        return self.board.mmio.read(self.structure(cfg_type) + offset, size)
+
+    def isr(self) -> int:
+        return self.read_structure(3, 0, 1)
+
+    # MSI-X
+    def msix_entry(self, vector: int, address: int, data: int, masked: bool = False) -> None:
+        table = self.bar(self.config(self.msix_cap + 4) & 7) + (self.config(self.msix_cap + 4) & ~7)
+        self.board.mmio.write(table + 16 * vector, 4, address)
+        self.board.mmio.write(table + 16 * vector + 4, 4, 0)
+        self.board.mmio.write(table + 16 * vector + 8, 4, data)
+        self.board.mmio.write(table + 16 * vector + 12, 4, int(masked))
+
+    def enable_msix(self, enable: bool = True) -> None:
+        self.set_config(self.msix_cap + 2, 0x8000 if enable else 0, 2)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write docs/vmx-capabilities.md: every VMX control bit and exit reason the silicon
-supports, read from its capability MSRs and its exit-reason table (so the document is
-generated from the implementation, never written by hand).
+supports and every rule VM entry checks, read from its capability MSRs, its exit-reason
+table and its entry-check table (so the document is generated from the implementation,
+never written by hand).
 
     python tools/vmx_capabilities.py [--check]   (--check: fail if the file is stale)
 """
@@ -51,7 +52,21 @@ def render() -> str:
     out += ["## VM-exit reasons the silicon produces", "", "| reason | name |", "|---|---|"]
     produced = sorted(vmx.PRODUCED_EXIT_REASONS)
     out += [f"| {code} | {vmx.EXIT_REASONS[code]} |" for code in produced]
+    out += ["", "## VM-entry checks", "",
+            "Each rule, and how breaking it fails VMLAUNCH/VMRESUME (tests/test_vm_entry_checks.py "
+            "breaks each one).", "", "| rule | failure | check |", "|---|---|---|"]
+    out += [f"| {name} | {_entry_failure(check)} | {check.rule} |" for name, check in vmx.ENTRY_CHECKS.items()]
     return "\n".join(out) + "\n"
+
+
+def _entry_failure(check) -> str:
+    if check.area == "CONTROLS":
+        return "VMfailValid(7)"
+    if check.area == "HOST":
+        return "VMfailValid(8)"
+    if check.area == "GUEST":
+        return f"exit 33, qualification {check.qualification}"
+    return "exit 34, qualification: the entry's number"
 
 
 def main():

@@ -1,15 +1,16 @@
 """QEMU's ``-drive``: a disk image, the interface it is attached by, and how the host
 caches it.
 
-    -drive file=PATH[,if=virtio|none][,format=raw|qcow2][,id=ID][,index=N][,media=disk]
+    -drive file=PATH[,if=ide|virtio|none][,format=raw|qcow2][,id=ID][,index=N][,media=disk]
            [,readonly=on|off][,cache=writeback|none|writethrough|directsync|unsafe]
            [,snapshot=on|off]
 
-``if=virtio`` also creates the virtio-blk device for the drive; ``if=none`` leaves that
-to ``-device ...,drive=ID``. Without ``format=`` the format is probed (with QEMU's
-warning when that guesses raw, whose block 0 then cannot be written to look like
-another format). A drive without ``id=`` is named as QEMU names it: ``virtio0``,
-``none1``, ... after its interface and index. ``-snapshot`` (or ``snapshot=on``) sends
+``if=ide`` (the default, as on QEMU's pc) also creates the IDE disk for the drive,
+``if=virtio`` the virtio-blk device; ``if=none`` leaves that to ``-device ...,drive=ID``.
+Without ``format=`` the format is probed (with QEMU's warning when that guesses raw,
+whose block 0 then cannot be written to look like another format). A drive without
+``id=`` is named as QEMU names it: ``virtio0``, ``none1``, ... after its interface and
+index, ``ide0-hd1`` after its IDE bus and unit. ``-snapshot`` (or ``snapshot=on``) sends
 the guest's writes to a temporary qcow2 overlay, deleted when pyhv exits, over the image
 opened read-only.
 
@@ -33,8 +34,9 @@ from devicemodel.block.qcow2_create import create_qcow2
 from devicemodel.errors import ConfigError, warn_report
 from devicemodel.qemu_opts import parse_bool, parse_opts, parse_uint
 
-INTERFACES = ("virtio", "none")
-QEMU_ONLY_INTERFACES = ("ide", "scsi", "floppy", "pflash", "mtd", "sd", "xen")
+INTERFACES = ("ide", "virtio", "none")
+QEMU_ONLY_INTERFACES = ("scsi", "floppy", "pflash", "mtd", "sd", "xen")
+IDE_UNITS_PER_BUS = 2
 PARAMETERS = ("file", "if", "format", "id", "index", "media", "readonly", "cache", "snapshot")
 
 
@@ -72,6 +74,11 @@ def _identifier(text: str) -> str:
     return text
 
 
+def _bus_unit(interface: str, index: int) -> tuple[int, int]:
+    """QEMU's bus and unit of a drive index: two units per IDE bus, one bus otherwise."""
+    return divmod(index, IDE_UNITS_PER_BUS) if interface == "ide" else (0, index)
+
+
 def parse_drive(arg: str, existing: list[DriveSpec]) -> DriveSpec:
     """A ``-drive`` argument, checked against the drives before it (ids, indexes)."""
     given = {}
@@ -87,6 +94,8 @@ def parse_drive(arg: str, existing: list[DriveSpec]) -> DriveSpec:
     fmt = given.get("format")
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"Unknown driver '{fmt}'")
+    if given.get("media", "disk") == "cdrom":
+        raise ConfigError("media=cdrom is not supported: pyhv has no ATAPI CD-ROM drives (disks only)")
     if given.get("media", "disk") != "disk":
         raise ConfigError(f"'{given['media']}' invalid media (pyhv has disks only)")
     cache = given.get("cache", "writeback")
@@ -101,10 +110,16 @@ def parse_drive(arg: str, existing: list[DriveSpec]) -> DriveSpec:
         except ValueError:
             raise ConfigError("Parameter 'index' expects a number") from None
         if any(d.index == index for d in same_bus):
-            raise ConfigError(f"drive with bus=0, unit={index} (index={index}) exists")
+            bus, unit = _bus_unit(interface, index)
+            raise ConfigError(f"drive with bus={bus}, unit={unit} (index={index}) exists")
     else:
         index = next(i for i in range(len(same_bus) + 1) if all(d.index != i for d in same_bus))
-    drive_id = _identifier(given["id"]) if "id" in given else f"{interface}{index}"
+    if "id" in given:
+        drive_id = _identifier(given["id"])
+    elif interface == "ide":
+        drive_id = "ide%d-hd%d" % _bus_unit(interface, index)
+    else:
+        drive_id = f"{interface}{index}"
     if any(d.id == drive_id for d in existing):
         raise ConfigError(f"Duplicate ID '{drive_id}' for drive")
     return DriveSpec(file=given["file"], interface=interface, format=fmt, id=drive_id, index=index,

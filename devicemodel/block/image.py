@@ -4,6 +4,9 @@ zeroed; and the host file underneath, read and written at offsets."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import os
 
 from devicemodel.errors import PyhvError
@@ -11,6 +14,12 @@ from devicemodel.errors import PyhvError
 
 class BlockError(PyhvError):
     """An image cannot be opened, or an I/O request on it failed."""
+
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 
 
 class HostFile:
@@ -55,6 +64,18 @@ class HostFile:
             os.fsync(self.fd)
         except OSError as e:
             raise BlockError(f"flush of '{self.path}' failed: {e.strerror}") from None
+
+    def punch_hole(self, offset: int, length: int) -> bool:
+        """Deallocate the range (fallocate PUNCH_HOLE, the size kept): it reads as zeros
+        afterwards. False if the file system cannot."""
+        if length <= 0:
+            return True
+        if _libc.fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+            return True
+        code = ctypes.get_errno()
+        if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return False
+        raise BlockError(f"discard on '{self.path}' at {offset:#x} failed: {os.strerror(code)}")
 
     def truncate(self, size: int) -> None:
         try:

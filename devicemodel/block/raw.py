@@ -39,9 +39,17 @@ class RawImage(BlockImage):
         self.file.sync()
 
     def discard(self, offset: int, length: int) -> None:
-        # Nothing to give back: the guest's data stays (QEMU punches a hole with discard=unmap).
+        """The host file gives the space back (a hole, as QEMU's discard=unmap punches)."""
         self.check_writable()
         self.check_range(offset, length)
+        self.file.punch_hole(offset, length)
+
+    def write_zeroes(self, offset: int, length: int, unmap: bool = False) -> None:
+        """With ``unmap``, a hole where the file system can make one; zeros written otherwise."""
+        self.check_writable()
+        self.check_range(offset, length)
+        if not (unmap and self.file.punch_hole(offset, length)):
+            super().write_zeroes(offset, length, unmap)
 
     def close(self) -> None:
         self.file.close()

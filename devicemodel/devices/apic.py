@@ -25,8 +25,17 @@ in its power-up state; entering x2APIC mode sets the ID and LDR as above.
 The register file is the architectural 4 KiB page itself (a buffer at the SDM offsets:
 0x20 ID, 0x80 TPR, 0x100 ISR, 0x180 TMR, 0x200 IRR, ...): IRR, ISR, TMR and TPR are
 read from it whenever they are needed, never cached, so that the page can become the
-processor's virtual-APIC page (``use_page``) and register writes the processor has
-already made take effect with ``register_written``.
+processor's virtual-APIC page (``use_page``). In x2APIC mode the 64-bit ICR is also
+kept at 0x300-0x307, where RDMSR 830H reads it under APIC-register virtualization.
+
+With APIC virtualization (``apicv``: devicemodel.cpu_apicv) the page is the vCPU's
+virtual-APIC page and the processor runs part of the APIC: it serves register reads
+from the page, takes TPR writes, delivers vectors from IRR (moving them to ISR) and
+ends them on EOI, without the device model. Then a fixed interrupt is posted through
+``apicv`` (the processor may be using the page at that moment), this model neither
+acknowledges nor ends interrupts, and a register write reaches ``write_register``
+after the processor stored it (an APIC-write VM exit): each register's value is made
+again from the written one, never from the old one.
 
 Interrupts: fixed interrupts set IRR (and TMR for level-triggered ones); the highest IRR
 vector whose priority class is above the PPR's (the larger of TPR and the highest ISR
@@ -123,6 +132,7 @@ class LocalApic:
         self.x2apic_supported = x2apic
         self.tsc_deadline_supported = tsc_deadline
         self.page = memoryview(page if page is not None else bytearray(PAGE_SIZE))
+        self.apicv = None                      # devicemodel.cpu_apicv.CpuApicv, when the processor runs it
         self.timer = ApicTimer(clock, lambda: self.local_interrupt(LVT_TIMER))
         self.apic_base = DEFAULT_BASE | BASE_ENABLE | (BASE_BSP if bsp else 0)
         self._esr_pending = 0
@@ -149,6 +159,10 @@ class LocalApic:
         at, bit = _vector_location(base, vector)
         self.page[at] &= ~bit & 0xFF
 
+    def set_vector(self, base: int, vector: int, value: bool) -> None:
+        """Set or clear ``vector``'s bit in ISR, TMR or IRR (``base``)."""
+        (self._set if value else self._clear)(base, vector)
+
     def _highest(self, base: int) -> Optional[int]:
         for i in range(7, -1, -1):
             word = self.read32(base + 0x10 * i)
@@ -172,6 +186,8 @@ class LocalApic:
         """The power-up state of the registers (SDM "Local APIC State After Power-Up or Reset")."""
         x2apic_mode = self.apic_base & BASE_EXTD
         self.page[:PAGE_SIZE] = bytes(PAGE_SIZE)
+        if self.apicv is not None:
+            self.apicv.reset()
         self.write32(ID, self.initial_id if x2apic_mode else self.initial_id << 24)
         self.write32(VERSION_REG, VERSION)
         self.write32(DFR, 0xFFFFFFFF)
@@ -216,6 +232,11 @@ class LocalApic:
         value = self.read32(ID)
         return value if self.mode == X2APIC else value >> 24
 
+    def _copy_x2apic_icr_high(self) -> None:
+        """The x2APIC ICR is 64 bits at 0x300 in the page, as RDMSR 830H reads it under
+        APIC-register virtualization; ICR_HIGH keeps the destination for the rest."""
+        self.write32(ICR_LOW + 4, self.read32(ICR_HIGH))
+
     def _x2apic_ldr(self) -> int:
         return ((self.initial_id >> 4) << 16) | (1 << (self.initial_id & 0xF))
 
@@ -238,6 +259,7 @@ class LocalApic:
             elif self.mode == X2APIC:
                 self.write32(ID, self.initial_id)
                 self.write32(LDR, self._x2apic_ldr())
+                self._copy_x2apic_icr_high()
             self._poke()
         return True
 
@@ -298,13 +320,15 @@ class LocalApic:
         elif reg == TIMER_DIVIDE:
             value &= 0xB
         elif reg == TIMER_INITIAL and self.timer.mode == TSC_DEADLINE:
-            return                                      # ignored in TSC-deadline mode
+            value = 0                                   # ignored in TSC-deadline mode: it stays 0
         if reg not in (EOI, SELF_IPI):
             self.write32(reg, value)
         self.register_written(reg, value)
 
     def _lvt_value(self, reg: int, value: int) -> int:
-        value = (value & LVT_WRITABLE[reg]) | (self.read32(reg) & LVT_READ_ONLY)
+        # the read-only delivery status and remote IRR bits are always 0 here: delivery
+        # is instant and level-triggered LINT inputs keep no remote IRR
+        value &= LVT_WRITABLE[reg]
         if reg == LVT_TIMER and not self.tsc_deadline_supported:
             value &= ~TIMER_TSC_DEADLINE_BIT
         if not self.software_enabled:
@@ -313,7 +337,7 @@ class LocalApic:
 
     def register_written(self, reg: int, value: int) -> None:
         """What a write of ``value`` to ``reg`` does once it is in the page (EOI and SELF IPI
-        are not stored): all that an APIC-write VM exit leaves to do."""
+        are not stored)."""
         if reg in (TPR, SVR, LVT_LINT0):
             if reg == SVR and not value & SVR_ENABLE:     # software-disabled: every LVT masked
                 for lvt in LVTS:
@@ -375,6 +399,7 @@ class LocalApic:
             if value & ~X2APIC_ICR_WRITABLE:
                 return False
             self.write32(ICR_HIGH, value >> 32)
+            self._copy_x2apic_icr_high()
             self.write_register(ICR_LOW, value)
             return True
         writable = X2APIC_WRITABLE[reg]
@@ -391,10 +416,13 @@ class LocalApic:
 
     # ---- priorities, acceptance, EOI ------------------------------------------------------------------------
 
-    def _update_ppr(self) -> int:
+    def _ppr(self) -> int:
         tpr = self.read32(TPR) & 0xFF
         isr = self._highest(ISR) or 0
-        ppr = tpr if (tpr >> 4) >= (isr >> 4) else isr & 0xF0
+        return tpr if (tpr >> 4) >= (isr >> 4) else isr & 0xF0
+
+    def _update_ppr(self) -> int:
+        ppr = self._ppr()
         self.write32(PPR, ppr)
         return ppr
 
@@ -440,8 +468,11 @@ class LocalApic:
         if vector < 16:
             self._error(ESR_RECEIVE_ILLEGAL_VECTOR)
             return
+        self.set_vector(TMR, vector, level_triggered)
+        if self.apicv is not None:
+            self.apicv.post(vector, level_triggered)
+            return
         self._set(IRR, vector)
-        (self._set if level_triggered else self._clear)(TMR, vector)
         self._poke()
 
     def is_focus_for(self, vector: int) -> bool:
@@ -492,6 +523,8 @@ class LocalApic:
         if (entry >> 8) & 7 == FIXED and entry & LVT_LEVEL:
             if level:
                 self.local_interrupt(lvt)
+            elif self.apicv is not None:
+                self.apicv.retract(entry & 0xFF)
             else:
                 self._clear(IRR, entry & 0xFF)
         elif (entry >> 8) & 7 == EXTINT:
@@ -516,7 +549,8 @@ class LocalApic:
         elif delivery_mode == NMI:
             self.cpu.nmi()
         elif delivery_mode == INIT:
-            self.init_reset()
+            if self.apicv is None:    # else on the vCPU's thread, when it takes the INIT
+                self.init_reset()
             self.cpu.init()
         elif delivery_mode == STARTUP:
             self.cpu.sipi(vector)
@@ -545,7 +579,7 @@ class LocalApic:
         return {
             "apic_id": self.apic_id(), "apic_base": self.apic_base, "mode": self.mode,
             "version": self.read32(VERSION_REG), "tpr": self.read32(TPR), "apr": self.read32(APR),
-            "ppr": self._update_ppr(), "ldr": self.read32(LDR), "dfr": self.read32(DFR),
+            "ppr": self._ppr(), "ldr": self.read32(LDR), "dfr": self.read32(DFR),
             "svr": self.read32(SVR), "esr": self.read32(ESR), "icr": self.read32(ICR_LOW),
             "icr2": self.read32(ICR_HIGH), "isr": self.vectors(ISR), "tmr": self.vectors(TMR),
             "irr": self.vectors(IRR),
@@ -595,6 +629,10 @@ class LocalApic:
         for i, value in enumerate(state["registers"]):
             self.write32(16 * i, value)
         self.apic_base = state["apic_base"]
+        if self.mode == X2APIC:
+            self._copy_x2apic_icr_high()
+        if self.apicv is not None:
+            self.apicv.reset()
         self._esr_pending = state["esr_pending"]
         self._lint_levels = list(state["lint_levels"])
         self.timer.load_state(state["timer"])

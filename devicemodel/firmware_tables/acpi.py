@@ -12,7 +12,12 @@ the SMI command port 0xb2 (the PIIX4's APM control port) with QEMU's ACPI_ENABLE
 and ACPI_DISABLE 0xf0 values, through which the operating system switches the machine
 to ACPI mode (PM1a_CNT.SCI_EN), and the reset register (I/O port 0xcf9, value 6). The
 DSDT holds ``\\_S5`` with SLP_TYP 0 (PIIX4's soft-off) so that a kernel can power the
-machine off.
+machine off, and the PCI root bridge ``\\_SB.PCI0`` (PNP0A03: bus 0-255, the ports but
+0xcf8-0xcff, the VGA window and the 32-bit window from the end of low RAM up to the
+I/O APIC, as QEMU's), through which an operating system finds the PCI devices. Its
+``_PRT`` gives INTA-D of slot s the I/O APIC input 16 + ((pin + s - 1) & 3): the PIIX3's
+PIRQ lines, which pyhv's board also wires straight to inputs 16-19 (QEMU routes them
+through link devices to ISA IRQs 10 and 11 instead).
 
 The MADT has one enabled Processor Local APIC per vCPU (ACPI processor UID = APIC ID =
 vCPU index), the I/O APIC (ID 0 at 0xfec00000, GSI base 0), the interrupt source
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 
 from construct import Bytes, Const, GreedyBytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
+from devicemodel.firmware_tables import aml
 from devicemodel.firmware_tables.checksum import field_offset, set_checksum
 from devicemodel.firmware_tables.mptable import IOAPIC_ADDR, IOAPIC_ID, LOCAL_APIC_ADDR, PCI_IRQS
 
@@ -269,8 +275,33 @@ def build_facs() -> bytes:
                            reserved=bytes(3), ospm_flags=0, reserved2=bytes(24)))
 
 
-def build_dsdt() -> bytes:
-    return sdt(b"DSDT", DSDT_REVISION, DSDT_AML)
+PCI_FIRST_GSI = 16
+PCI_WINDOW_END = 0xFEBFFFFF      # below the I/O APIC
+
+
+def pci_root_bridge(window_start: int) -> bytes:
+    """Device (PCI0) with its resources and interrupt routing (see above)."""
+    resources = aml.resource_template(
+        aml.word_address(aml.RESOURCE_BUS, 0x00, 0xFF),
+        aml.io_port(0xCF8, 8),
+        aml.word_address(aml.RESOURCE_IO, 0x0000, 0x0CF7, aml.IO_ENTIRE_RANGE),
+        aml.word_address(aml.RESOURCE_IO, 0x0D00, 0xFFFF, aml.IO_ENTIRE_RANGE),
+        aml.dword_memory(0x000A0000, 0x000BFFFF, cacheable=True),
+        aml.dword_memory(window_start, PCI_WINDOW_END, cacheable=False))
+    routes = [aml.package(aml.integer(slot << 16 | 0xFFFF), aml.integer(pin), aml.integer(0),
+                          aml.integer(PCI_FIRST_GSI + ((pin + slot - 1) & 3)))
+              for slot in range(32) for pin in range(4)]
+    return aml.device("PCI0", aml.name("_HID", aml.eisa_id("PNP0A03")), aml.name("_ADR", aml.integer(0)),
+                      aml.name("_UID", aml.integer(0)), aml.name("_CRS", resources),
+                      aml.name("_PRT", aml.package(*routes)))
+
+
+def build_dsdt(pci_window_start: int = None) -> bytes:
+    """The DSDT; with the PCI root bridge if ``pci_window_start`` (the end of low RAM) is given."""
+    body = DSDT_AML
+    if pci_window_start is not None:
+        body += aml.scope("\\_SB", pci_root_bridge(pci_window_start))
+    return sdt(b"DSDT", DSDT_REVISION, body)
 
 
 def build_fadt(facs_addr: int, dsdt_addr: int, pm_timer_32bit: bool = False) -> bytes:
@@ -343,7 +374,7 @@ class AcpiTables:
 
 
 def build_acpi_tables(base: int, rsdp_addr: int, cpus: int, hpet: bool = False,
-                      pm_timer_32bit: bool = False) -> AcpiTables:
+                      pm_timer_32bit: bool = False, pci_window_start: int = None) -> AcpiTables:
     """The ACPI tables for ``cpus`` vCPUs laid out from ``base`` (64-byte aligned), their RSDP
     meant for ``rsdp_addr`` (16-byte aligned, in 0xe0000-0xfffff)."""
     if base % 64 or rsdp_addr % 16:
@@ -358,7 +389,7 @@ def build_acpi_tables(base: int, rsdp_addr: int, cpus: int, hpet: bool = False,
         return addresses[name]
 
     facs = place("FACS", build_facs())
-    dsdt = place("DSDT", build_dsdt())
+    dsdt = place("DSDT", build_dsdt(pci_window_start))
     described = [place("FACP", build_fadt(facs, dsdt, pm_timer_32bit)), place("APIC", build_madt(cpus))]
     if hpet:
         described.append(place("HPET", build_hpet()))

@@ -41,8 +41,8 @@ def install_pc_firmware_tables(ram, cpus: int = 1, hpet: bool = False, com_ports
         if not layout.has_acpi_area:
             raise ConfigError(f"guest RAM of {len(mem)} bytes is too small for the firmware tables; "
                               f"the PC needs more than {(HIGH_MEMORY_BASE + ACPI_RESERVED) // 1024} KiB")
-        tables = build_acpi_tables(layout.acpi_base, RSDP_ADDR, cpus, hpet=hpet,
-                                   pm_timer_32bit=pm_timer_32bit) if acpi else None
+        tables = build_acpi_tables(layout.acpi_base, RSDP_ADDR, cpus, hpet=hpet, pm_timer_32bit=pm_timer_32bit,
+                                   pci_window_start=layout.low_top) if acpi else None
         mp_config = build_mp_config_table(cpus)
         pointer = build_floating_pointer(MP_CONFIG_TABLE_ADDR)
         write_bda(mem, com_ports)

@@ -67,7 +67,8 @@ def _fpu_lines(fpu, sse_regs: int) -> list[str]:
     return lines
 
 
-def dump_registers(vcpu, a20: int = 1) -> str:
+def dump_registers(vcpu, a20: int = 1, fpu: bool = True) -> str:
+    """QEMU's dump; without ``fpu`` the x87/SSE lines are left out, as in its -d int log."""
     regs, sregs = vcpu.get_regs(), vcpu.get_sregs()
     lma = bool(sregs.efer & EFER_LMA)
     cs64 = lma and bool(sregs.cs.l)
@@ -111,7 +112,8 @@ def dump_registers(vcpu, a20: int = 1) -> str:
     lines.append(drs)
     lines.append(f"DR6={debug.dr6:016x} DR7={debug.dr7:016x}")
     lines.append(f"EFER={sregs.efer:016x}")
-    lines += _fpu_lines(vcpu.get_fpu(), 16 if cs64 else 8)
+    if fpu:
+        lines += _fpu_lines(vcpu.get_fpu(), 16 if cs64 else 8)
     return "\n".join(lines)
 
 

@@ -178,6 +178,11 @@ def cmd_system_powerdown(mon, args) -> None:
     mon.machine.system_powerdown()
 
 
+def cmd_balloon(mon, args) -> None:
+    from devicemodel.virtio.machine_devices import set_balloon_target
+    set_balloon_target(mon.machine, args["value"])
+
+
 def cmd_quit(mon, args) -> None:
     mon.machine.quit()
 
@@ -328,6 +333,12 @@ def cmd_trace(mon, args) -> None:
     mon.machine.set_exit_trace(state == "on")
 
 
+def cmd_set_link(mon, args) -> None:
+    if args["up"] not in ("on", "off"):
+        raise MonitorError("Expected 'on' or 'off'", usage=True)
+    mon.machine.net.set_link(args["name"], args["up"] == "on")
+
+
 COMMANDS = [
     Command("help|?", "name:S?", "[cmd]", "show the help", cmd_help),
     Command("info", "item:S?", "[subcommand]", "show various information about the system state",
@@ -337,6 +348,7 @@ COMMANDS = [
     Command("system_reset", "", "", "reset the system", cmd_system_reset),
     Command("system_powerdown", "", "", "send system power down event", cmd_system_powerdown),
     Command("quit|q", "", "", "quit the emulator", cmd_quit),
+    Command("balloon", "value:M", "target", "request VM to change its memory allocation (in MB)", cmd_balloon),
     Command("cpu", "index:i", "index", "set the default CPU", cmd_cpu),
     Command("x", "fmt:/,addr:l", "/fmt addr", "virtual memory dump starting at 'addr'", cmd_x),
     Command("xp", "fmt:/,addr:l", "/fmt addr", "physical memory dump starting at 'addr'", cmd_xp),
@@ -357,6 +369,8 @@ COMMANDS = [
             cmd_dump_guest_memory),
     Command("sendkey", "keys:s,hold-time:i?", "keys [hold_ms]",
             "send keys to the VM (e.g. 'sendkey ctrl-alt-f1', default hold time=100 ms)", cmd_sendkey),
+    Command("set_link", "name:s,up:s", "name on|off", "change the link status of a network adapter",
+            cmd_set_link),
     Command("log", "items:s", "item1[,...]", "activate logging of the specified items", cmd_log),
     Command("trace", "what:s,state:s", "exits on|off",
             "trace every VM exit (vCPU, reason, RIP, qualification) into the log", cmd_trace),
@@ -382,7 +396,11 @@ INFO_COMMANDS = [
     Command("tlb", "", "", "show virtual to physical memory mappings", info.info_tlb),
     Command("mem", "", "", "show the active virtual memory mappings", info.info_mem),
     Command("qtree", "", "", "show device tree", info.info_qtree),
+    Command("block", "", "", "show the block devices", info.info_block),
+    Command("pci", "", "", "show PCI info", info.info_pci),
+    Command("balloon", "", "", "show balloon information", info.info_balloon),
     Command("chardev", "", "", "show the character devices", info.info_chardev),
+    Command("network", "", "", "show the network state", info.info_network),
     Command("roms", "", "", "show roms", info.info_roms),
     Command("history", "", "", "show the command line history", info.info_history),
     Command("vmcs", "", "", "show every field of the current vCPU's VMCS, decoded", info.info_vmcs),

@@ -99,6 +99,10 @@ def info_chardev(mon, args) -> str:
     return "\n".join(f"{c.label}: filename={c.filename}" for c in mon.machine.all_chardevs())
 
 
+def info_network(mon, args) -> str:
+    return mon.machine.net.info()
+
+
 def info_roms(mon, args) -> str:
     machine = mon.machine
     lines = []
@@ -116,10 +120,11 @@ def _qdev_name(device) -> str:
 
 
 def info_qtree(mon, args) -> str:
+    from devicemodel.pci.device import PciDevice
     from devicemodel.system_reset import devices_of
     machine = mon.machine
     lines = ["bus: main-system-bus", "  type System"]
-    isa = [d for d in devices_of(machine.pio)]
+    isa = [d for d in devices_of(machine.pio) if not isinstance(d, PciDevice)]
     lines += ["  dev: isa-bus-bridge, id \"\"", "    bus: isa.0", "      type ISA"]
     for device in isa:
         lines.append(f'      dev: {_qdev_name(device)}, id ""')
@@ -132,11 +137,50 @@ def info_qtree(mon, args) -> str:
         chardev = getattr(device, "chardev", None)
         if chardev is not None:
             lines.append(f'        chardev = "{chardev.label}"')
+    from devicemodel.pci.device import PciDevice
     for device in devices_of(machine.mmio):
+        if isinstance(device, PciDevice):
+            continue                          # on the PCI bus, below
         region = next(r for r in machine.mmio.regions if r.owner is device)
         lines.append(f'  dev: {_qdev_name(device)}, id ""')
         lines.append(f"    mmio {region.base:016x}/{region.size:016x}")
+    if machine.chipset is not None:
+        from devicemodel.monitor.pci_info import qtree_pci_lines
+        lines.append('  dev: i440FX-pcihost, id ""')
+        lines += qtree_pci_lines(machine.chipset.bus, 4)
     return "\n".join(lines)
+
+
+def info_balloon(mon, args) -> str:
+    from devicemodel.virtio.machine_devices import active_balloon
+    return f"balloon: actual={active_balloon(mon.machine).actual_bytes >> 20}"
+
+
+def info_pci(mon, args) -> str:
+    from devicemodel.monitor.pci_info import pci_lines
+    chipset = mon.machine.chipset
+    return "\n".join(pci_lines(chipset.bus)) if chipset is not None else ""
+
+
+CACHE_MODE_TEXT = {"writeback": "writeback", "none": "writeback, direct", "writethrough": "writethrough",
+                   "directsync": "writethrough, direct", "unsafe": "writeback, ignore flushes"}
+
+
+def info_block(mon, args) -> str:
+    """QEMU's layout: each drive, its image and format, its device, its cache mode."""
+    machine = mon.machine
+    ide = machine.chipset.ide if getattr(machine, "chipset", None) is not None else None
+    places = {disk.drive.id: f"{disk.bus_name}, unit {disk.unit}" for disk in (ide.disks() if ide else [])}
+    blocks = []
+    for drive in machine.drives.values():
+        flags = drive.image.format + (", read-only" if drive.read_only else "")
+        lines = [f"{drive.id}: {drive.spec.file} ({flags})"]
+        if drive.user is not None:
+            place = places.get(drive.id)
+            lines.append(f"    Attached to:      {drive.user}" + (f" ({place})" if place else ""))
+        lines.append(f"    Cache mode:       {CACHE_MODE_TEXT[drive.spec.cache]}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def info_irq(mon, args) -> str:

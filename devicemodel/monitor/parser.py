@@ -4,7 +4,8 @@ arguments as an ``args_type`` string of ``name:type`` items, comma-separated:
     s   a word (a "quoted string" may hold spaces)     S   the rest of the line
     i   an integer expression (32 bits)               l   an expression (64 bits: addresses)
     /   a format ``/[count][x|d|u|o|c|i][b|h|w|g]``    -x  the flag ``-x`` (a bool)
-    F   a file name (a word)
+    F   a file name (a word)                          M   a size in bytes, in MiB without a
+                                                            suffix (K, M, G, T: QEMU's strtosz)
 
 A ``?`` after the type makes the argument optional. Expressions are QEMU's: numbers
 (``0x`` hexadecimal, ``0`` octal, else decimal), ``$reg`` registers of the current vCPU
@@ -221,6 +222,22 @@ def parse_format(cursor: _Cursor, default: Format) -> Format:
     return Format(count, fmt, size)
 
 
+SIZE_SHIFTS = {"": 20, "b": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+
+
+def parse_size_mib(word: str) -> int:
+    """QEMU's qemu_strtosz_MiB: a number (decimals allowed) with an optional unit suffix."""
+    number = word.rstrip("bBkKmMgGtT")
+    suffix = word[len(number):].lower()
+    try:
+        value = float(number) if suffix in SIZE_SHIFTS else -1
+    except ValueError:
+        value = -1
+    if value < 0 or not number or value * (1 << SIZE_SHIFTS.get(suffix, 0)) >= 1 << 63:
+        raise MonitorError("invalid size", usage=True)
+    return int(value * (1 << SIZE_SHIFTS[suffix]))
+
+
 def parse_arguments(args_type: str, text: str, register: Callable[[str], int],
                     default_format: Format) -> dict:
     """The arguments of one command line (after its name), by name."""
@@ -258,6 +275,11 @@ def parse_arguments(args_type: str, text: str, register: Callable[[str], int],
                 raise MonitorError(f"{'filename' if kind == 'F' else 'string'} expected", usage=True,
                                    named=True)
             values[spec.name] = word
+        elif kind == "M":
+            word = cursor.word()
+            if word is None:
+                raise MonitorError("invalid size", usage=True)
+            values[spec.name] = parse_size_mib(word)
         elif kind == "S":
             cursor.skip_spaces()
             rest = cursor.text[cursor.pos:].strip()

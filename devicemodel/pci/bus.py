@@ -8,6 +8,10 @@ triggered, wired-OR); the router (the PIIX3, ``set_pirq(pirq, level)``) sees eac
 
 A configuration cycle to a device number with no function answers with all-ones (a
 master abort), and writes to it go nowhere.
+
+MSI and MSI-X messages are memory writes by a bus master to 0xfeeXXXXX, which the
+host bridge hands to the APIC bus: ``deliver_msi(address, data)``, set by the board
+(the machine's ``ApicBus.deliver_msi``), is where every function's messages go.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class PciBus:
         self.devices: dict[int, PciDevice] = {}
         self.pirq_count = [0] * regs.PINS    # functions driving each PIRQ line
         self.set_pirq: Optional[Callable[[int, int], None]] = None
+        self.deliver_msi: Optional[Callable[[int, int], None]] = None
 
     def add(self, device: PciDevice, slot: int, function: int = 0) -> PciDevice:
         number = devfn(slot, function)

@@ -25,6 +25,10 @@ INTx: ``set_irq(level)`` drives the function's interrupt pin (``interrupt_pin`` 
 INTA#..INTD#). The level shows in the status register's interrupt bit; the bus sees it
 unless the command register's INTx-disable bit is set.
 
+MSI: ``send_msi(address, data)`` is the message write of the function's MSI or MSI-X
+capability. Like any DMA it needs the command register's bus-master bit (QEMU drops it
+otherwise); the bus hands it to the APIC bus.
+
 Subclasses react to configuration writes by overriding ``write_config`` (calling this
 one first), as QEMU devices install a ``config_write``.
 """
@@ -269,6 +273,12 @@ class PciDevice:
         """INTx-disable toggled: the bus sees the pin go away or come back."""
         if self.irq_level and self.bus is not None:
             self.bus.intx_changed(self, 0 if self.intx_disabled else 1)
+
+    def send_msi(self, address: int, data: int) -> None:
+        """Write an MSI message (QEMU's msi_send_message)."""
+        if self.bus is None or self.bus.deliver_msi is None or not self.command & regs.COMMAND_MASTER:
+            return
+        self.bus.deliver_msi(address, data)
 
     @property
     def pin_index(self) -> int:

@@ -8,7 +8,8 @@ on QEMU's pc machine, through configuration cycles like the firmware's own:
   line register (the PIIX4 PM function: 9, its SCI);
 * BARs get addresses: I/O BARs from 0xc000 up, memory BARs packed below the I/O APIC
   at 0xfec00000, largest first; then the command register enables I/O, memory and SERR;
-* the PIIX4 PM function's ACPI registers go to 0x600 and are enabled.
+* the PIIX4 PM function's ACPI registers go to 0x600 and are enabled;
+* the PIIX3 IDE function decodes both channels (IDETIM bit 15, SeaBIOS's piix_ide_setup).
 
 ``pci_irqs`` are the ISA IRQs for PIRQA..D; ``read_config``/``write_config`` reach the
 bus (``PciBus`` methods), ``write_port`` the port space.
@@ -17,6 +18,7 @@ bus (``PciBus`` methods), ``write_port`` the port space.
 from __future__ import annotations
 
 from devicemodel.errors import ConfigError
+from devicemodel.ide.piix import IDETIM, IDETIM_DECODE_ENABLE, PiixIde
 from devicemodel.pci import regs
 from devicemodel.pci.bus import PciBus, slot_pirq
 from devicemodel.pci.piix3 import PIRQRC, Piix3
@@ -53,6 +55,9 @@ def init_pci(bus: PciBus, write_port, pci_irqs=PCI_IRQS, mem_window_start: int =
         if isinstance(device, Piix4Pm):
             bus.write_config(number, PMBA, 4, DEFAULT_PM_BASE | PMBA_IO_SPACE)
             bus.write_config(number, PMREGMISC, 1, PMIOSE)
+        if isinstance(device, PiixIde):
+            for register in IDETIM:
+                bus.write_config(number, register, 2, IDETIM_DECODE_ENABLE)
         command = bus.read_config(number, regs.COMMAND, 2)
         bus.write_config(number, regs.COMMAND, 2,
                          command | regs.COMMAND_IO | regs.COMMAND_MEMORY | regs.COMMAND_SERR)

@@ -19,7 +19,7 @@ function's INTx pin down, which the function may no longer use.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from devicemodel.pci import regs
 from devicemodel.pci.device import PciDevice
@@ -35,12 +35,12 @@ CTRL_MASKBIT = 0x0100
 
 
 class MsiCapability:
-    def __init__(self, device: PciDevice, deliver_msi: Callable[[int, int], None], vectors: int = 1,
+    def __init__(self, device: PciDevice, deliver_msi: Optional[Callable[[int, int], None]] = None, vectors: int = 1,
                  address64: bool = True, per_vector_mask: bool = False, offset=None):
         if vectors not in (1, 2, 4, 8, 16, 32):
             raise ValueError(f"MSI offers 1, 2, 4, 8, 16 or 32 vectors, not {vectors}")
         self.device = device
-        self.deliver_msi = deliver_msi
+        self.deliver_msi = deliver_msi or device.send_msi
         self.vectors = vectors
         self.address64 = address64
         self.per_vector_mask = per_vector_mask

@@ -11,14 +11,15 @@ read-only. Both are reached with 32- or 64-bit accesses (QEMU's rule); they are 
 in the container ``AddressSpace`` of each BAR, at the offsets the capability gives.
 
 ``notify(vector)``: with MSI-X enabled, an unmasked vector (neither its mask bit nor
-the function mask set) writes its message through ``deliver_msi(address, data)``; a
+the function mask set) writes its message through ``deliver_msi(address, data)`` (None:
+the function's ``send_msi``, to the APIC bus); a
 masked one sets its pending bit instead, and the message goes out when the vector is
 unmasked. Enabling MSI-X takes the function's INTx pin down.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from devicemodel.address_space import AddressSpace, Region
 from devicemodel.pci import regs
@@ -37,7 +38,7 @@ MAX_VECTORS = 2048
 
 
 class MsixCapability:
-    def __init__(self, device: PciDevice, deliver_msi: Callable[[int, int], None], vectors: int, *,
+    def __init__(self, device: PciDevice, deliver_msi: Optional[Callable[[int, int], None]], vectors: int, *,
                  table_bar: int, table_space: AddressSpace, table_offset: int = 0,
                  pba_bar: int, pba_space: AddressSpace, pba_offset: int, offset=None):
         if not 1 <= vectors <= MAX_VECTORS:
@@ -45,7 +46,7 @@ class MsixCapability:
         if table_offset & 7 or pba_offset & 7:
             raise ValueError("the MSI-X table and PBA offsets must be 8-byte aligned")
         self.device = device
-        self.deliver_msi = deliver_msi
+        self.deliver_msi = deliver_msi or device.send_msi
         self.vectors = vectors
         self.table = bytearray(vectors * ENTRY_SIZE)
         self.pba = bytearray(((vectors + 63) // 64) * 8)

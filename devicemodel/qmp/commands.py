@@ -117,6 +117,23 @@ def _quit(session, args) -> dict:
     return {}
 
 
+def _balloon(session, args) -> dict:
+    from devicemodel.virtio.machine_devices import NoBalloon, set_balloon_target
+    try:
+        set_balloon_target(session.machine, args["value"])
+    except NoBalloon as e:
+        raise QmpError(str(e), "DeviceNotActive") from None
+    return {}
+
+
+def _query_balloon(session, args) -> dict:
+    from devicemodel.virtio.machine_devices import NoBalloon, active_balloon
+    try:
+        return {"actual": active_balloon(session.machine).actual_bytes}
+    except NoBalloon as e:
+        raise QmpError(str(e), "DeviceNotActive") from None
+
+
 def _hmp(session, args) -> str:
     from devicemodel.monitor.hmp import Monitor
     output = []
@@ -196,6 +213,14 @@ def _query_stats_schemas(session, args) -> list:
             {"provider": "kvm", "target": "vcpu", "stats": _stat_schema(list(_vcpu_stats(vcpu)))}]
 
 
+def _set_link(session, args) -> dict:
+    try:
+        session.machine.net.set_link(args["name"], args["up"])
+    except PyhvError as e:
+        raise QmpError(str(e), "DeviceNotFound") from None
+    return {}
+
+
 def _capabilities(session, args) -> dict:
     return session.negotiate(args)
 
@@ -214,6 +239,9 @@ COMMANDS = {c.name: c for c in [
     QmpCommand("system_reset", _system_reset, {}),
     QmpCommand("system_powerdown", _system_powerdown, {}),
     QmpCommand("quit", _quit, {}),
+    QmpCommand("set_link", _set_link, {"name": ("str", True), "up": ("bool", True)}),
+    QmpCommand("balloon", _balloon, {"value": ("int", True)}),
+    QmpCommand("query-balloon", _query_balloon, {}),
     QmpCommand("human-monitor-command", _hmp, {"command-line": ("str", True), "cpu-index": ("int", False)}),
     QmpCommand("query-stats", _query_stats, {"target": ("str", True), "providers": ("list", False),
                                              "vcpus": ("list", False)}),

@@ -1,6 +1,7 @@
 """The virtio block device (VIRTIO 1.x section 5.2), with QEMU's virtio-blk choices.
 
-One request queue. A request is a chain: the header {le32 type; le32 reserved; le64
+``num_queues`` request queues (VIRTIO_BLK_F_MQ when more than one), all served alike. A
+request is a chain: the header {le32 type; le32 reserved; le64
 sector} and, for writes, discards and write-zeroes, the data, all device-readable; then,
 device-writable, the data of reads (or the ID) and a final status byte. Requests are
 served in order as soon as the driver notifies, however many are queued.
@@ -32,6 +33,7 @@ F_RO = 5
 F_BLK_SIZE = 6
 F_FLUSH = 9
 F_TOPOLOGY = 10
+F_MQ = 12
 F_DISCARD = 13
 F_WRITE_ZEROES = 14
 
@@ -82,11 +84,13 @@ class VirtioBlk(VirtioDevice):
     device_id = ID_BLOCK
     name = "virtio-blk"
 
-    def __init__(self, memory: GuestMemory, drive: Drive, serial: str = "", queue_size: int = DEFAULT_QUEUE_SIZE):
+    def __init__(self, memory: GuestMemory, drive: Drive, serial: str = "", queue_size: int = DEFAULT_QUEUE_SIZE,
+                 num_queues: int = 1):
         self.drive = drive
         self.serial = serial.encode()
         self.queue_size = queue_size
-        super().__init__(memory, [QEMU_QUEUE_MAX_SIZE], default_queue_size=queue_size)
+        self.num_queues = num_queues
+        super().__init__(memory, [QEMU_QUEUE_MAX_SIZE] * num_queues, default_queue_size=queue_size)
 
     @property
     def capacity(self) -> int:
@@ -99,6 +103,8 @@ class VirtioBlk(VirtioDevice):
             features |= bit(F_FLUSH)
         if self.drive.read_only:
             features |= bit(F_RO)
+        if self.num_queues > 1:
+            features |= bit(F_MQ)
         return features
 
     def config_bytes(self) -> bytes:
@@ -106,7 +112,7 @@ class VirtioBlk(VirtioDevice):
         return BlkConfig.build(dict(
             capacity=self.capacity, size_max=0, seg_max=self.queue_size - 2, cylinders=cylinders,
             heads=heads, sectors=sectors, blk_size=SECTOR_SIZE, physical_block_exp=0, alignment_offset=0,
-            min_io_size=0, opt_io_size=0, writeback=int(self.drive.cache.writeback), num_queues=1,
+            min_io_size=0, opt_io_size=0, writeback=int(self.drive.cache.writeback), num_queues=self.num_queues,
             max_discard_sectors=MAX_REQUEST_SECTORS, max_discard_seg=1, discard_sector_alignment=1,
             max_write_zeroes_sectors=MAX_REQUEST_SECTORS, max_write_zeroes_seg=1, write_zeroes_may_unmap=1))
 

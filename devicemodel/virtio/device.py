@@ -123,14 +123,17 @@ class VirtioDevice:
         except VirtqueueError as e:
             self.needs_reset(str(e))
 
-    def drain(self, queue: Virtqueue, serve) -> None:
+    def drain(self, queue: Virtqueue, serve, can_serve=lambda: True) -> None:
         """Serve every available chain (``serve(chain)`` returns the bytes written into it),
-        then ask for the next kick -- checking again for chains that came meanwhile."""
+        then ask for the next kick -- checking again for chains that came meanwhile. While
+        ``can_serve()`` is False the rest wait in the ring (the device drains again later)."""
         served = False
         while True:
-            while (chain := queue.pop()) is not None:
+            while can_serve() and (chain := queue.pop()) is not None:
                 queue.push(chain, serve(chain))
                 served = True
+            if not can_serve():
+                break
             queue.wants_kicks()
             if not queue.pending():
                 break

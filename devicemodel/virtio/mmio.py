@@ -19,12 +19,12 @@ version and vendor, zeros elsewhere (device ID 0: no device).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from devicemodel.address_space import Region
 from devicemodel.virtio.device import VirtioDevice
 from devicemodel.virtio.spec import INTERRUPT_CONFIG, INTERRUPT_VRING
+from devicemodel.virtio.transport import DriverRegisters
 
 WINDOW_SIZE = 0x200
 MAGIC = 0x74726976            # "virt"
@@ -43,19 +43,9 @@ SHM_LEN_LOW, SHM_LEN_HIGH = 0x0B0, 0x0B4
 CONFIG_GENERATION = 0x0FC
 CONFIG = 0x100
 
-_ADDRESS_REGISTERS = {QUEUE_DESC_LOW: ("desc", 0), QUEUE_DESC_HIGH: ("desc", 32),
-                      QUEUE_DRIVER_LOW: ("avail", 0), QUEUE_DRIVER_HIGH: ("avail", 32),
-                      QUEUE_DEVICE_LOW: ("used", 0), QUEUE_DEVICE_HIGH: ("used", 32)}
-
-
-@dataclass
-class QueueLatch:
-    """What the driver wrote for one queue, until it sets QueueReady."""
-
-    num: int = 0
-    desc: int = 0
-    avail: int = 0
-    used: int = 0
+_ADDRESS_REGISTERS = {QUEUE_DESC_LOW: ("desc", False), QUEUE_DESC_HIGH: ("desc", True),
+                      QUEUE_DRIVER_LOW: ("avail", False), QUEUE_DRIVER_HIGH: ("avail", True),
+                      QUEUE_DEVICE_LOW: ("used", False), QUEUE_DEVICE_HIGH: ("used", True)}
 
 
 class VirtioMmio:
@@ -77,11 +67,7 @@ class VirtioMmio:
 
     def _soft_reset(self) -> None:
         self.isr = 0
-        self.device_features_sel = 0
-        self.driver_features_sel = 0
-        self.driver_features = [0, 0]
-        self.queue_sel = 0
-        self.latches = [QueueLatch() for _ in (self.device.queues if self.device else ())]
+        self.regs = DriverRegisters(self.device) if self.device is not None else None
         self.irq(0)
 
     # --- interrupts (the device's transport interface) ----------------------------
@@ -98,9 +84,6 @@ class VirtioMmio:
 
     # --- registers ----------------------------------------------------------------
 
-    def _queue(self):
-        return self.device.queues[self.queue_sel] if self.queue_sel < len(self.device.queues) else None
-
     def _read(self, offset: int, size: int) -> int:
         device = self.device
         if device is None:
@@ -109,7 +92,7 @@ class VirtioMmio:
             return device.read_config(offset - CONFIG, size)
         if size != 4:
             return 0
-        queue = self._queue()
+        queue = self.regs.queue
         if offset == MAGIC_VALUE:
             return MAGIC
         if offset == VERSION_REG:
@@ -119,7 +102,7 @@ class VirtioMmio:
         if offset == VENDOR_ID:
             return VENDOR_QEMU
         if offset == DEVICE_FEATURES:
-            return (device.host_features >> (32 * self.device_features_sel)) & 0xFFFFFFFF
+            return self.regs.device_features_word()
         if offset == QUEUE_NUM_MAX:
             return queue.max_size if queue is not None else 0
         if offset == QUEUE_READY:
@@ -143,32 +126,31 @@ class VirtioMmio:
             return
         if size != 4:
             return
-        latch = self.latches[self.queue_sel] if self.queue_sel < len(self.latches) else None
+        regs = self.regs
+        latch = regs.latch
         if offset == DEVICE_FEATURES_SEL:
-            self.device_features_sel = int(bool(value))
+            regs.device_features_sel = int(bool(value))     # any non-zero selector: word 1
         elif offset == DRIVER_FEATURES:
-            self.driver_features[self.driver_features_sel] = value
+            regs.write_driver_features(value)
         elif offset == DRIVER_FEATURES_SEL:
-            self.driver_features_sel = int(bool(value))
+            regs.driver_features_sel = int(bool(value))
         elif offset == QUEUE_SEL:
-            self.queue_sel = value
+            regs.queue_sel = value
         elif offset == QUEUE_NUM and latch is not None:
             latch.num = value
         elif offset in _ADDRESS_REGISTERS and latch is not None:
-            field, shift = _ADDRESS_REGISTERS[offset]
-            old = getattr(latch, field)
-            setattr(latch, field, (old & ~(0xFFFFFFFF << shift)) | (value << shift))
+            latch.set_half(*_ADDRESS_REGISTERS[offset], value)
         elif offset == QUEUE_READY and latch is not None:
             if value:
-                device.enable_queue(self.queue_sel, latch.num, latch.desc, latch.avail, latch.used)
+                regs.enable_queue()
             else:
-                device.queues[self.queue_sel].ready = False
+                regs.queue.ready = False
         elif offset == QUEUE_NOTIFY:
             device.notify(value)
         elif offset == INTERRUPT_ACK:
             self.isr &= ~value
             self.irq(int(self.isr != 0))
         elif offset == STATUS:
-            device.set_status(value, self.driver_features[0] | self.driver_features[1] << 32)
+            regs.write_status(value)
             if device.status == 0:
                 self._soft_reset()

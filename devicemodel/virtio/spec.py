@@ -18,6 +18,7 @@ ID_NET = 1
 ID_BLOCK = 2
 ID_CONSOLE = 3
 ID_ENTROPY = 4
+ID_BALLOON = 5
 
 # Split virtqueue descriptor flags (2.7.5) and ring flags (2.7.6, 2.7.8)
 DESC_F_NEXT = 1

@@ -206,13 +206,23 @@ class Virtqueue:
 
     # --- returning chains ---------------------------------------------------------
 
+    def unpop(self, count: int = 1) -> None:
+        """Give the last ``count`` chains taken back to the available ring, unused."""
+        self.last_avail = (self.last_avail - count) & 0xFFFF
+
     def push(self, chain: Chain, written: int) -> None:
         """Return a chain to the driver with the number of bytes written into it."""
-        slot = self.used + 4 + 8 * (self.used_idx % self.size)
-        self._put(slot, 4, chain.head)
-        self._put(slot + 4, 4, min(written, 0xFFFFFFFF))
-        self.used_idx = (self.used_idx + 1) & 0xFFFF
-        self._put(self.used + 2, 2, self.used_idx)     # after the entry: the driver reads it next
+        self.push_all([(chain, written)])
+
+    def push_all(self, entries: list[tuple[Chain, int]]) -> None:
+        """Return chains with the bytes written into each; the used index moves once, after
+        all the entries, so the driver sees them together (a mergeable receive's buffers)."""
+        for chain, written in entries:
+            slot = self.used + 4 + 8 * (self.used_idx % self.size)
+            self._put(slot, 4, chain.head)
+            self._put(slot + 4, 4, min(written, 0xFFFFFFFF))
+            self.used_idx = (self.used_idx + 1) & 0xFFFF
+        self._put(self.used + 2, 2, self.used_idx)     # after the entries: the driver reads them next
 
     def wants_kicks(self) -> None:
         """Tell the driver (with EVENT_IDX) to notify as soon as it adds the next chain."""

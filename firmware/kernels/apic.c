@@ -179,6 +179,9 @@ static void x2apic(void)
     wrmsr(MSR_X2APIC_SELF_IPI, 0x57);
     int ok = wait_count(0x57, 1);
     printf("x2apic self ipi: %u%s\n", count[0x57], ok ? "" : " (timeout)");
+    wrmsr(MSR_X2APIC_SELF_IPI, 5);                                    /* an illegal vector */
+    wrmsr(MSR_X2APIC(LAPIC_ESR), 0);
+    printf("x2apic self ipi of vector 5: esr 0x%02x\n", (uint32_t)rdmsr(MSR_X2APIC(LAPIC_ESR)));
     wrmsr(MSR_X2APIC(LAPIC_ICR), APIC_DM_NMI | APIC_LEVEL_ASSERT);    /* to x2APIC ID 0 */
     ok = wait_count(2, 2);
     printf("x2apic nmi ipi: %u%s icr 0x%08x\n", count[2], ok ? "" : " (timeout)",

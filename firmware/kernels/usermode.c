@@ -2,8 +2,9 @@
  * usermode: CPL 3 in 32-bit protected mode.  Ring-3 code entered by IRET (lib/user.c)
  * takes interrupts through DPL-3 gates onto the TSS's ring-0 stack, faults on
  * privileged instructions and on ports that neither IOPL nor the TSS I/O bitmap
- * allow, calls a conforming segment, and enters and leaves the kernel with
- * SYSENTER/SYSEXIT.  The ring-3 code prints through COM1, whose ports the I/O bitmap
+ * allow, calls a conforming segment, calls ring 0 through call gates (the stack switch
+ * with copied parameters, and the gate's and target's checks), and enters and leaves
+ * the kernel with SYSENTER/SYSEXIT.  The ring-3 code prints through COM1, whose ports the I/O bitmap
  * allows.  Ends with debug_exit(0x33).
  */
 #include <stdint.h>
@@ -20,6 +21,12 @@
 
 #define SEL_KCODE2      0x30   /* a second ring-0 code segment */
 #define SEL_CONFORMING  0x38   /* DPL-0 conforming code */
+#define SEL_GATE_RING0  0x40   /* 32-bit call gate, DPL 3, to ring-0 code, 2 parameters */
+#define SEL_GATE_DPL0   0x48   /* 32-bit call gate, DPL 0, to the second ring-0 code segment */
+#define SEL_GATE_NP     0x50   /* a DPL-3 call gate, not present */
+#define SEL_GATE_DATA   0x58   /* a DPL-3 call gate naming a data segment */
+#define SEL_GATE_CONF   0x60   /* a DPL-3 call gate to the conforming segment */
+#define GATE_CALL32     0x0c   /* the type; present and DPL are set apart */
 #define VEC_USER_GATE   0x80   /* DPL 3 */
 #define VEC_KERNEL_GATE 0x81   /* DPL 0 */
 
@@ -34,11 +41,14 @@ static uint8_t sysenter_stack[4096] __attribute__((aligned(16)));
 
 /* written by the assembly below */
 volatile uint32_t se_esp, se_flags, ts_count, ts_error, far_cs;
+volatile uint32_t gate_esp, gate_frame[6], caller_esp, caller_esp_after;
+volatile uint16_t gate_cs, gate_ss;
 volatile uint16_t se_cs, se_ss;
 
 void sysenter_entry(void);
 void ts_handler(void);
 void far_target(void);
+void gate_target(void);
 
 __asm__(
     /* SYSENTER lands here at CPL 0; SYSEXIT returns to ECX:EDX, which ring 3 set */
@@ -65,7 +75,33 @@ __asm__(
     ".globl far_target\n"
     "far_target:\n\t"
     "movw %cs, far_cs\n\t"
-    "lretl\n");
+    "lretl\n"
+    /* ring-0 end of the ring-3 call gate: note CS, SS, ESP and the frame (EIP, CS, the
+     * two parameters, ESP, SS), return past the parameters */
+    ".globl gate_target\n"
+    "gate_target:\n\t"
+    "movw %cs, gate_cs\n\t"
+    "movw %ss, gate_ss\n\t"
+    "movl %esp, gate_esp\n\t"
+    "pushl %ecx\n\t"
+    "pushl %esi\n\t"
+    "xorl %ecx, %ecx\n"
+    "1: movl 8(%esp,%ecx,4), %esi\n\t"
+    "movl %esi, gate_frame(,%ecx,4)\n\t"
+    "incl %ecx\n\t"
+    "cmpl $6, %ecx\n\t"
+    "jne 1b\n\t"
+    "popl %esi\n\t"
+    "popl %ecx\n\t"
+    "lretl $8\n");
+
+static void set_call_gate(int index, void (*target)(void), uint16_t sel, int dpl, int params, int present)
+{
+    uint32_t off = (uint32_t)target;
+    gdt[index] = (off & 0xffff) | ((uint64_t)sel << 16) | ((uint64_t)(params & 0x1f) << 32) |
+                 ((uint64_t)((present ? 0x80 : 0) | GATE_CALL32 | (dpl << 5)) << 40) |
+                 ((uint64_t)(off >> 16) << 48);
+}
 
 static void wrmsr(uint32_t msr, uint32_t v)
 {
@@ -142,6 +178,30 @@ static void ring3_segments(void)
     TRY("ljmp ring-0 code", FL, "ljmp $0x08, $far_target", : :);
 }
 
+static void ring3_call_gates(void)
+{
+    uint32_t back_cs, back_ss;
+    __asm__ volatile("movl %%esp, caller_esp\n\t"
+                     "pushl $0x2222\n\tpushl $0x1111\n\t"
+                     "lcall $" TRAP_STR(SEL_GATE_RING0) " + 3, $0\n\t"
+                     "movl %%esp, caller_esp_after\n\t"      /* LRET $8 released the parameters */
+                     "movl %%cs, %0\n\tmovl %%ss, %1"
+                     : "=r"(back_cs), "=r"(back_ss) : : "memory");
+    uint32_t esp_before = caller_esp - 8;    /* ESP at the LCALL, after the two pushes */
+    printf("lcall gate to ring 0: cs=0x%02x ss=0x%02x esp=esp0-%u\n", gate_cs, gate_ss, tss.esp0 - gate_esp);
+    printf("lcall gate frame: cs=0x%02x params=0x%x,0x%x esp=caller's-%u ss=0x%02x\n", gate_frame[1],
+           gate_frame[2], gate_frame[3], esp_before - gate_frame[4], gate_frame[5]);
+    printf("lret $8 to ring 3: cs=0x%02x ss=0x%02x esp=%s\n", back_cs, back_ss,
+           caller_esp_after == caller_esp ? "past the parameters" : "wrong");
+    TRY("ljmp gate to ring-0 code", FL, "ljmp $" TRAP_STR(SEL_GATE_RING0) " + 3, $0", : :);
+    TRY("lcall dpl-0 gate", FL, "lcall $" TRAP_STR(SEL_GATE_DPL0) " + 3, $0", : :);
+    TRY("lcall not-present gate", FL, "lcall $" TRAP_STR(SEL_GATE_NP) " + 3, $0", : :);
+    TRY("lcall gate to data", FL, "lcall $" TRAP_STR(SEL_GATE_DATA) " + 3, $0", : :);
+    far_cs = 0;
+    __asm__ volatile("lcall $" TRAP_STR(SEL_GATE_CONF) " + 3, $0" : : : "memory");
+    printf("lcall gate to conforming code: cs=0x%02x\n", far_cs);
+}
+
 static void ring3_sysenter(void)
 {
     uint16_t cs, ss;
@@ -158,6 +218,8 @@ static void ring3_invalid_tss_stack(void)
 {
     TRY("int with null ss0", FL, "int $0x80", : :);
     printf("int with null ss0: #TS count=%u err=0x%04x\n", ts_count, ts_error);
+    TRY("lcall gate with null ss0", FL, "lcall $" TRAP_STR(SEL_GATE_RING0) " + 3, $0", : :);
+    printf("lcall gate with null ss0: #TS count=%u err=0x%04x\n", ts_count, ts_error);
     tss.ss0 = SEL_UDATA | 3;   /* not the new CPL's */
     TRY("int with rpl-3 ss0", FL, "int $0x80", : :);
     printf("int with rpl-3 ss0: #TS count=%u err=0x%04x\n", ts_count, ts_error);
@@ -171,6 +233,9 @@ static void far_calls(void)
 {
     __asm__ volatile("lcall $0x30, $far_target" : : : "memory");
     printf("lcall ring-0 code: target cs=0x%02x back cs=0x%02x\n", far_cs, get_cs());
+    far_cs = 0;
+    __asm__ volatile("lcall $" TRAP_STR(SEL_GATE_DPL0) ", $0" : : : "memory");
+    printf("lcall dpl-0 gate at ring 0: target cs=0x%02x back cs=0x%02x\n", far_cs, get_cs());
 }
 
 /* IRET to CPL 3 from a frame built here; the checks fail before anything is loaded,
@@ -197,6 +262,11 @@ void kmain(void)
     outb(0xa1, 0xff);
     gdt_set(SEL_KCODE2 >> 3, 0, 0xfffff, DA_P | DA_CODE | DA_R, DF_G | DF_DB);
     gdt_set(SEL_CONFORMING >> 3, 0, 0xfffff, DA_P | DA_CODE | DA_R | DA_C, DF_G | DF_DB);
+    set_call_gate(SEL_GATE_RING0 >> 3, gate_target, SEL_KCODE, 3, 2, 1);
+    set_call_gate(SEL_GATE_DPL0 >> 3, far_target, SEL_KCODE2, 0, 0, 1);
+    set_call_gate(SEL_GATE_NP >> 3, far_target, SEL_KCODE, 3, 0, 0);
+    set_call_gate(SEL_GATE_DATA >> 3, far_target, SEL_KDATA, 3, 0, 1);
+    set_call_gate(SEL_GATE_CONF >> 3, far_target, SEL_CONFORMING, 3, 0, 1);
     gdt_install();
     trap_init();
     idt_set(VEC_USER_GATE, trap_stubs[VEC_USER_GATE], SEL_KCODE, GATE_INT32 | GATE_DPL(3));
@@ -216,6 +286,7 @@ void kmain(void)
     user_call(ring3_privileged, (void *)USER_TOP, FL);
     user_call(ring3_io, (void *)USER_TOP, FL);
     user_call(ring3_segments, (void *)USER_TOP, FL);
+    user_call(ring3_call_gates, (void *)USER_TOP, FL);
     wrmsr(MSR_SYSENTER_CS, SEL_KCODE);
     wrmsr(MSR_SYSENTER_ESP, SYSENTER_TOP);
     wrmsr(MSR_SYSENTER_EIP, (uint32_t)sysenter_entry);

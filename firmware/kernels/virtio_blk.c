@@ -12,43 +12,10 @@
 #include "debug_exit.h"
 #include "serial.h"
 #include "string.h"
-
-#define MMIO_BASE       0xfeb00000u
-#define MMIO_WINDOW     0x200u
-#define MMIO_WINDOWS    8
-
-#define REG_MAGIC           0x000
-#define REG_VERSION         0x004
-#define REG_DEVICE_ID       0x008
-#define REG_VENDOR_ID       0x00c
-#define REG_DEVICE_FEATURES 0x010
-#define REG_DEVICE_FEATURES_SEL 0x014
-#define REG_DRIVER_FEATURES 0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL       0x030
-#define REG_QUEUE_NUM_MAX   0x034
-#define REG_QUEUE_NUM       0x038
-#define REG_QUEUE_READY     0x044
-#define REG_QUEUE_NOTIFY    0x050
-#define REG_INTERRUPT_STATUS 0x060
-#define REG_INTERRUPT_ACK   0x064
-#define REG_STATUS          0x070
-#define REG_QUEUE_DESC      0x080
-#define REG_QUEUE_DRIVER    0x090
-#define REG_QUEUE_DEVICE    0x0a0
-#define REG_CONFIG          0x100
-
-#define STATUS_ACKNOWLEDGE  1
-#define STATUS_DRIVER       2
-#define STATUS_DRIVER_OK    4
-#define STATUS_FEATURES_OK  8
+#include "virtio.h"
 
 #define F_INDIRECT_DESC     28
 #define F_VERSION_1         32      /* bit 0 of the second feature word */
-
-#define DESC_F_NEXT     1
-#define DESC_F_WRITE    2
-#define DESC_F_INDIRECT 4
 
 #define T_IN     0
 #define T_OUT    1
@@ -57,19 +24,6 @@
 
 #define QUEUE_SIZE 8
 #define SECTOR 512
-
-struct desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-};
-
-struct req_header {
-    uint32_t type;
-    uint32_t reserved;
-    uint64_t sector;
-};
 
 static struct desc ring_desc[QUEUE_SIZE] __attribute__((aligned(16)));
 static struct {
