@@ -230,18 +230,46 @@ static const alu_table_t alu8[9] = {
 static void mov_rr4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = (uint32_t)cpu->gpr[i->reg]; }
 static void mov_rr8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = cpu->gpr[i->reg]; }
 static void mov_ri(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->rm] = i->imm & size_mask(i->opsize); }
-static void mov_load4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 4); }
-static void mov_load8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 8); }
-static void mov_store4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, cpu->gpr[i->reg]); }
-static void mov_store8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, cpu->gpr[i->reg]); }
+/* loads and stores for any addressing (ea_of), and for 64-bit addressing from a base
+ * register with or without an index, the forms compiled code uses most */
+#define EA_ANY ea_of(cpu, i)
+#define EA_B (cpu->gpr[i->base] + (uint64_t)i->disp)
+#define EA_BI (cpu->gpr[i->base] + (cpu->gpr[i->index] << i->scale) + (uint64_t)i->disp)
+#define MOVES(sfx, EA)                                                                 \
+    static void mov_load4##sfx(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->reg] = mem_read(cpu, i->seg, EA, 4); }                              \
+    static void mov_load8##sfx(cpu_t *cpu, const insn_t *i)                           \
+    { cpu->gpr[i->reg] = mem_read(cpu, i->seg, EA, 8); }                              \
+    static void movzx_load1##sfx(cpu_t *cpu, const insn_t *i)                         \
+    { cpu->gpr[i->reg] = mem_read(cpu, i->seg, EA, 1); }                              \
+    static void movzx_load2##sfx(cpu_t *cpu, const insn_t *i)                         \
+    { cpu->gpr[i->reg] = mem_read(cpu, i->seg, EA, 2); }                              \
+    static void mov_store1##sfx(cpu_t *cpu, const insn_t *i)                          \
+    { mem_write(cpu, i->seg, EA, 1, reg_read(cpu, i->reg, 1)); }                      \
+    static void mov_store2##sfx(cpu_t *cpu, const insn_t *i)                          \
+    { mem_write(cpu, i->seg, EA, 2, cpu->gpr[i->reg]); }                              \
+    static void mov_store4##sfx(cpu_t *cpu, const insn_t *i)                          \
+    { mem_write(cpu, i->seg, EA, 4, cpu->gpr[i->reg]); }                              \
+    static void mov_store8##sfx(cpu_t *cpu, const insn_t *i)                          \
+    { mem_write(cpu, i->seg, EA, 8, cpu->gpr[i->reg]); }
+MOVES(, EA_ANY) MOVES(_b, EA_B) MOVES(_bi, EA_BI)
+#define MOVE_FORMS(name) { name, name##_b, name##_bi }
+static const struct move_forms { insn_fn any, b, bi; } move_forms[] = {
+    MOVE_FORMS(mov_load4), MOVE_FORMS(mov_load8), MOVE_FORMS(movzx_load1), MOVE_FORMS(movzx_load2),
+    MOVE_FORMS(mov_store1), MOVE_FORMS(mov_store2), MOVE_FORMS(mov_store4), MOVE_FORMS(mov_store8),
+};
 static void mov_store_imm1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, i->imm); }
 static void mov_store_imm2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 2, i->imm); }
 static void mov_store_imm4(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 4, i->imm); }
 static void mov_store_imm8(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 8, i->imm); }
-static void mov_store1(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 1, reg_read(cpu, i->reg, 1)); }
-static void mov_store2(cpu_t *cpu, const insn_t *i) { mem_write(cpu, i->seg, ea_of(cpu, i), 2, cpu->gpr[i->reg]); }
-static void movzx_load1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 1); }
 static void lea(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = ea_of(cpu, i) & size_mask(i->opsize); }
+/* LEA with 64-bit addressing and a base register, with or without an index */
+static void lea_b4(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (uint32_t)(cpu->gpr[i->base] + (uint64_t)i->disp); }
+static void lea_b8(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = cpu->gpr[i->base] + (uint64_t)i->disp; }
+static void lea_bi4(cpu_t *cpu, const insn_t *i)
+{ cpu->gpr[i->reg] = (uint32_t)(cpu->gpr[i->base] + (cpu->gpr[i->index] << i->scale) + (uint64_t)i->disp); }
+static void lea_bi8(cpu_t *cpu, const insn_t *i)
+{ cpu->gpr[i->reg] = cpu->gpr[i->base] + (cpu->gpr[i->index] << i->scale) + (uint64_t)i->disp; }
 
 /* ---- branches ---- */
 
@@ -406,7 +434,6 @@ IMUL(8, uint64_t, int64_t, __int128)
 
 static void movzx_rr1(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (uint8_t)cpu->gpr[i->rm]; }
 static void movzx_rr2(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (uint16_t)cpu->gpr[i->rm]; }
-static void movzx_load2(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = mem_read(cpu, i->seg, ea_of(cpu, i), 2); }
 #define MOVSX(name, T, ST, src) \
     static void name(cpu_t *cpu, const insn_t *i) { cpu->gpr[i->reg] = (T)(int64_t)(ST)(src); }
 MOVSX(movsx_rr1_4, uint32_t, int8_t, cpu->gpr[i->rm]) MOVSX(movsx_rr1_8, uint64_t, int8_t, cpu->gpr[i->rm])
@@ -521,11 +548,25 @@ static int specialize_more(insn_t *i)
     return i->fn != fn;
 }
 
-/* Replace the generic handler of `i` by a specialized one where the form allows. */
+static void specialize_form(insn_t *i);
+
+/* Replace the generic handler of `i` by a specialized one where the form allows; a load
+ * or store with 64-bit addressing from a base register computes its address directly. */
 void specialize_insn(insn_t *i)
 {
-    if (specialize_more(i))
+    if (!specialize_more(i))
+        specialize_form(i);
+    if (!i->has_mem || i->addrsize != 8 || i->base >= 16)
         return;
+    for (size_t k = 0; k < sizeof(move_forms) / sizeof(move_forms[0]); k++)
+        if (i->fn == move_forms[k].any) {
+            i->fn = i->index == 0xff ? move_forms[k].b : move_forms[k].bi;
+            return;
+        }
+}
+
+static void specialize_form(insn_t *i)
+{
     int s = i->opsize;
     if (i->fn == op_shift && !i->has_mem && (s == 4 || s == 8) &&
         (i->opcode == 0xc1 || i->opcode == 0xd1) && (i->op == 4 || i->op == 5 || i->op == 7)) {
@@ -611,7 +652,9 @@ void specialize_insn(insn_t *i)
     } else if (i->fn == op_mov_rm_imm) {
         i->fn = mov_ri;
     } else if (i->fn == op_lea) {
-        i->fn = lea;
+        static const insn_fn forms[2][2] = { { lea_b4, lea_b8 }, { lea_bi4, lea_bi8 } };
+        int based = i->addrsize == 8 && i->base < 16;
+        i->fn = based ? forms[i->index != 0xff][s == 8] : lea;
     } else if (i->fn == op_jcc) {
         i->fn = jcc_table[i->opcode & 0xf];
         i->ends_block = 0;   /* in a block, the not-taken path goes on (run.c) */
@@ -662,6 +705,8 @@ static const flag_use_t flag_uses[] = {
     { not_r4, NULL, FLAGS_TRANSPARENT }, { not_r8, NULL, FLAGS_TRANSPARENT },
     { mov_rr4, NULL, FLAGS_TRANSPARENT }, { mov_rr8, NULL, FLAGS_TRANSPARENT },
     { mov_ri, NULL, FLAGS_TRANSPARENT }, { lea, NULL, FLAGS_TRANSPARENT },
+    { lea_b4, NULL, FLAGS_TRANSPARENT }, { lea_b8, NULL, FLAGS_TRANSPARENT },
+    { lea_bi4, NULL, FLAGS_TRANSPARENT }, { lea_bi8, NULL, FLAGS_TRANSPARENT },
     { op_nop, NULL, FLAGS_TRANSPARENT },
 };
 
@@ -687,12 +732,13 @@ static const flag_use_t *flag_use(const insn_t *in)
 static int memory_form(insn_fn fn)
 {
     static const insn_fn forms[] = {
-        mov_load4, mov_load8, mov_store4, mov_store8, mov_store1, mov_store2, movzx_load1,
-        mov_store_imm1, mov_store_imm2, mov_store_imm4, mov_store_imm8,
-        movzx_load2, movsxd_load, push_r8, pop_r8,
+        mov_store_imm1, mov_store_imm2, mov_store_imm4, mov_store_imm8, movsxd_load, push_r8, pop_r8,
     };
     for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++)
         if (fn == forms[k])
+            return 1;
+    for (size_t k = 0; k < sizeof(move_forms) / sizeof(move_forms[0]); k++)
+        if (fn == move_forms[k].any || fn == move_forms[k].b || fn == move_forms[k].bi)
             return 1;
     for (int op = 0; op < 9; op++) {
         if (alu1[op].mr && (fn == alu1[op].mr || fn == alu1[op].mi))
