@@ -8,6 +8,7 @@
 #include "root_api.h"
 
 #define ROOT_MAX_SLOTS 64
+#define ROOT_MAX_COALESCED_ZONES 16
 
 typedef struct root_memslot {
     uint64_t gpa, size, hpa;
@@ -33,6 +34,11 @@ struct root_vm {
     uint64_t clock_base_ns;
     uint32_t clock_generation;   /* bumped by set_clock: vCPUs rewrite their pvclock */
     uint64_t wall_clock_msr;
+    /* coalesced port writes (root_coalesced.c) */
+    pthread_mutex_t coalesced_lock;
+    int n_zones;
+    struct kvm_coalesced_mmio_zone zones[ROOT_MAX_COALESCED_ZONES];
+    struct kvm_coalesced_mmio_ring coalesced_ring;
 };
 
 struct root_vcpu {
@@ -91,5 +97,7 @@ void root_handle_cpuid(root_vcpu_t *v);
 int root_kvmclock_msr(uint32_t index);
 void root_kvmclock_init(root_vm_t *vm);
 void root_kvmclock_refresh(root_vcpu_t *v);
+/* root_coalesced.c: an I/O exit queued in the coalesced ring (1) or not (0) */
+int root_coalesced_pio(root_vcpu_t *v);
 
 #endif

@@ -37,6 +37,32 @@ void root_vm_mark_dirty(root_vm_t *vm, uint64_t gpa, uint64_t size);
  * page i of the slot) and forget them. */
 void root_vm_take_hypervisor_dirty(root_vm_t *vm, int slot, uint8_t *bitmap, uint64_t nbytes);
 
+/* ---- coalesced port writes (KVM_REGISTER_COALESCED_MMIO, KVM_COALESCED_IO_PIO):
+ * root_coalesced.c.  An OUT to a registered port zone goes into the VM's ring (KVM's
+ * page of struct kvm_coalesced_mmio) instead of exiting; userspace drains the ring
+ * from `first` to `last` at its exits. ---- */
+struct kvm_coalesced_mmio_zone {
+    uint64_t addr;
+    uint32_t size;
+    uint32_t pio;        /* 1: ports (the only zones here) */
+};
+struct kvm_coalesced_mmio {
+    uint64_t phys_addr;  /* the port */
+    uint32_t len;
+    uint32_t pio;
+    uint8_t data[8];
+};
+enum { KVM_COALESCED_MMIO_MAX = 170 };   /* as many as fit in a page after the indices */
+struct kvm_coalesced_mmio_ring {
+    uint32_t first, last;
+    struct kvm_coalesced_mmio coalesced_mmio[170];
+};
+/* 0, or -1 for a zone that is not of ports or when there is no room (KVM: ENOBUFS). */
+int root_vm_register_coalesced(root_vm_t *vm, const struct kvm_coalesced_mmio_zone *zone);
+/* Every registered zone inside `zone` is removed. */
+void root_vm_unregister_coalesced(root_vm_t *vm, const struct kvm_coalesced_mmio_zone *zone);
+struct kvm_coalesced_mmio_ring *root_vm_coalesced_ring(root_vm_t *vm);
+
 /* ---- the VM's clock (KVM_GET_CLOCK / KVM_SET_CLOCK, struct kvm_clock_data) ---- */
 struct kvm_clock_data {
     uint64_t clock;      /* kvmclock nanoseconds */

@@ -108,6 +108,7 @@ root_vm_t *root_vm_new(root_pool_t *pool)
     vm->sil = pool->sil;
     __atomic_add_fetch(&pool->refs, 1, __ATOMIC_ACQ_REL);
     pthread_mutex_init(&vm->lock, NULL);
+    pthread_mutex_init(&vm->coalesced_lock, NULL);
     vm->ept_root = alloc_table(vm);
     root_kvmclock_init(vm);
     return vm;
@@ -124,6 +125,7 @@ void root_vm_free(root_vm_t *vm)
     free(vm->ept_tables);
     pool_release_ref(vm->pool);
     pthread_mutex_destroy(&vm->lock);
+    pthread_mutex_destroy(&vm->coalesced_lock);
     free(vm);
 }
 

@@ -122,6 +122,7 @@ static int handle_exit(root_vcpu_t *v, uint32_t basic)
     case EXIT_REASON_MSR_READ: return handle_msr(v, MSR_READ);
     case EXIT_REASON_MSR_WRITE: return handle_msr(v, MSR_WRITE);
     case EXIT_REASON_EPT_VIOLATION: return handle_ept_violation(v);
+    case EXIT_REASON_IO_INSTRUCTION: return root_coalesced_pio(v);
     }
     return 0;
 }

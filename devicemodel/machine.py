@@ -32,6 +32,7 @@ character devices' threads; the machine's run-state changes reach QMP as events
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import signal
 import sys
@@ -528,6 +529,7 @@ class Machine:
         """Create the VM and its vCPU, ready to enter the kernel."""
         kvm = open_kvm() if kvm is None else kvm
         from devicemodel.entry_state import apply_entry_state  # needs the kvm package
+        from kvm.capabilities import KVM_CAP_COALESCED_PIO
         from kvm.constants import KVM_MP_STATE_INIT_RECEIVED
 
         cpuid = None if self.cpuid_spec is None else build_cpuid(self.cpuid_spec, kvm.get_supported_cpuid())
@@ -541,6 +543,9 @@ class Machine:
             self.vm.set_user_memory_region(slot=1, guest_phys_addr=1 << 32, memory_size=self.layout.high_size,
                                            userspace_addr=ram[low:], flags=0)
         self.vcpus = [self.vm.create_vcpu(index) for index in range(self.config.cpus)]
+        if self.vm.check_extension(KVM_CAP_COALESCED_PIO):
+            for uart in self.serials:
+                uart.set_tx_coalescing(functools.partial(self._coalesce_port, uart.iobase))
         cpuid = kvm.get_supported_cpuid() if cpuid is None else cpuid
         self.irqchip.attach(self.vm, self.vcpus, cpuid)
         if "exits" in self.config.log_items:
@@ -553,6 +558,9 @@ class Machine:
         apply_entry_state(self.vcpus[0], self.boot.entry)
         for ap in self.vcpus[1:]:
             ap.set_mp_state(KVM_MP_STATE_INIT_RECEIVED)
+
+    def _coalesce_port(self, port: int, on: bool) -> None:
+        (self.vm.register_coalesced_mmio if on else self.vm.unregister_coalesced_mmio)(port, 1, pio=True)
 
     def run(self) -> int:
         """Run until the VM stops; the exit status (isa-debug-exit's, else 0; 1 on failures)."""

@@ -3,7 +3,8 @@
 Exits, as QEMU's kvm_cpu_exec() treats them:
 
 * IO: port I/O on the PIO address space; string I/O (count > 1) walks the data buffer;
-  IN fills ``run.io.data``.
+  IN fills ``run.io.data``.  OUTs the hypervisor queued instead of exiting (coalesced
+  port I/O, see Uart16550.set_tx_coalescing) are written first, at every exit.
 * MMIO: on the vCPU's view of the physical address space (its local APIC's page, else
   the MMIO space), little-endian; a read fills ``run.mmio.data``.
 * X86_RDMSR / X86_WRMSR: the MSRs the device model serves (the local APIC's); an MSR it
@@ -93,6 +94,7 @@ class VcpuLoop:
         }
         if on_debug is not None:   # the gdbstub: on_debug(index, run)
             self._handlers[KVM_EXIT_DEBUG] = lambda run: on_debug(self.index, run)
+        self._coalesced = getattr(getattr(vcpu, "vm", None), "coalesced", None)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name=f"vcpu{self.index}", daemon=True)
@@ -112,6 +114,7 @@ class VcpuLoop:
                         self.interrupts.before_run(self.vcpu.kvm_run, self.vcpu)
                 run = self.vcpu.run()
                 with self.bql:
+                    self._write_coalesced()
                     if self.interrupts is not None:
                         self.interrupts.after_run(run)
                     self._handlers.get(run.exit_reason, self._unknown)(run)
@@ -119,6 +122,12 @@ class VcpuLoop:
             error_report(f"vCPU {self.index}: internal error: {type(e).__name__}: {e}")
             traceback.print_exc(file=sys.stderr)
             self.runstate.request_exit(1)
+
+    def _write_coalesced(self) -> None:
+        coalesced = self._coalesced
+        if coalesced is not None and coalesced.ring.first != coalesced.ring.last:
+            for port, size, value in coalesced.take():
+                self.pio.write(port, size, value)
 
     def _end(self, status: int, message: str) -> None:
         error_report(message)

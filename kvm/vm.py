@@ -6,6 +6,7 @@ from kvm.constants import (KVM_CLOCK_REALTIME, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_
                            KVM_MSR_EXIT_REASON_VALID_MASK)
 from kvm.capabilities import (KVM_CAP_EXIT_HYPERCALL, KVM_CAP_X86_TRIPLE_FAULT_EVENT, KVM_CAP_X86_USER_SPACE_MSR,
                               KVM_EXIT_HYPERCALL_VALID_MASK, check_extension)
+from kvm.coalesced import CoalescedIo
 from kvm.dirty_log import take_dirty_log
 from kvm.ept import Ept
 from kvm.errors import KvmError
@@ -30,6 +31,7 @@ class VM:
         self.root = ffi.gc(lib.root_vm_new(self.hostmem.pool), lib.root_vm_free)
         self.memslots = MemSlots()
         self.ept = Ept(self.hostmem, self.root)
+        self.coalesced = CoalescedIo(self.root)
         self.vcpus = []
         self._apic_access_page = None
         self.user_space_msr = 0    # the KVM_MSR_EXIT_REASON_* that exit to userspace
@@ -154,6 +156,20 @@ class VM:
             self.memslots.remove(slot)
             self.hostmem.unmap_guest_buffer(hpa)
             raise KvmError("no memory for the slot's dirty bitmap")
+
+    def register_coalesced_mmio(self, addr: int, size: int, pio: bool = False):
+        """KVM_REGISTER_COALESCED_MMIO: OUTs to ports [addr, addr + size) (pio) are queued
+        in the VM's ring instead of exiting (kvm/coalesced.py); userspace drains it with
+        take_coalesced() before handling each exit."""
+        self.coalesced.register(addr, size, pio)
+
+    def unregister_coalesced_mmio(self, addr: int, size: int, pio: bool = False):
+        """KVM_UNREGISTER_COALESCED_MMIO: the zones inside [addr, addr + size) go."""
+        self.coalesced.unregister(addr, size, pio)
+
+    def take_coalesced(self) -> list:
+        """The writes queued in the coalesced ring, oldest first: (port, size, value)."""
+        return self.coalesced.take()
 
     def get_dirty_log(self, slot: int) -> bytearray:
         """KVM_GET_DIRTY_LOG: a bitmap of the slot's pages written since the last call."""

@@ -285,6 +285,9 @@ class FakeVm:
         self.msr_filter = None
         self.irqchip = None
 
+    def check_extension(self, cap):
+        return 0
+
     def enable_cap(self, cap, *args):
         self.capabilities[cap] = args
 

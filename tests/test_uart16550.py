@@ -226,3 +226,15 @@ def test_other_base_port():
     space.write(0x2F8, 1, ord("2"))
     assert bytes(uart.chardev.data) == b"2"
     assert space.read(0x3FD, 1) == 0xFF
+
+
+def test_thr_writes_may_be_coalesced_while_the_thre_interrupt_is_off(uart, io):
+    switched = []
+    uart.set_tx_coalescing(switched.append)
+    assert switched == [True]                  # IER 0: a polling driver
+    outb(io, IER, 0x01)                        # received-data interrupt only: no change
+    outb(io, IER, 0x03)
+    outb(io, IER, 0x02)
+    outb(io, IER, 0x00)
+    uart.reset()
+    assert switched == [True, False, True]

@@ -100,6 +100,8 @@ class Uart16550:
         self.region = Region(base=iobase, size=8, name=name, read=self.read, write=self.write,
                              owner=self, sizes=(1, 2, 4), impl_size=1)
         self.regions = (self.region,)
+        self._coalesce = None
+        self._coalescing = None
         self.reset()
 
     def reset(self) -> None:
@@ -117,6 +119,24 @@ class Uart16550:
         self._overrun = False
         self._thre_pending = False
         self._irq_level = 0
+        self._update_coalescing()
+
+    def set_tx_coalescing(self, switch: Callable[[bool], None]) -> None:
+        """``switch(on)``: THR writes may wait in the hypervisor's coalesced port I/O ring
+        (the vCPU loop writes them at its next exit) while the THR-empty interrupt is off:
+        the driver then polls LSR before each byte, a read that exits and lets the bytes
+        before it through (a kernel console, whose byte per exit was the boot's most
+        frequent exit).  With the interrupt on, each byte reaches the UART at once, which
+        raises the interrupt for the next."""
+        self._coalesce = switch
+        self._coalescing = None
+        self._update_coalescing()
+
+    def _update_coalescing(self) -> None:
+        on = not self.ier & IER_THRE
+        if self._coalesce is not None and on != self._coalescing:
+            self._coalescing = on
+            self._coalesce(on)
 
     # --- the guest's side: register reads and writes -------------------------
 
@@ -202,6 +222,7 @@ class Uart16550:
         if changed & IER_THRE:
             # Enabling the THRE interrupt while THR is empty (always, here) raises it.
             self._thre_pending = bool(self.ier & IER_THRE)
+            self._update_coalescing()
         self._update_irq()
 
     def _write_fcr(self, value: int) -> None:
