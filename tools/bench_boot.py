@@ -7,14 +7,16 @@ initramfs's /init prints (PYHV-LINUX-READY) under pyhv and under
 (-m 256M -nographic -no-reboot -kernel K -initrd I -append "console=ttyS0 ..."),
 by the bzImage boot protocol and by the PVH entry of the uncompressed vmlinux (which
 QEMU's -kernel boots too). For each it prints the wall time from start to the marker,
-the CPU time (user + system) the emulator's process used by then, and pyhv/QEMU
-ratios of the medians; then the top VM-exit reasons of pyhv's boot (-d exits-summary,
-printed when the benchmark stops pyhv with SIGTERM at the marker).
+the CPU time (user + system) the emulator's process used by then, their medians and
+minimums over the runs, and pyhv/QEMU ratios of both; then the top VM-exit reasons of
+pyhv's boot (-d exits-summary, printed when the benchmark stops pyhv with SIGTERM at
+the marker).
 
     python tools/bench_boot.py [--boot bzimage|pvh|both] [--runs N] [--smp N]
                                [--append ARGS] [--no-qemu] [--top N]
 
-The machine's other load disturbs wall time much more than CPU time; compare both.
+The machine's other load disturbs wall time much more than CPU time, and the minimum
+of several runs less than their median; compare them all.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ def commands(kernel: Path, initrd: Path, append: str, smp: int, qemu: str | None
     return pyhv, ([qemu, "-accel", "tcg", *common] if qemu else None)
 
 
-def summary(boots: list[Boot]) -> tuple[float, float]:
-    return statistics.median(b.wall for b in boots), statistics.median(b.cpu for b in boots)
+def summary(boots: list[Boot]) -> tuple[float, float, float, float]:
+    """Median wall, minimum wall, median CPU, minimum CPU."""
+    walls, cpus = [b.wall for b in boots], [b.cpu for b in boots]
+    return statistics.median(walls), min(walls), statistics.median(cpus), min(cpus)
 
 
 def main():
@@ -140,23 +144,23 @@ def main():
     marker = debian_linux.READY_MARKER
 
     print(f"Linux {linux.kernel_release}, -smp {args.smp}, -append {append!r}, {args.runs} run(s) each; "
-          f"seconds to {marker} (median)")
-    print(f"{'boot':<8} {'emulator':<10} {'wall':>8} {'cpu':>8}   runs (wall/cpu)")
+          f"seconds to {marker}")
+    print(f"{'boot':<8} {'emulator':<10} {'wall':>8} {'min':>8} {'cpu':>8} {'min':>8}   runs (wall/cpu)")
     tables = []
     for label, kernel in methods:
         pyhv_cmd, qemu_cmd = commands(kernel, linux.initrd, append, args.smp, qemu)
-        results = {}
-        for name, cmd in (("pyhv", pyhv_cmd), ("QEMU TCG", qemu_cmd)):
-            if cmd is None:
-                continue
-            boots = [boot(cmd, marker, args.timeout) for _ in range(args.runs)]
-            results[name] = boots
-            wall, cpu = summary(boots)
+        emulators = [(name, cmd) for name, cmd in (("pyhv", pyhv_cmd), ("QEMU TCG", qemu_cmd)) if cmd]
+        results = {name: [] for name, _ in emulators}
+        for _ in range(args.runs):   # alternately, so that both see the same load
+            for name, cmd in emulators:
+                results[name].append(boot(cmd, marker, args.timeout))
+        for name, boots in results.items():
+            figures = " ".join(f"{x:>8.2f}" for x in summary(boots))
             runs = " ".join(f"{b.wall:.2f}/{b.cpu:.2f}" for b in boots)
-            print(f"{label:<8} {name:<10} {wall:>8.2f} {cpu:>8.2f}   {runs}", flush=True)
+            print(f"{label:<8} {name:<10} {figures}   {runs}", flush=True)
         if "QEMU TCG" in results:
-            (pw, pc), (qw, qc) = summary(results["pyhv"]), summary(results["QEMU TCG"])
-            print(f"{label:<8} {'pyhv/QEMU':<10} {pw / qw:>7.2f}x {pc / qc:>7.2f}x", flush=True)
+            ratios = [p / q for p, q in zip(summary(results["pyhv"]), summary(results["QEMU TCG"]))]
+            print(f"{label:<8} {'pyhv/QEMU':<10} " + " ".join(f"{r:>7.2f}x" for r in ratios), flush=True)
         tables.append((label, exit_table(results["pyhv"][-1].exits, args.top)))
     for label, table in tables:
         print(f"\npyhv, {label} (last run):\n{table}")
