@@ -17,7 +17,7 @@ from devicemodel.net import tap
 from devicemodel.net.netdev import NET_BUFSIZE
 from devicemodel.net.socket import DatagramNetdev, FrameReader, FramingError, StreamNetdev, frame_record
 from devicemodel.net.netdev import HostPort
-from test_cli import assert_one_line_error, no_vm, run_main  # noqa: F401 (no_vm is a fixture)
+from test_cli import assert_one_line_error, run_main
 
 
 class Receiver:
