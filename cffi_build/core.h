@@ -189,6 +189,9 @@ enum insn_kind { INSN_FULL, INSN_PLAIN, INSN_MEMORY };
 #define PFX_REPNE 2
 
 #define BLOCK_MAX_INSNS 64
+/* A compiled block: runs the block once from `start` (its linear RIP), adds the retired
+ * instructions and returns the RIP it left at (the loop of run.c's run_loop) */
+typedef uint64_t (*jit_code_t)(cpu_t *cpu, uint64_t start);
 typedef struct block {
     uint64_t hpa;        /* host-physical address of the first byte */
     uint32_t mode;       /* decode mode key (code size) */
@@ -198,6 +201,8 @@ typedef struct block {
     uint32_t n;          /* decoded entries (a fused pair is one) */
     uint32_t fast_only;  /* every entry runs a handler of exec_fast.c: none can change
                           * RFLAGS.IF or the interruptibility state */
+    jit_code_t jit;      /* its compiled code (jit.c), or NULL while it runs interpreted */
+    uint32_t runs;       /* runs so far while not compiled (cpu->jit_hot_runs) */
     insn_t insns[];      /* n of them (BLOCK_MAX_INSNS at most) */
 } block_t;
 
@@ -348,6 +353,11 @@ struct cpu {
     uint8_t *block_arena;
     size_t block_arena_used;
     insn_t scratch_insn;
+    /* compiled blocks (jit.c): host code laid end to end, dropped with the blocks */
+    uint8_t *jit_arena;
+    size_t jit_used;
+    int jit_full;        /* no room for another block: drop all at the next build */
+    uint32_t jit_hot_runs; /* a block's run that compiles it; 0: none is compiled */
 
     silicon_t *sil;
     int apic_id;
@@ -683,7 +693,26 @@ int decode_insn(cpu_t *cpu, uint64_t rip, insn_t *out);
 void specialize_insn(insn_t *i);   /* exec_fast.c */
 int fuse_compare_branch(insn_t *cmp, const insn_t *jcc);
 void optimize_block(block_t *b);
+/* The forms of exec_fast.c's handlers that jit.c compiles inline (FS_NONE: any other,
+ * which compiled code calls) */
+enum fast_shape { FS_NONE, FS_ALU_RR, FS_ALU_RI, FS_ALU_RR_NF, FS_ALU_RI_NF, FS_FUSED_RR, FS_FUSED_RI,
+                  FS_MOV_RR, FS_MOV_RI, FS_LEA_B, FS_LEA_BI, FS_LOAD_B, FS_LOAD_BI, FS_STORE_B,
+                  FS_STORE_BI };
+typedef struct fast_form {
+    insn_fn fn;
+    uint8_t shape;   /* enum fast_shape */
+    uint8_t alu;     /* ALU forms: 0 add, 1 or, 4 and, 5 sub, 6 xor, 7 cmp, 8 test */
+    uint8_t size;    /* operand or access size in bytes */
+    uint8_t cc;      /* fused forms: the branch's condition */
+} fast_form_t;
+fast_form_t fast_form(insn_fn fn);
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
+
+/* jit.c */
+int jit_init(cpu_t *cpu);
+void jit_free(cpu_t *cpu);
+void jit_reset(cpu_t *cpu);
+void jit_compile(cpu_t *cpu, block_t *b);
 
 /* run.c */
 void cpu_run_guest(cpu_t *cpu);

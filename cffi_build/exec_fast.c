@@ -788,3 +788,44 @@ void optimize_block(block_t *b)
         }
     }
 }
+
+/* ---- the forms jit.c compiles inline ---- */
+
+#define ALU_INDEX_add 0
+#define ALU_INDEX_or 1
+#define ALU_INDEX_and 4
+#define ALU_INDEX_sub 5
+#define ALU_INDEX_xor 6
+#define ALU_INDEX_cmp 7
+#define ALU_INDEX_test 8
+#define FF_ALU(op, S) { op##_rr##S, FS_ALU_RR, ALU_INDEX_##op, S, 0 }, { op##_ri##S, FS_ALU_RI, ALU_INDEX_##op, S, 0 }, \
+    { op##_rr##S##_nf, FS_ALU_RR_NF, ALU_INDEX_##op, S, 0 }, { op##_ri##S##_nf, FS_ALU_RI_NF, ALU_INDEX_##op, S, 0 },
+#define FF_ALU_BOTH(op) FF_ALU(op, 4) FF_ALU(op, 8)
+#define FF_FUSED(op, form, T, S, cc) { op##_##form##S##_j##cc, FS_FUSED_##form, ALU_INDEX_##op, S, cc },
+#define FS_FUSED_rr FS_FUSED_RR
+#define FS_FUSED_ri FS_FUSED_RI
+#define FF_FUSED_FORMS(op) CC16(FF_FUSED, op, rr, , 4) CC16(FF_FUSED, op, ri, , 4) \
+                           CC16(FF_FUSED, op, rr, , 8) CC16(FF_FUSED, op, ri, , 8)
+static const fast_form_t fast_forms[] = {
+    ALU_OPS(FF_ALU_BOTH)
+    FF_FUSED_FORMS(cmp) FF_FUSED_FORMS(test) FF_FUSED_FORMS(sub) FF_FUSED_FORMS(and)
+    { mov_rr4, FS_MOV_RR, 0, 4, 0 }, { mov_rr8, FS_MOV_RR, 0, 8, 0 }, { mov_ri, FS_MOV_RI, 0, 0, 0 },
+    { lea_b4, FS_LEA_B, 0, 4, 0 }, { lea_b8, FS_LEA_B, 0, 8, 0 },
+    { lea_bi4, FS_LEA_BI, 0, 4, 0 }, { lea_bi8, FS_LEA_BI, 0, 8, 0 },
+    { movzx_load1_b, FS_LOAD_B, 0, 1, 0 }, { movzx_load2_b, FS_LOAD_B, 0, 2, 0 },
+    { mov_load4_b, FS_LOAD_B, 0, 4, 0 }, { mov_load8_b, FS_LOAD_B, 0, 8, 0 },
+    { movzx_load1_bi, FS_LOAD_BI, 0, 1, 0 }, { movzx_load2_bi, FS_LOAD_BI, 0, 2, 0 },
+    { mov_load4_bi, FS_LOAD_BI, 0, 4, 0 }, { mov_load8_bi, FS_LOAD_BI, 0, 8, 0 },
+    { mov_store1_b, FS_STORE_B, 0, 1, 0 }, { mov_store2_b, FS_STORE_B, 0, 2, 0 },
+    { mov_store4_b, FS_STORE_B, 0, 4, 0 }, { mov_store8_b, FS_STORE_B, 0, 8, 0 },
+    { mov_store1_bi, FS_STORE_BI, 0, 1, 0 }, { mov_store2_bi, FS_STORE_BI, 0, 2, 0 },
+    { mov_store4_bi, FS_STORE_BI, 0, 4, 0 }, { mov_store8_bi, FS_STORE_BI, 0, 8, 0 },
+};
+
+fast_form_t fast_form(insn_fn fn)
+{
+    for (size_t k = 0; k < sizeof(fast_forms) / sizeof(fast_forms[0]); k++)
+        if (fast_forms[k].fn == fn)
+            return fast_forms[k];
+    return (fast_form_t){ fn, FS_NONE, 0, 0, 0 };
+}

@@ -20,6 +20,7 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
         free(cpu);
         return NULL;
     }
+    jit_init(cpu);
     cpu->sil = sil;
     cpu->apic_id = apic_id;
     cpu->current_vmcs = NO_VMCS;
@@ -40,6 +41,7 @@ cpu_t *cpu_new(silicon_t *sil, int apic_id)
     pthread_mutex_lock(&sil->lock);
     if (sil->ncpus >= 256) {
         pthread_mutex_unlock(&sil->lock);
+        jit_free(cpu);
         free(cpu->block_hash);
         free(cpu->block_arena);
         free(cpu);
@@ -67,6 +69,7 @@ void cpu_free(cpu_t *cpu)
     pthread_mutex_unlock(&sil->lock);
     pthread_mutex_destroy(&cpu->wait_lock);
     pthread_cond_destroy(&cpu->wait_cond);
+    jit_free(cpu);
     free(cpu->block_hash);
     free(cpu->block_arena);
     free(cpu);
@@ -150,9 +153,11 @@ static inline uint64_t code_linear(cpu_t *cpu, uint64_t rip)
  * block is dropped, and the jump cache's entries with them (a new epoch). */
 static block_t *block_space(cpu_t *cpu)
 {
-    if (cpu->block_arena_used + sizeof(block_t) + BLOCK_MAX_INSNS * sizeof(insn_t) > BLOCK_ARENA_SIZE) {
+    if (cpu->block_arena_used + sizeof(block_t) + BLOCK_MAX_INSNS * sizeof(insn_t) > BLOCK_ARENA_SIZE ||
+        cpu->jit_full) {
         memset(cpu->block_hash, 0, sizeof(block_t *) << BLOCK_HASH_BITS);
         cpu->block_arena_used = 0;
+        jit_reset(cpu);
         cpu->tlb_epoch[0]++;
         cpu->tlb_epoch[1]++;
     }
@@ -180,6 +185,8 @@ static block_t *build_block(cpu_t *cpu, uint64_t lin, uint64_t hpa, uint32_t *co
     b->code_word = code_word;
     b->n = 0;
     b->fast_only = 1;
+    b->jit = NULL;
+    b->runs = 0;
     uint8_t guest = 0;
     uint64_t first = lin, page_end = (lin & PAGE_MASK) + PAGE_SIZE;
     while (b->n < BLOCK_MAX_INSNS && guest < UINT8_MAX) {
@@ -470,6 +477,48 @@ static void boundary_events(cpu_t *cpu)
         apicv_deliver(cpu);
 }
 
+/* Run block b once from `start` (its linear RIP): the instructions retired are added,
+ * and the RIP it was left at is returned.
+ * RIP stays in registers from one instruction to the next: an instruction's is the
+ * block's plus its offset, stored only for those that may fault or exit.  next_rip is
+ * stored only for the instructions that may branch, and only compared after them, so
+ * that a reload is not on the path of every instruction; a changed next_rip is a
+ * control transfer and ends the block. */
+static inline __attribute__((always_inline)) uint64_t interpret_block(cpu_t *cpu, const block_t *b, uint64_t start)
+{
+    const insn_t *in = b->insns, *end = b->insns + b->n;
+    uint64_t rip;
+    for (;;) {
+        if (in->kind == INSN_PLAIN) {
+            in->fn(cpu, in);
+            if (++in < end)
+                continue;
+            break;
+        }
+        uint64_t at = start + in->rip_off;
+        cpu->rip = at;
+        if (in->kind == INSN_MEMORY) {
+            in->fn(cpu, in);
+            in++;
+        } else {
+            uint64_t next = at + in->len;
+            cpu->next_rip = next;
+            in->fn(cpu, in);
+            in++;
+            if (unlikely(cpu->next_rip != next)) {
+                rip = cpu->next_rip;
+                goto left;
+            }
+        }
+        if (in >= end || cpu->stop_block)
+            break;
+    }
+    rip = start + in[-1].rip_off + in[-1].len;
+left:
+    cpu->retired += in[-1].guest_count;
+    return rip;
+}
+
 /* The instruction loop; it ends only by a VM exit or a fault unwinding through it.
  * Apart from cpu_run_guest's setjmp, so that its locals stay in registers. */
 static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
@@ -493,45 +542,16 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
         }
         /* a block that jumps back to its own start runs again without a lookup: nothing
          * that could change its translation or its code happens without stop_block */
-        uint64_t start = cpu->rip, rip = start;
-        const insn_t *first = b->insns, *end = b->insns + b->n;
+        uint64_t start = cpu->rip, rip;
         int recheck = !b->fast_only;
-        cpu->stop_block = 0;
         for (;;) {
-            /* RIP stays in registers from one instruction to the next: an instruction's
-             * is the block's plus its offset, stored only for those that may fault or
-             * exit.  next_rip is stored only for the instructions that may branch, and
-             * only compared after them, so that a reload is not on the path of every
-             * instruction; a changed next_rip is a control transfer and ends the block. */
-            const insn_t *in = first;
-            for (;;) {
-                if (in->kind == INSN_PLAIN) {
-                    in->fn(cpu, in);
-                    if (++in < end)
-                        continue;
-                    break;
-                }
-                uint64_t at = start + in->rip_off;
-                cpu->rip = at;
-                if (in->kind == INSN_MEMORY) {
-                    in->fn(cpu, in);
-                    in++;
-                } else {
-                    uint64_t next = at + in->len;
-                    cpu->next_rip = next;
-                    in->fn(cpu, in);
-                    in++;
-                    if (unlikely(cpu->next_rip != next)) {
-                        rip = cpu->next_rip;
-                        goto left;
-                    }
-                }
-                if (in >= end || cpu->stop_block)
-                    break;
+            cpu->stop_block = 0;
+            jit_code_t code = b->jit;
+            if (!code && ++b->runs == cpu->jit_hot_runs) {
+                jit_compile(cpu, b);
+                code = b->jit;
             }
-            rip = start + in[-1].rip_off + in[-1].len;
-        left:
-            cpu->retired += in[-1].guest_count;
+            rip = code ? code(cpu, start) : interpret_block(cpu, b, start);
             if (likely(rip == start) && !(cpu->stop_block | cpu->kicked | armed) &&
                 !(recheck && boundary_controls_armed(cpu)))
                 continue;

@@ -10,6 +10,7 @@ import threading
 from asm import assemble
 from devicemodel.entry_state import set_protected_mode_entry
 from kvm import Kvm
+from kvm._silicon import lib
 from kvm.structs import DTable, Segment
 
 CODE_GPA = 0x1000
@@ -32,6 +33,10 @@ def _descriptor(base, limit, access, flags):
 
 
 class KvmGuest:
+    # the run of a block that compiles it to host code (cpu_set_jit_threshold; 0 never,
+    # 1 at once), or None for the silicon's default
+    jit_threshold = None
+
     def __init__(self, source: str, mode: str = "prot32", ram_size: int = 4 << 20, paging: bool = False):
         self.mode = mode
         self.kvm = Kvm()
@@ -39,6 +44,8 @@ class KvmGuest:
         self.ram = mmap.mmap(-1, ram_size)
         self.vm.set_user_memory_region(0, 0, ram_size, self.ram)
         self.vcpu = self.vm.create_vcpu(0)
+        if self.jit_threshold is not None:
+            lib.cpu_set_jit_threshold(self.vcpu.cpu, self.jit_threshold)
         bits = {"real16": 16, "prot32": 32, "long64": 64}[mode]
         self.code = assemble(source, bits, CODE_GPA)
         self.write(CODE_GPA, self.code)

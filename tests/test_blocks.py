@@ -7,6 +7,8 @@ the end of a block, under single-stepping, and in the count of retired instructi
 
 import struct
 
+import pytest
+
 from kvm import vmx
 from kvm._silicon import lib
 from kvm.constants import KVM_EXIT_HLT, KVM_EXIT_MMIO
@@ -16,6 +18,14 @@ CF, ZF, SF, OF = 0x1, 0x40, 0x80, 0x800
 ARITH = 0x8D5
 MMIO_GPA = 0xFED00000
 PF_FRAME = 0x7000      # where the #PF handler copies its frame
+
+
+@pytest.fixture(autouse=True, params=["interpreted", "compiled"])
+def execution(request, monkeypatch):
+    """Each guest runs its blocks interpreted, and compiled to host code (jit.c) at
+    their first run."""
+    monkeypatch.setattr(KvmGuest, "jit_threshold", 0 if request.param == "interpreted" else 1)
+    return request.param
 
 
 def test_flags_before_an_mmio_store_in_the_middle_of_a_block():

@@ -95,12 +95,13 @@ class EmulatedCpu:
         lib.vmx_vmread(self.cpu, field, self._u64)
         return self._u64[0]
 
-    def run(self, mode: str, code: bytes, regs: list[int], flags: int, mem: bytes):
-        """Run one case to the HLT after the snippet.  Returns (16 GPRs, RFLAGS, data
-        buffer, end): end is None at that HLT, ("fault", vector, rip) for an exception,
-        or ("other", description)."""
+    def run(self, mode: str, code: bytes, regs: list[int], flags: int, mem: bytes, compiled: bool = False):
+        """Run one case to the HLT after the snippet, interpreted or compiled to host
+        code at its first run.  Returns (16 GPRs, RFLAGS, data buffer, end): end is None
+        at that HLT, ("fault", vector, rip) for an exception, or ("other", description)."""
         self.set_mode(mode)
         cpu, window = self.cpu, self.window
+        lib.cpu_set_jit_threshold(cpu, 1 if compiled else 0)
         code_off = self.code - self.region
         window[code_off:code_off + len(code) + 1] = code + b"\xf4"
         lib.silicon_invalidate_code(self.silicon, self.code_hpa, len(code) + 1)

@@ -271,13 +271,17 @@ class Differential:
         for k, case in enumerate(cases):
             # 32-bit forms run half in legacy protected mode, half in compatibility mode
             mode = MODE_LONG64 if form.mode == 64 else (MODE_PROT32, MODE_COMPAT32)[2 * k >= len(cases)]
-            eregs, eflags, emem, end = self.emulated.run(mode, case.code, case.regs, case.flags, case.mem)
+            # and alternately interpreted and compiled to host code (the JIT)
+            compiled = k % 2 == 1
+            eregs, eflags, emem, end = self.emulated.run(mode, case.code, case.regs, case.flags, case.mem,
+                                                         compiled=compiled)
             diffs = compare(form, case, nregs[k], nmems[k], (eregs, eflags, emem, end))
             result.faults += bool(nregs[k][SLOT_SIGNAL])
             if diffs:
                 result.mismatches += 1
                 if len(result.examples) < MAX_EXAMPLES:
-                    result.examples.append(_describe(form, k, case, diffs) + f"\n    (emulated in {mode})")
+                    result.examples.append(_describe(form, k, case, diffs) +
+                                           f"\n    (emulated in {mode}, {'compiled' if compiled else 'interpreted'})")
         self.results[form.name] = result
         return result
 

@@ -1,0 +1,441 @@
+/* Hot blocks compiled to host x86-64 code.  A compiled block does what run.c's loop
+ * does with the block's entries, with the loop's decisions made once at compile time:
+ * each entry either calls its handler (with RIP and next_rip stored as its kind needs,
+ * and the same checks after it), or, for the commonest forms of exec_fast.c, is
+ * compiled inline with its operands as constants: register ALU operations with their
+ * lazy flags, compares fused with their branch (the host's own flags decide it), MOV,
+ * LEA, and loads and stores through the TLB's fast path (anything else in the access
+ * calls mem_read_slow/mem_write_slow, which may fault or VM-exit as the handler would).
+ *
+ * Registers in compiled code: RBX = cpu, R12 = the block's linear start.  Faults and VM
+ * exits longjmp out of it as they do out of handlers.  The code lives in a per-processor
+ * arena that is dropped with the decoded blocks (run.c's block_space). */
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include "exec.h"
+
+#define JIT_ARENA_SIZE (64u << 20)
+/* the run of a block that compiles it: code that runs a few times (start-up,
+ * initialization) is not worth compiling */
+#define JIT_HOT_RUNS 16
+/* the most code one entry compiles to (a memory access with its slow path and exits) */
+#define JIT_ENTRY_MAX 224
+#define JIT_BLOCK_OVERHEAD 64
+
+enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
+
+typedef struct emitter {
+    uint8_t *p;
+} emitter_t;
+
+static void byte(emitter_t *e, uint8_t b) { *e->p++ = b; }
+static void dword(emitter_t *e, uint32_t v) { memcpy(e->p, &v, 4); e->p += 4; }
+static void qword(emitter_t *e, uint64_t v) { memcpy(e->p, &v, 8); e->p += 8; }
+
+static int fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+
+static void rex(emitter_t *e, int w, int reg, int index, int base, int force)
+{
+    uint8_t r = (uint8_t)(0x40 | (w << 3) | ((reg >> 3) & 1) << 2 | ((index >> 3) & 1) << 1 | ((base >> 3) & 1));
+    if (r != 0x40 || force)
+        byte(e, r);
+}
+
+/* ModRM (and SIB) for [base + disp] */
+static void modrm_mem(emitter_t *e, int reg, int base, int32_t disp)
+{
+    int b = base & 7, mod = disp == 0 && b != RBP ? 0 : disp >= -128 && disp <= 127 ? 1 : 2;
+    byte(e, (uint8_t)(mod << 6 | (reg & 7) << 3 | b));
+    if (b == RSP)
+        byte(e, 0x24);
+    if (mod == 1)
+        byte(e, (uint8_t)disp);
+    else if (mod == 2)
+        dword(e, (uint32_t)disp);
+}
+
+/* opcode (one or two bytes, `prefix` 0x66 when nonzero) with a memory operand */
+static void op_mem(emitter_t *e, int prefix, int w, unsigned opcode, int reg, int base, int32_t disp)
+{
+    if (prefix)
+        byte(e, (uint8_t)prefix);
+    rex(e, w, reg, 0, base, 0);
+    if (opcode > 0xff)
+        byte(e, (uint8_t)(opcode >> 8));
+    byte(e, (uint8_t)opcode);
+    modrm_mem(e, reg, base, disp);
+}
+
+/* opcode with a register operand in ModRM.rm */
+static void op_reg(emitter_t *e, int w, unsigned opcode, int reg, int rm)
+{
+    rex(e, w, reg, 0, rm, 0);
+    if (opcode > 0xff)
+        byte(e, (uint8_t)(opcode >> 8));
+    byte(e, (uint8_t)opcode);
+    byte(e, (uint8_t)(0xc0 | (reg & 7) << 3 | (rm & 7)));
+}
+
+#define CPU_FIELD(f) ((int32_t)offsetof(cpu_t, f))
+#define GPR(r) (CPU_FIELD(gpr) + 8 * (int32_t)(r))
+
+static void load_gpr(emitter_t *e, int w, int host, int guest) { op_mem(e, 0, w, 0x8b, host, RBX, GPR(guest)); }
+static void store_gpr(emitter_t *e, int host, int guest) { op_mem(e, 0, 1, 0x89, host, RBX, GPR(guest)); }
+
+static void mov_imm(emitter_t *e, int reg, uint64_t v)
+{
+    if (v <= UINT32_MAX) {            /* mov r32, imm32 (zero-extends) */
+        rex(e, 0, 0, 0, reg, 0);
+        byte(e, (uint8_t)(0xb8 + (reg & 7)));
+        dword(e, (uint32_t)v);
+    } else if (fits_i32((int64_t)v)) { /* mov r/m64, imm32 (sign-extends) */
+        op_reg(e, 1, 0xc7, 0, reg);
+        dword(e, (uint32_t)v);
+    } else {
+        rex(e, 1, 0, 0, reg, 0);
+        byte(e, (uint8_t)(0xb8 + (reg & 7)));
+        qword(e, v);
+    }
+}
+
+static void store_imm32(emitter_t *e, int32_t field, uint32_t v)
+{
+    op_mem(e, 0, 0, 0xc7, 0, RBX, field);
+    dword(e, v);
+}
+
+/* RAX = R12 + k (a RIP of the block) */
+static void block_rip(emitter_t *e, int reg, int32_t k)
+{
+    op_mem(e, 0, 1, 0x8d, reg, R12, k);
+}
+
+static void call_abs(emitter_t *e, const void *fn)
+{
+    mov_imm(e, RAX, (uint64_t)(uintptr_t)fn);
+    byte(e, 0xff);
+    byte(e, 0xd0);
+}
+
+/* a forward jump (rel32) to patch once its target is known */
+static uint8_t *jump_forward(emitter_t *e, int cc)
+{
+    if (cc < 0) {
+        byte(e, 0xe9);
+    } else {
+        byte(e, 0x0f);
+        byte(e, (uint8_t)(0x80 + cc));
+    }
+    dword(e, 0);
+    return e->p;
+}
+
+static void land(emitter_t *e, uint8_t *after_jump)
+{
+    int32_t rel = (int32_t)(e->p - after_jump);
+    memcpy(after_jump - 4, &rel, 4);
+}
+
+/* Leave the block: RAX holds the RIP, `count` guest instructions retired. */
+static void leave_block(emitter_t *e, uint8_t count)
+{
+    op_mem(e, 0, 1, 0x81, 0, RBX, CPU_FIELD(retired));   /* add qword [retired], count */
+    dword(e, count);
+    byte(e, 0x41); byte(e, 0x5d);   /* pop r13 */
+    byte(e, 0x41); byte(e, 0x5c);   /* pop r12 */
+    byte(e, 0x5b);                  /* pop rbx */
+    byte(e, 0xc3);
+}
+
+/* Leave at the instruction after `in` if the handler asked to stop the block. */
+static void leave_if_stopped(emitter_t *e, const insn_t *in)
+{
+    op_mem(e, 0, 0, 0x83, 7, RBX, CPU_FIELD(stop_block));   /* cmp dword [stop_block], 0 */
+    byte(e, 0);
+    uint8_t *go_on = jump_forward(e, 4);   /* je */
+    block_rip(e, RAX, in->rip_off + in->len);
+    leave_block(e, in->guest_count);
+    land(e, go_on);
+}
+
+/* An entry that calls its handler, as run.c's loop would run it. */
+static void call_handler(emitter_t *e, const insn_t *in, int last)
+{
+    if (in->kind != INSN_PLAIN) {
+        block_rip(e, RAX, in->rip_off);
+        op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
+    }
+    if (in->kind == INSN_FULL) {
+        block_rip(e, RAX, in->rip_off + in->len);
+        op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(next_rip));
+    }
+    op_reg(e, 1, 0x89, RBX, RDI);           /* mov rdi, rbx */
+    mov_imm(e, RSI, (uint64_t)(uintptr_t)in);
+    call_abs(e, (const void *)in->fn);
+    if (in->kind == INSN_FULL) {
+        /* a changed next_rip is a control transfer: leave there */
+        block_rip(e, RCX, in->rip_off + in->len);
+        op_mem(e, 0, 1, 0x8b, RAX, RBX, CPU_FIELD(next_rip));
+        op_reg(e, 1, 0x39, RCX, RAX);        /* cmp rax, rcx */
+        uint8_t *same = jump_forward(e, 4);
+        leave_block(e, in->guest_count);
+        land(e, same);
+    }
+    if (in->kind != INSN_PLAIN && !last)
+        leave_if_stopped(e, in);
+}
+
+/* the host opcode (r/m, reg form) of an ALU operation; CMP computes as SUB and TEST as
+ * AND, whose results the lazy flags keep */
+static unsigned alu_opcode(int alu)
+{
+    static const uint8_t opcodes[9] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x29, 0x21 };
+    return opcodes[alu];
+}
+
+static int alu_writes(int alu) { return alu != 7 && alu != 8; }
+
+static int alu_lazy_op(int alu)
+{
+    switch (alu) {
+    case 0: return LF_ADD;
+    case 5: case 7: return LF_SUB;
+    default: return LF_LOGIC;
+    }
+}
+
+/* dest OP src with the lazy flags (unless `nf`): a in RAX, b in RCX, the result in RDX,
+ * the host's flags those of the operation */
+static void alu_inline(emitter_t *e, const insn_t *in, fast_form_t f, int from_imm, int nf)
+{
+    int w = f.size == 8;
+    if (nf && !alu_writes(f.alu))
+        return;
+    load_gpr(e, w, RAX, in->rm);
+    if (from_imm)
+        mov_imm(e, RCX, f.size == 8 ? in->imm : (uint32_t)in->imm);
+    else
+        load_gpr(e, w, RCX, in->reg);
+    op_reg(e, w, 0x89, RAX, RDX);                /* mov rdx, rax */
+    op_reg(e, w, alu_opcode(f.alu), RCX, RDX);  /* OP rdx, rcx */
+    if (!nf) {
+        int lazy = alu_lazy_op(f.alu);
+        store_imm32(e, CPU_FIELD(lf_op), (uint32_t)lazy);
+        store_imm32(e, CPU_FIELD(lf_size), f.size);
+        op_mem(e, 0, 1, 0x89, RDX, RBX, CPU_FIELD(lf_res));
+        if (lazy != LF_LOGIC) {
+            op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(lf_a));
+            op_mem(e, 0, 1, 0x89, RCX, RBX, CPU_FIELD(lf_b));
+        }
+    }
+    if (alu_writes(f.alu))
+        store_gpr(e, RDX, in->rm);
+}
+
+/* a compare fused with its branch: taken, the block is left at the target */
+static void fused_inline(emitter_t *e, const insn_t *in, fast_form_t f)
+{
+    alu_inline(e, in, f, f.shape == FS_FUSED_RI, 0);
+    uint8_t *not_taken = jump_forward(e, f.cc ^ 1);
+    block_rip(e, RAX, (int32_t)(in->rip_off + in->len + (int64_t)in->imm2));
+    if (in->branch_size == 4)
+        op_reg(e, 0, 0x89, RAX, RAX);            /* mov eax, eax */
+    else if (in->branch_size == 2)
+        op_reg(e, 0, 0x0fb7, RAX, RAX);          /* movzx eax, ax */
+    leave_block(e, in->guest_count);
+    land(e, not_taken);
+}
+
+/* RDX = the effective address base + (index << scale) + disp */
+static void effective_address(emitter_t *e, const insn_t *in, int indexed)
+{
+    load_gpr(e, 1, RDX, in->base);
+    if (indexed) {
+        load_gpr(e, 1, RCX, in->index);
+        if (in->scale) {
+            op_reg(e, 1, 0xc1, 4, RCX);          /* shl rcx, scale */
+            byte(e, in->scale);
+        }
+        op_reg(e, 1, 0x01, RCX, RDX);            /* add rdx, rcx */
+    }
+    if (in->disp) {
+        if (fits_i32(in->disp)) {
+            op_reg(e, 1, 0x81, 0, RDX);          /* add rdx, imm32 */
+            dword(e, (uint32_t)in->disp);
+        } else {
+            mov_imm(e, RCX, (uint64_t)in->disp);
+            op_reg(e, 1, 0x01, RCX, RDX);
+        }
+    }
+}
+
+static void lea_inline(emitter_t *e, const insn_t *in, fast_form_t f)
+{
+    effective_address(e, in, f.shape == FS_LEA_BI);
+    if (f.size == 4)
+        op_reg(e, 0, 0x89, RDX, RDX);            /* mov edx, edx */
+    store_gpr(e, RDX, in->reg);
+}
+
+/* A load or store of mem_read/mem_write's fast path (core.h): the offset in RDX, a
+ * store's value in R8.  Returns the jumps to its slow path. */
+static void tlb_fast_path(emitter_t *e, const insn_t *in, int size, int write, uint8_t *slow[3])
+{
+    uint32_t seg_bit = (write ? 0x100u : 1u) << in->seg;
+    op_mem(e, 0, 0, 0xf7, 0, RBX, CPU_FIELD(seg_unchecked));   /* test dword [..], bit */
+    dword(e, seg_bit);
+    slow[0] = jump_forward(e, 4);                                /* je slow */
+    op_reg(e, 1, 0x89, RDX, RAX);                                /* mov rax, rdx */
+    op_mem(e, 0, 1, 0x03, RAX, RBX, CPU_FIELD(seg_fast_base) + 8 * in->seg);
+    op_mem(e, 0, 1, 0x23, RAX, RBX, CPU_FIELD(lin_mask));
+    op_reg(e, 0, 0x89, RAX, RCX);                                /* mov ecx, eax */
+    op_reg(e, 0, 0xc1, 5, RCX);                                  /* shr ecx, 12 */
+    byte(e, 12);
+    op_reg(e, 0, 0x81, 4, RCX);                                  /* and ecx, TLB_SIZE - 1 */
+    dword(e, TLB_SIZE - 1);
+    op_reg(e, 0, 0x69, RCX, RCX);                                /* imul ecx, ecx, sizeof */
+    dword(e, (uint32_t)sizeof(tlb_entry_t));
+    op_mem(e, 0, 1, 0x03, RCX, RBX, CPU_FIELD(tlb_cpl));         /* add rcx, [tlb_cpl] */
+    op_reg(e, 1, 0x89, RAX, RSI);                                /* mov rsi, rax */
+    op_reg(e, 1, 0x81, 4, RSI);                                  /* and rsi, PAGE_MASK */
+    dword(e, (uint32_t)PAGE_MASK);
+    op_mem(e, 0, 1, 0x3b, RSI, RCX, write ? (int32_t)offsetof(tlb_entry_t, tag_write)
+                                          : (int32_t)offsetof(tlb_entry_t, tag_read));
+    slow[1] = jump_forward(e, 5);                                /* jne slow */
+    slow[2] = NULL;
+    if (size > 1) {                                              /* within the page */
+        op_reg(e, 0, 0x89, RAX, RSI);                            /* mov esi, eax */
+        op_reg(e, 0, 0x81, 4, RSI);                              /* and esi, 0xfff */
+        dword(e, 0xfff);
+        op_reg(e, 0, 0x81, 7, RSI);                              /* cmp esi, 0x1000 - size */
+        dword(e, (uint32_t)(0x1000 - size));
+        slow[2] = jump_forward(e, 7);                            /* ja slow */
+    }
+    op_mem(e, 0, 1, 0x03, RAX, RCX, (int32_t)offsetof(tlb_entry_t, addend));
+}
+
+static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int last)
+{
+    int write = f.shape == FS_STORE_B || f.shape == FS_STORE_BI, size = f.size;
+    block_rip(e, RAX, in->rip_off);
+    op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
+    effective_address(e, in, f.shape == FS_LOAD_BI || f.shape == FS_STORE_BI);
+    if (write)
+        load_gpr(e, 1, R8, in->reg);
+    uint8_t *slow[3];
+    tlb_fast_path(e, in, size, write, slow);
+    if (write) {
+        static const unsigned store_ops[9] = { [1] = 0x88, [2] = 0x89, [4] = 0x89, [8] = 0x89 };
+        op_mem(e, size == 2 ? 0x66 : 0, size == 8, store_ops[size], R8, RAX, 0);
+    } else {
+        static const unsigned load_ops[9] = { [1] = 0x0fb6, [2] = 0x0fb7, [4] = 0x8b, [8] = 0x8b };
+        op_mem(e, 0, size == 8, load_ops[size], RAX, RAX, 0);
+        store_gpr(e, RAX, in->reg);
+    }
+    uint8_t *done = jump_forward(e, -1);
+    for (int k = 0; k < 3; k++)
+        if (slow[k])
+            land(e, slow[k]);
+    op_reg(e, 1, 0x89, RBX, RDI);                                /* mov rdi, rbx */
+    mov_imm(e, RSI, in->seg);
+    mov_imm(e, RCX, (uint64_t)size);
+    if (write) {
+        call_abs(e, (const void *)mem_write_slow);
+    } else {
+        call_abs(e, (const void *)mem_read_slow);
+        store_gpr(e, RAX, in->reg);
+    }
+    if (!last)
+        leave_if_stopped(e, in);
+    land(e, done);
+}
+
+static void compile_entry(emitter_t *e, const insn_t *in, int last)
+{
+    fast_form_t f = fast_form(in->fn);
+    switch (f.shape) {
+    case FS_ALU_RR: case FS_ALU_RI: case FS_ALU_RR_NF: case FS_ALU_RI_NF:
+        alu_inline(e, in, f, f.shape == FS_ALU_RI || f.shape == FS_ALU_RI_NF,
+                   f.shape == FS_ALU_RR_NF || f.shape == FS_ALU_RI_NF);
+        return;
+    case FS_FUSED_RR: case FS_FUSED_RI:
+        fused_inline(e, in, f);
+        return;
+    case FS_MOV_RR:
+        load_gpr(e, f.size == 8, RAX, in->reg);
+        store_gpr(e, RAX, in->rm);
+        return;
+    case FS_MOV_RI:
+        mov_imm(e, RAX, in->imm & size_mask(in->opsize));
+        store_gpr(e, RAX, in->rm);
+        return;
+    case FS_LEA_B: case FS_LEA_BI:
+        lea_inline(e, in, f);
+        return;
+    case FS_STORE_B: case FS_STORE_BI:
+        if (in->reg >= REG_HIGH_BYTE)
+            break;   /* AH..BH: the handler's reg_read */
+        /* fall through */
+    case FS_LOAD_B: case FS_LOAD_BI:
+        memory_inline(e, in, f, last);
+        return;
+    }
+    call_handler(e, in, last);
+}
+
+int jit_init(cpu_t *cpu)
+{
+    void *p = mmap(NULL, JIT_ARENA_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* without executable memory (a hardened host) every block stays interpreted;
+     * PYHV_NO_JIT=1 asks for that, to compare */
+    cpu->jit_arena = p == MAP_FAILED ? NULL : p;
+    cpu->jit_used = 0;
+    cpu->jit_full = 0;
+    const char *off = getenv("PYHV_NO_JIT");
+    cpu_set_jit_threshold(cpu, off && *off && strcmp(off, "0") ? 0 : JIT_HOT_RUNS);
+    return cpu->jit_arena != NULL;
+}
+
+void cpu_set_jit_threshold(cpu_t *cpu, uint32_t runs)
+{
+    cpu->jit_hot_runs = cpu->jit_arena ? runs : 0;
+}
+
+void jit_free(cpu_t *cpu)
+{
+    if (cpu->jit_arena)
+        munmap(cpu->jit_arena, JIT_ARENA_SIZE);
+    cpu->jit_arena = NULL;
+}
+
+void jit_reset(cpu_t *cpu)
+{
+    cpu->jit_used = 0;
+    cpu->jit_full = 0;
+}
+
+void jit_compile(cpu_t *cpu, block_t *b)
+{
+    if (!cpu->jit_arena || cpu->jit_full)
+        return;
+    if (cpu->jit_used + JIT_BLOCK_OVERHEAD + (size_t)b->n * JIT_ENTRY_MAX > JIT_ARENA_SIZE) {
+        cpu->jit_full = 1;
+        return;
+    }
+    emitter_t e = { cpu->jit_arena + cpu->jit_used };
+    uint8_t *code = e.p;
+    byte(&e, 0x53);                      /* push rbx */
+    byte(&e, 0x41); byte(&e, 0x54);      /* push r12 */
+    byte(&e, 0x41); byte(&e, 0x55);      /* push r13: the stack stays 16-byte aligned */
+    op_reg(&e, 1, 0x89, RDI, RBX);       /* mov rbx, rdi */
+    op_reg(&e, 1, 0x89, RSI, R12);       /* mov r12, rsi */
+    for (uint32_t k = 0; k < b->n; k++)
+        compile_entry(&e, &b->insns[k], k + 1 == b->n);
+    const insn_t *end = &b->insns[b->n - 1];
+    block_rip(&e, RAX, end->rip_off + end->len);
+    leave_block(&e, end->guest_count);
+    cpu->jit_used = ((size_t)(e.p - cpu->jit_arena) + 15) & ~(size_t)15;
+    __atomic_store_n(&b->jit, (jit_code_t)(uintptr_t)code, __ATOMIC_RELEASE);
+}
