@@ -358,6 +358,8 @@ struct cpu {
     size_t jit_used;
     int jit_full;        /* no room for another block: drop all at the next build */
     uint32_t jit_hot_runs; /* a block's run that compiles it; 0: none is compiled */
+    struct jit_link *jit_unlinked;  /* the exit compiled code was just left by, to be linked
+                                     * to the block at its target (jit.c) */
 
     silicon_t *sil;
     int apic_id;
@@ -697,13 +699,15 @@ void optimize_block(block_t *b);
  * which compiled code calls) */
 enum fast_shape { FS_NONE, FS_ALU_RR, FS_ALU_RI, FS_ALU_RR_NF, FS_ALU_RI_NF, FS_FUSED_RR, FS_FUSED_RI,
                   FS_MOV_RR, FS_MOV_RI, FS_LEA_B, FS_LEA_BI, FS_LOAD_B, FS_LOAD_BI, FS_STORE_B,
-                  FS_STORE_BI };
+                  FS_STORE_BI, FS_JMP, FS_JCC, FS_SHIFT_NF, FS_IMUL_NF, FS_INCDEC_NF, FS_MOVZX_RR,
+                  FS_MOVSX_RR };
 typedef struct fast_form {
     insn_fn fn;
     uint8_t shape;   /* enum fast_shape */
-    uint8_t alu;     /* ALU forms: 0 add, 1 or, 4 and, 5 sub, 6 xor, 7 cmp, 8 test */
-    uint8_t size;    /* operand or access size in bytes */
-    uint8_t cc;      /* fused forms: the branch's condition */
+    uint8_t alu;     /* ALU forms: 0 add, 1 or, 4 and, 5 sub, 6 xor, 7 cmp, 8 test;
+                      * shifts: 4 shl, 5 shr, 7 sar; INC/DEC: 0 inc, 1 dec */
+    uint8_t size;    /* operand or access size in bytes (MOVZX/MOVSX: the source's) */
+    uint8_t cc;      /* fused forms and Jcc: the branch's condition */
 } fast_form_t;
 fast_form_t fast_form(insn_fn fn);
 int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
@@ -713,6 +717,7 @@ int jit_init(cpu_t *cpu);
 void jit_free(cpu_t *cpu);
 void jit_reset(cpu_t *cpu);
 void jit_compile(cpu_t *cpu, block_t *b);
+void jit_link(cpu_t *cpu, block_t *to);
 
 /* run.c */
 void cpu_run_guest(cpu_t *cpu);

@@ -820,6 +820,17 @@ static const fast_form_t fast_forms[] = {
     { mov_store4_b, FS_STORE_B, 0, 4, 0 }, { mov_store8_b, FS_STORE_B, 0, 8, 0 },
     { mov_store1_bi, FS_STORE_BI, 0, 1, 0 }, { mov_store2_bi, FS_STORE_BI, 0, 2, 0 },
     { mov_store4_bi, FS_STORE_BI, 0, 4, 0 }, { mov_store8_bi, FS_STORE_BI, 0, 8, 0 },
+    { op_jmp_rel, FS_JMP, 0, 0, 0 },
+    { shl_ri4_nf, FS_SHIFT_NF, 4, 4, 0 }, { shr_ri4_nf, FS_SHIFT_NF, 5, 4, 0 }, { sar_ri4_nf, FS_SHIFT_NF, 7, 4, 0 },
+    { shl_ri8_nf, FS_SHIFT_NF, 4, 8, 0 }, { shr_ri8_nf, FS_SHIFT_NF, 5, 8, 0 }, { sar_ri8_nf, FS_SHIFT_NF, 7, 8, 0 },
+    { imul_rr4_nf, FS_IMUL_NF, 0, 4, 0 }, { imul_rr8_nf, FS_IMUL_NF, 0, 8, 0 },
+    { inc4_nf, FS_INCDEC_NF, 0, 4, 0 }, { inc8_nf, FS_INCDEC_NF, 0, 8, 0 },
+    { dec4_nf, FS_INCDEC_NF, 1, 4, 0 }, { dec8_nf, FS_INCDEC_NF, 1, 8, 0 },
+    { movzx_rr1, FS_MOVZX_RR, 0, 1, 0 }, { movzx_rr2, FS_MOVZX_RR, 0, 2, 0 },
+    { movsxd_rr, FS_MOVSX_RR, 0, 4, 0 },
+#define FF_JCC(cc) { jcc##cc, FS_JCC, 0, 0, cc },
+    FF_JCC(0) FF_JCC(1) FF_JCC(2) FF_JCC(3) FF_JCC(4) FF_JCC(5) FF_JCC(6) FF_JCC(7)
+    FF_JCC(8) FF_JCC(9) FF_JCC(10) FF_JCC(11) FF_JCC(12) FF_JCC(13) FF_JCC(14) FF_JCC(15)
 };
 
 fast_form_t fast_form(insn_fn fn)

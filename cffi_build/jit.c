@@ -20,10 +20,21 @@
  * initialization) is not worth compiling */
 #define JIT_HOT_RUNS 16
 /* the most code one entry compiles to (a memory access with its slow path and exits) */
-#define JIT_ENTRY_MAX 224
-#define JIT_BLOCK_OVERHEAD 64
+#define JIT_ENTRY_MAX 320
+#define JIT_BLOCK_OVERHEAD 256
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
+
+/* An exit that may jump straight into the block at its target, once that is compiled:
+ * the rel32 jump to patch (its end), the block it leaves, and the target's host-physical
+ * address.  Kept in the arena after the exit's code. */
+struct jit_link {
+    uint8_t *jump_end;
+    const block_t *from;
+    uint64_t target_hpa;
+};
+/* the prologue's length: a linked jump enters after it, RBX and R12 already set */
+#define JIT_PROLOGUE 11
 
 typedef struct emitter {
     uint8_t *p;
@@ -99,6 +110,16 @@ static void mov_imm(emitter_t *e, int reg, uint64_t v)
     }
 }
 
+/* mov reg, imm64 with the immediate to be filled in; returns where it goes */
+static uint8_t *mov_imm64(emitter_t *e, int reg)
+{
+    rex(e, 1, 0, 0, reg, 0);
+    byte(e, (uint8_t)(0xb8 + (reg & 7)));
+    uint8_t *at = e->p;
+    qword(e, 0);
+    return at;
+}
+
 static void store_imm32(emitter_t *e, int32_t field, uint32_t v)
 {
     op_mem(e, 0, 0, 0xc7, 0, RBX, field);
@@ -137,15 +158,78 @@ static void land(emitter_t *e, uint8_t *after_jump)
     memcpy(after_jump - 4, &rel, 4);
 }
 
-/* Leave the block: RAX holds the RIP, `count` guest instructions retired. */
-static void leave_block(emitter_t *e, uint8_t count)
+static void add_retired(emitter_t *e, uint8_t count)
 {
     op_mem(e, 0, 1, 0x81, 0, RBX, CPU_FIELD(retired));   /* add qword [retired], count */
     dword(e, count);
+}
+
+static void epilogue(emitter_t *e)
+{
     byte(e, 0x41); byte(e, 0x5d);   /* pop r13 */
     byte(e, 0x41); byte(e, 0x5c);   /* pop r12 */
     byte(e, 0x5b);                  /* pop rbx */
     byte(e, 0xc3);
+}
+
+/* Leave the block: RAX holds the RIP, `count` guest instructions retired. */
+static void leave_block(emitter_t *e, uint8_t count)
+{
+    add_retired(e, count);
+    epilogue(e);
+}
+
+/* An exit to a RIP the block knows, start + k (masked to `size` bytes), may go on
+ * straight into the compiled block there, by a jump that jit_link patches in once that
+ * block is compiled.  Only within the page of the block's start: a block at the same
+ * page offset of another linear page is the same code (the page's physical address is
+ * what both were found by), so the jump holds for every linear address the block runs
+ * at, while the page is unwritten (its generation word is checked) and nothing waits
+ * for a block boundary (run_loop's checks, taken together: anything pending returns). */
+static void static_exit(emitter_t *e, const block_t *b, int64_t k, uint8_t count, int size)
+{
+    block_rip(e, RAX, (int32_t)k);
+    if (size == 4)
+        op_reg(e, 0, 0x89, RAX, RAX);            /* mov eax, eax */
+    else if (size == 2)
+        op_reg(e, 0, 0x0fb7, RAX, RAX);          /* movzx eax, ax */
+    add_retired(e, count);
+    int64_t in_page = (int64_t)(b->hpa & 0xfff) + k;
+    if (size != 8 || in_page < 0 || in_page >= (int64_t)PAGE_SIZE) {
+        epilogue(e);
+        return;
+    }
+    op_mem(e, 0, 0, 0x8b, RCX, RBX, CPU_FIELD(kicked));
+    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(activity));            /* or ecx, [..] */
+    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(boundary_controls));
+    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(stop_block));
+    op_mem(e, 0, 0, 0x8b, RDX, RBX, CPU_FIELD(interruptibility));
+    op_reg(e, 0, 0x81, 4, RDX);                                      /* and edx, 3 */
+    dword(e, 3);
+    op_reg(e, 0, 0x09, RDX, RCX);                                    /* or ecx, edx */
+    op_mem(e, 0, 0, 0x0fb6, RDX, RBX, CPU_FIELD(dbg_exec));          /* movzx edx, byte */
+    op_reg(e, 0, 0x09, RDX, RCX);
+    uint8_t *pending = jump_forward(e, 5);                           /* jnz */
+    op_mem(e, 0, 0, 0xf7, 0, RBX, CPU_FIELD(rflags));                /* test dword, RF | TF */
+    dword(e, F_RF | F_TF);
+    uint8_t *stepping = jump_forward(e, 5);
+    mov_imm(e, RCX, (uint64_t)(uintptr_t)b->code_word);
+    op_mem(e, 0, 0, 0x81, 7, RCX, 0);                                /* cmp dword [rcx], gen */
+    dword(e, b->gen);
+    uint8_t *written = jump_forward(e, 5);
+    op_reg(e, 1, 0x89, RAX, R12);                                    /* mov r12, rax */
+    uint8_t *link = jump_forward(e, -1);      /* to the next instruction until linked */
+    uint8_t *record_ref = mov_imm64(e, RCX);   /* the record, below */
+    op_mem(e, 0, 1, 0x89, RCX, RBX, CPU_FIELD(jit_unlinked));
+    land(e, pending);
+    land(e, stepping);
+    land(e, written);
+    epilogue(e);
+    struct jit_link record = { link, b, (b->hpa & PAGE_MASK) + (uint64_t)in_page };
+    uint64_t at = (uint64_t)(uintptr_t)e->p;
+    memcpy(record_ref, &at, 8);
+    memcpy(e->p, &record, sizeof(record));
+    e->p += sizeof(record);
 }
 
 /* Leave at the instruction after `in` if the handler asked to stop the block. */
@@ -234,16 +318,31 @@ static void alu_inline(emitter_t *e, const insn_t *in, fast_form_t f, int from_i
 }
 
 /* a compare fused with its branch: taken, the block is left at the target */
-static void fused_inline(emitter_t *e, const insn_t *in, fast_form_t f)
+static void fused_inline(emitter_t *e, const block_t *b, const insn_t *in, fast_form_t f)
 {
     alu_inline(e, in, f, f.shape == FS_FUSED_RI, 0);
     uint8_t *not_taken = jump_forward(e, f.cc ^ 1);
-    block_rip(e, RAX, (int32_t)(in->rip_off + in->len + (int64_t)in->imm2));
-    if (in->branch_size == 4)
-        op_reg(e, 0, 0x89, RAX, RAX);            /* mov eax, eax */
-    else if (in->branch_size == 2)
-        op_reg(e, 0, 0x0fb7, RAX, RAX);          /* movzx eax, ax */
-    leave_block(e, in->guest_count);
+    static_exit(e, b, in->rip_off + in->len + (int64_t)in->imm2, in->guest_count, in->branch_size);
+    land(e, not_taken);
+}
+
+/* JMP rel: always leaves */
+static void jmp_inline(emitter_t *e, const block_t *b, const insn_t *in)
+{
+    static_exit(e, b, in->rip_off + in->len + (int64_t)in->imm, in->guest_count, in->opsize);
+}
+
+static int condition(cpu_t *cpu, int cc) { return cond_true(cpu, cc); }
+
+/* Jcc on the lazy flags: taken, it leaves */
+static void jcc_inline(emitter_t *e, const block_t *b, const insn_t *in, fast_form_t f)
+{
+    op_reg(e, 1, 0x89, RBX, RDI);                /* mov rdi, rbx */
+    mov_imm(e, RSI, f.cc);
+    call_abs(e, (const void *)condition);
+    op_reg(e, 0, 0x85, RAX, RAX);                /* test eax, eax */
+    uint8_t *not_taken = jump_forward(e, 4);     /* jz */
+    static_exit(e, b, in->rip_off + in->len + (int64_t)in->imm, in->guest_count, in->opsize);
     land(e, not_taken);
 }
 
@@ -351,7 +450,39 @@ static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int las
     land(e, done);
 }
 
-static void compile_entry(emitter_t *e, const insn_t *in, int last)
+/* register forms without flags: shift by a constant, IMUL, INC/DEC, MOVZX, MOVSXD */
+static void register_inline(emitter_t *e, const insn_t *in, fast_form_t f)
+{
+    int w = f.size == 8;
+    switch (f.shape) {
+    case FS_SHIFT_NF:
+        load_gpr(e, w, RAX, in->rm);
+        op_reg(e, w, 0xc1, f.alu, RAX);                          /* shl/shr/sar rax, imm8 */
+        byte(e, (uint8_t)(in->imm & (w ? 63 : 31)));
+        store_gpr(e, RAX, in->rm);
+        break;
+    case FS_IMUL_NF:
+        load_gpr(e, w, RAX, in->reg);
+        op_mem(e, 0, w, 0x0faf, RAX, RBX, GPR(in->rm));          /* imul rax, [rm] */
+        store_gpr(e, RAX, in->reg);
+        break;
+    case FS_INCDEC_NF:
+        load_gpr(e, w, RAX, in->rm);
+        op_reg(e, w, 0xff, f.alu, RAX);                          /* inc/dec rax */
+        store_gpr(e, RAX, in->rm);
+        break;
+    case FS_MOVZX_RR:
+        op_mem(e, 0, 0, f.size == 1 ? 0x0fb6 : 0x0fb7, RAX, RBX, GPR(in->rm));
+        store_gpr(e, RAX, in->reg);
+        break;
+    case FS_MOVSX_RR:
+        op_mem(e, 0, 1, 0x63, RAX, RBX, GPR(in->rm));            /* movsxd rax, dword [rm] */
+        store_gpr(e, RAX, in->reg);
+        break;
+    }
+}
+
+static void compile_entry(emitter_t *e, const block_t *b, const insn_t *in, int last)
 {
     fast_form_t f = fast_form(in->fn);
     switch (f.shape) {
@@ -360,7 +491,16 @@ static void compile_entry(emitter_t *e, const insn_t *in, int last)
                    f.shape == FS_ALU_RR_NF || f.shape == FS_ALU_RI_NF);
         return;
     case FS_FUSED_RR: case FS_FUSED_RI:
-        fused_inline(e, in, f);
+        fused_inline(e, b, in, f);
+        return;
+    case FS_JMP:
+        jmp_inline(e, b, in);
+        return;
+    case FS_JCC:
+        jcc_inline(e, b, in, f);
+        return;
+    case FS_SHIFT_NF: case FS_IMUL_NF: case FS_INCDEC_NF: case FS_MOVZX_RR: case FS_MOVSX_RR:
+        register_inline(e, in, f);
         return;
     case FS_MOV_RR:
         load_gpr(e, f.size == 8, RAX, in->reg);
@@ -414,6 +554,19 @@ void jit_reset(cpu_t *cpu)
 {
     cpu->jit_used = 0;
     cpu->jit_full = 0;
+    cpu->jit_unlinked = NULL;
+}
+
+/* The exit compiled code just left by leads to `to`: jump there directly from now on
+ * (the same page and mode, compiled, of the same page generation). */
+void jit_link(cpu_t *cpu, block_t *to)
+{
+    struct jit_link *l = cpu->jit_unlinked;
+    cpu->jit_unlinked = NULL;
+    if (!to->jit || to->hpa != l->target_hpa || to->mode != l->from->mode || to->gen != l->from->gen)
+        return;
+    int32_t rel = (int32_t)((uint8_t *)(uintptr_t)to->jit + JIT_PROLOGUE - l->jump_end);
+    memcpy(l->jump_end - 4, &rel, 4);
 }
 
 void jit_compile(cpu_t *cpu, block_t *b)
@@ -431,11 +584,11 @@ void jit_compile(cpu_t *cpu, block_t *b)
     byte(&e, 0x41); byte(&e, 0x55);      /* push r13: the stack stays 16-byte aligned */
     op_reg(&e, 1, 0x89, RDI, RBX);       /* mov rbx, rdi */
     op_reg(&e, 1, 0x89, RSI, R12);       /* mov r12, rsi */
+
     for (uint32_t k = 0; k < b->n; k++)
-        compile_entry(&e, &b->insns[k], k + 1 == b->n);
+        compile_entry(&e, b, &b->insns[k], k + 1 == b->n);
     const insn_t *end = &b->insns[b->n - 1];
-    block_rip(&e, RAX, end->rip_off + end->len);
-    leave_block(&e, end->guest_count);
+    static_exit(&e, b, end->rip_off + end->len, end->guest_count, 8);
     cpu->jit_used = ((size_t)(e.p - cpu->jit_arena) + 15) & ~(size_t)15;
     __atomic_store_n(&b->jit, (jit_code_t)(uintptr_t)code, __ATOMIC_RELEASE);
 }

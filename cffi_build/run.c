@@ -551,7 +551,14 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
                 jit_compile(cpu, b);
                 code = b->jit;
             }
-            rip = code ? code(cpu, start) : interpret_block(cpu, b, start);
+            if (code) {
+                if (cpu->jit_unlinked)
+                    jit_link(cpu, b);
+                rip = code(cpu, start);
+            } else {
+                cpu->jit_unlinked = NULL;
+                rip = interpret_block(cpu, b, start);
+            }
             if (likely(rip == start) && !(cpu->stop_block | cpu->kicked | armed) &&
                 !(recheck && boundary_controls_armed(cpu)))
                 continue;
@@ -563,6 +570,7 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
 
 void cpu_run_guest(cpu_t *cpu)
 {
+    cpu->jit_unlinked = NULL;
     if (setjmp(cpu->fault_jmp)) {
         /* an exception or interrupt was delivered through the guest IDT: carry on at the
          * handler (with MTF, after an exit before its first instruction) */
