@@ -199,9 +199,23 @@ static void static_exit(emitter_t *e, const block_t *b, int64_t k, uint8_t count
         epilogue(e);
         return;
     }
-    op_mem(e, 0, 0, 0x8b, RCX, RBX, CPU_FIELD(kicked));
-    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(activity));            /* or ecx, [..] */
-    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(boundary_controls));
+    /* the boundary controls that can act (run.c's boundary_controls_armed): a window
+     * exit cannot while the guest blocks what it waits for */
+    op_mem(e, 0, 0, 0x8b, RCX, RBX, CPU_FIELD(boundary_controls));
+    op_mem(e, 0, 0, 0xf7, 0, RBX, CPU_FIELD(rflags));                /* test dword, IF */
+    dword(e, F_IF);
+    uint8_t *interruptible = jump_forward(e, 5);
+    op_reg(e, 0, 0x81, 4, RCX);                                      /* and ecx, ~window */
+    dword(e, ~CPU_INTR_WINDOW_EXITING);
+    land(e, interruptible);
+    op_mem(e, 0, 0, 0xf7, 0, RBX, CPU_FIELD(interruptibility));      /* test dword, NMI */
+    dword(e, 8);
+    uint8_t *nmi_open = jump_forward(e, 4);
+    op_reg(e, 0, 0x81, 4, RCX);
+    dword(e, ~CPU_NMI_WINDOW_EXITING);
+    land(e, nmi_open);
+    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(kicked));              /* or ecx, [..] */
+    op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(activity));
     op_mem(e, 0, 0, 0x0b, RCX, RBX, CPU_FIELD(stop_block));
     op_mem(e, 0, 0, 0x8b, RDX, RBX, CPU_FIELD(interruptibility));
     op_reg(e, 0, 0x81, 4, RDX);                                      /* and edx, 3 */
@@ -225,6 +239,8 @@ static void static_exit(emitter_t *e, const block_t *b, int64_t k, uint8_t count
     land(e, stepping);
     land(e, written);
     epilogue(e);
+    while ((uintptr_t)e->p & 7)
+        byte(e, 0xcc);                        /* int3: never reached, aligns the record */
     struct jit_link record = { link, b, (b->hpa & PAGE_MASK) + (uint64_t)in_page };
     uint64_t at = (uint64_t)(uintptr_t)e->p;
     memcpy(record_ref, &at, 8);
