@@ -800,15 +800,24 @@ void optimize_block(block_t *b)
 #define ALU_INDEX_test 8
 #define FF_ALU(op, S) { op##_rr##S, FS_ALU_RR, ALU_INDEX_##op, S, 0 }, { op##_ri##S, FS_ALU_RI, ALU_INDEX_##op, S, 0 }, \
     { op##_rr##S##_nf, FS_ALU_RR_NF, ALU_INDEX_##op, S, 0 }, { op##_ri##S##_nf, FS_ALU_RI_NF, ALU_INDEX_##op, S, 0 },
-#define FF_ALU_BOTH(op) FF_ALU(op, 4) FF_ALU(op, 8)
+#define FF_ALU_RM(op, S) { op##_rm##S, FS_ALU_RM, ALU_INDEX_##op, S, 0 },
+#define FF_ALU_BOTH(op) FF_ALU(op, 4) FF_ALU(op, 8) FF_ALU_RM(op, 4) FF_ALU_RM(op, 8)
 #define FF_FUSED(op, form, T, S, cc) { op##_##form##S##_j##cc, FS_FUSED_##form, ALU_INDEX_##op, S, cc },
 #define FS_FUSED_rr FS_FUSED_RR
 #define FS_FUSED_ri FS_FUSED_RI
+#define FS_FUSED_rm FS_FUSED_RM
+#define FS_FUSED_mr FS_FUSED_MR
+#define FS_FUSED_mi FS_FUSED_MI
 #define FF_FUSED_FORMS(op) CC16(FF_FUSED, op, rr, , 4) CC16(FF_FUSED, op, ri, , 4) \
                            CC16(FF_FUSED, op, rr, , 8) CC16(FF_FUSED, op, ri, , 8)
 static const fast_form_t fast_forms[] = {
     ALU_OPS(FF_ALU_BOTH)
     FF_FUSED_FORMS(cmp) FF_FUSED_FORMS(test) FF_FUSED_FORMS(sub) FF_FUSED_FORMS(and)
+    { cmp_mr4, FS_ALU_MR, ALU_INDEX_cmp, 4, 0 }, { cmp_mr8, FS_ALU_MR, ALU_INDEX_cmp, 8, 0 },
+    { test_mr4, FS_ALU_MR, ALU_INDEX_test, 4, 0 }, { test_mr8, FS_ALU_MR, ALU_INDEX_test, 8, 0 },
+    CC16(FF_FUSED, cmp, rm, , 4) CC16(FF_FUSED, cmp, rm, , 8) CC16(FF_FUSED, cmp, mr, , 4)
+    CC16(FF_FUSED, cmp, mr, , 8) CC16(FF_FUSED, cmp, mi, , 4) CC16(FF_FUSED, cmp, mi, , 8)
+    CC16(FF_FUSED, test, mi, , 4)
     { mov_rr4, FS_MOV_RR, 0, 4, 0 }, { mov_rr8, FS_MOV_RR, 0, 8, 0 }, { mov_ri, FS_MOV_RI, 0, 0, 0 },
     { lea_b4, FS_LEA_B, 0, 4, 0 }, { lea_b8, FS_LEA_B, 0, 8, 0 },
     { lea_bi4, FS_LEA_BI, 0, 4, 0 }, { lea_bi8, FS_LEA_BI, 0, 8, 0 },

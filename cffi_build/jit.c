@@ -305,18 +305,12 @@ static int alu_lazy_op(int alu)
     }
 }
 
-/* dest OP src with the lazy flags (unless `nf`): a in RAX, b in RCX, the result in RDX,
- * the host's flags those of the operation */
-static void alu_inline(emitter_t *e, const insn_t *in, fast_form_t f, int from_imm, int nf)
+/* a OP b with the lazy flags (unless `nf`): a in RAX, b in RCX, the result in RDX and
+ * written to register `dest` if the operation writes; the host's flags are those of
+ * the operation */
+static void alu_core(emitter_t *e, fast_form_t f, int nf, int dest)
 {
     int w = f.size == 8;
-    if (nf && !alu_writes(f.alu))
-        return;
-    load_gpr(e, w, RAX, in->rm);
-    if (from_imm)
-        mov_imm(e, RCX, f.size == 8 ? in->imm : (uint32_t)in->imm);
-    else
-        load_gpr(e, w, RCX, in->reg);
     op_reg(e, w, 0x89, RAX, RDX);                /* mov rdx, rax */
     op_reg(e, w, alu_opcode(f.alu), RCX, RDX);  /* OP rdx, rcx */
     if (!nf) {
@@ -330,16 +324,41 @@ static void alu_inline(emitter_t *e, const insn_t *in, fast_form_t f, int from_i
         }
     }
     if (alu_writes(f.alu))
-        store_gpr(e, RDX, in->rm);
+        store_gpr(e, RDX, dest);
 }
 
-/* a compare fused with its branch: taken, the block is left at the target */
+/* the immediate operand as the handler reads it, (T)i->imm */
+static void load_imm(emitter_t *e, int reg, const insn_t *in, int size)
+{
+    mov_imm(e, reg, size == 8 ? in->imm : (uint32_t)in->imm);
+}
+
+/* register dest OP= register or immediate */
+static void alu_inline(emitter_t *e, const insn_t *in, fast_form_t f, int from_imm, int nf)
+{
+    if (nf && !alu_writes(f.alu))
+        return;
+    load_gpr(e, f.size == 8, RAX, in->rm);
+    if (from_imm)
+        load_imm(e, RCX, in, f.size);
+    else
+        load_gpr(e, f.size == 8, RCX, in->reg);
+    alu_core(e, f, nf, in->rm);
+}
+
+/* Taken, the block is left at the branch's target. */
+static void branch_inline(emitter_t *e, const block_t *b, const insn_t *in, int cc)
+{
+    uint8_t *not_taken = jump_forward(e, cc ^ 1);
+    static_exit(e, b, in->rip_off + in->len + (int64_t)in->imm2, in->guest_count, in->branch_size);
+    land(e, not_taken);
+}
+
+/* a compare fused with its branch */
 static void fused_inline(emitter_t *e, const block_t *b, const insn_t *in, fast_form_t f)
 {
     alu_inline(e, in, f, f.shape == FS_FUSED_RI, 0);
-    uint8_t *not_taken = jump_forward(e, f.cc ^ 1);
-    static_exit(e, b, in->rip_off + in->len + (int64_t)in->imm2, in->guest_count, in->branch_size);
-    land(e, not_taken);
+    branch_inline(e, b, in, f.cc);
 }
 
 /* JMP rel: always leaves */
@@ -430,12 +449,13 @@ static void tlb_fast_path(emitter_t *e, const insn_t *in, int size, int write, u
     op_mem(e, 0, 1, 0x03, RAX, RCX, (int32_t)offsetof(tlb_entry_t, addend));
 }
 
-static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int last)
+/* A load (its value in RAX, zero-extended) or a store (of register in->reg) of `size`
+ * bytes at base + (index << scale) + disp, RIP stored first for a fault. */
+static void memory_access(emitter_t *e, const insn_t *in, int size, int write, int indexed)
 {
-    int write = f.shape == FS_STORE_B || f.shape == FS_STORE_BI, size = f.size;
     block_rip(e, RAX, in->rip_off);
     op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
-    effective_address(e, in, f.shape == FS_LOAD_BI || f.shape == FS_STORE_BI);
+    effective_address(e, in, indexed);
     if (write)
         load_gpr(e, 1, R8, in->reg);
     uint8_t *slow[3];
@@ -446,7 +466,6 @@ static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int las
     } else {
         static const unsigned load_ops[9] = { [1] = 0x0fb6, [2] = 0x0fb7, [4] = 0x8b, [8] = 0x8b };
         op_mem(e, 0, size == 8, load_ops[size], RAX, RAX, 0);
-        store_gpr(e, RAX, in->reg);
     }
     uint8_t *done = jump_forward(e, -1);
     for (int k = 0; k < 3; k++)
@@ -455,15 +474,50 @@ static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int las
     op_reg(e, 1, 0x89, RBX, RDI);                                /* mov rdi, rbx */
     mov_imm(e, RSI, in->seg);
     mov_imm(e, RCX, (uint64_t)size);
-    if (write) {
-        call_abs(e, (const void *)mem_write_slow);
-    } else {
-        call_abs(e, (const void *)mem_read_slow);
+    call_abs(e, write ? (const void *)mem_write_slow : (const void *)mem_read_slow);
+    land(e, done);
+}
+
+static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int last)
+{
+    int write = f.shape == FS_STORE_B || f.shape == FS_STORE_BI;
+    memory_access(e, in, f.size, write, f.shape == FS_LOAD_BI || f.shape == FS_STORE_BI);
+    if (!write)
         store_gpr(e, RAX, in->reg);
+    if (!last)
+        leave_if_stopped(e, in);   /* the slow path's access may have asked for it */
+}
+
+/* Whether the operand is one memory_access computes: 64-bit addressing from a base
+ * register, with or without an index (the handlers of these forms take any). */
+static int based_operand(const insn_t *in)
+{
+    return in->addrsize == 8 && in->base < 16 && (in->index == 0xff || in->index < 16);
+}
+
+/* ALU operations with a memory operand that only read it (rm: reg OP= [mem]; mr and
+ * mi: [mem] compared with reg or imm), alone or fused with their branch */
+static void alu_memory_inline(emitter_t *e, const block_t *b, const insn_t *in, fast_form_t f, int last)
+{
+    memory_access(e, in, f.size, 0, in->index != 0xff);
+    int w = f.size == 8;
+    switch (f.shape) {
+    case FS_ALU_RM: case FS_FUSED_RM:
+        op_reg(e, 1, 0x89, RAX, RCX);            /* b = [mem] */
+        load_gpr(e, w, RAX, in->reg);
+        break;
+    case FS_ALU_MR: case FS_FUSED_MR:
+        load_gpr(e, w, RCX, in->reg);
+        break;
+    default:                                     /* FS_FUSED_MI */
+        load_imm(e, RCX, in, f.size);
+        break;
     }
+    alu_core(e, f, 0, in->reg);
+    if (f.shape == FS_FUSED_RM || f.shape == FS_FUSED_MR || f.shape == FS_FUSED_MI)
+        branch_inline(e, b, in, f.cc);   /* taken, it leaves whether or not stopped */
     if (!last)
         leave_if_stopped(e, in);
-    land(e, done);
 }
 
 /* register forms without flags: shift by a constant, IMUL, INC/DEC, MOVZX, MOVSXD */
@@ -535,6 +589,11 @@ static void compile_entry(emitter_t *e, const block_t *b, const insn_t *in, int 
         /* fall through */
     case FS_LOAD_B: case FS_LOAD_BI:
         memory_inline(e, in, f, last);
+        return;
+    case FS_ALU_RM: case FS_ALU_MR: case FS_FUSED_RM: case FS_FUSED_MR: case FS_FUSED_MI:
+        if (!based_operand(in))
+            break;
+        alu_memory_inline(e, b, in, f, last);
         return;
     }
     call_handler(e, in, last);
