@@ -3,9 +3,11 @@
  * each entry either calls its handler (with RIP and next_rip stored as its kind needs,
  * and the same checks after it), or, for the commonest forms of exec_fast.c, is
  * compiled inline with its operands as constants: register ALU operations with their
- * lazy flags, compares fused with their branch (the host's own flags decide it), MOV,
- * LEA, and loads and stores through the TLB's fast path (anything else in the access
- * calls mem_read_slow/mem_write_slow, which may fault or VM-exit as the handler would).
+ * lazy flags, compares fused with their branch (the host's own flags decide it), JMP
+ * and Jcc, MOV, LEA, flagless shifts, IMUL, INC/DEC and extensions, and loads, stores
+ * and ALU reads of memory through the TLB's fast path (anything else in the access calls
+ * mem_read_slow/mem_write_slow, which may fault or VM-exit as the handler would).  An
+ * exit to a known RIP in the same page jumps straight into the compiled block there.
  *
  * Registers in compiled code: RBX = cpu, R12 = the block's linear start.  Faults and VM
  * exits longjmp out of it as they do out of handlers.  The code lives in a per-processor
@@ -19,9 +21,10 @@
 /* the run of a block that compiles it: code that runs a few times (start-up,
  * initialization) is not worth compiling */
 #define JIT_HOT_RUNS 16
-/* the most code one entry compiles to (a memory access with its slow path and exits) */
-#define JIT_ENTRY_MAX 320
-#define JIT_BLOCK_OVERHEAD 256
+/* more than the most code one entry or a block's end compiles to (a compare of memory
+ * fused with its branch: the access with its slow path, a linked exit, a stop check,
+ * about 550 bytes) */
+#define JIT_ENTRY_MAX 1024
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
 
@@ -46,10 +49,11 @@ static void qword(emitter_t *e, uint64_t v) { memcpy(e->p, &v, 8); e->p += 8; }
 
 static int fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
 
-static void rex(emitter_t *e, int w, int reg, int index, int base, int force)
+/* REX for a 64-bit operand (w) and the high registers in ModRM.reg and ModRM.rm */
+static void rex(emitter_t *e, int w, int reg, int rm)
 {
-    uint8_t r = (uint8_t)(0x40 | (w << 3) | ((reg >> 3) & 1) << 2 | ((index >> 3) & 1) << 1 | ((base >> 3) & 1));
-    if (r != 0x40 || force)
+    uint8_t r = (uint8_t)(0x40 | (w << 3) | ((reg >> 3) & 1) << 2 | ((rm >> 3) & 1));
+    if (r != 0x40)
         byte(e, r);
 }
 
@@ -71,7 +75,7 @@ static void op_mem(emitter_t *e, int prefix, int w, unsigned opcode, int reg, in
 {
     if (prefix)
         byte(e, (uint8_t)prefix);
-    rex(e, w, reg, 0, base, 0);
+    rex(e, w, reg, base);
     if (opcode > 0xff)
         byte(e, (uint8_t)(opcode >> 8));
     byte(e, (uint8_t)opcode);
@@ -81,7 +85,7 @@ static void op_mem(emitter_t *e, int prefix, int w, unsigned opcode, int reg, in
 /* opcode with a register operand in ModRM.rm */
 static void op_reg(emitter_t *e, int w, unsigned opcode, int reg, int rm)
 {
-    rex(e, w, reg, 0, rm, 0);
+    rex(e, w, reg, rm);
     if (opcode > 0xff)
         byte(e, (uint8_t)(opcode >> 8));
     byte(e, (uint8_t)opcode);
@@ -97,14 +101,14 @@ static void store_gpr(emitter_t *e, int host, int guest) { op_mem(e, 0, 1, 0x89,
 static void mov_imm(emitter_t *e, int reg, uint64_t v)
 {
     if (v <= UINT32_MAX) {            /* mov r32, imm32 (zero-extends) */
-        rex(e, 0, 0, 0, reg, 0);
+        rex(e, 0, 0, reg);
         byte(e, (uint8_t)(0xb8 + (reg & 7)));
         dword(e, (uint32_t)v);
     } else if (fits_i32((int64_t)v)) { /* mov r/m64, imm32 (sign-extends) */
         op_reg(e, 1, 0xc7, 0, reg);
         dword(e, (uint32_t)v);
     } else {
-        rex(e, 1, 0, 0, reg, 0);
+        rex(e, 1, 0, reg);
         byte(e, (uint8_t)(0xb8 + (reg & 7)));
         qword(e, v);
     }
@@ -113,7 +117,7 @@ static void mov_imm(emitter_t *e, int reg, uint64_t v)
 /* mov reg, imm64 with the immediate to be filled in; returns where it goes */
 static uint8_t *mov_imm64(emitter_t *e, int reg)
 {
-    rex(e, 1, 0, 0, reg, 0);
+    rex(e, 1, 0, reg);
     byte(e, (uint8_t)(0xb8 + (reg & 7)));
     uint8_t *at = e->p;
     qword(e, 0);
@@ -648,10 +652,8 @@ void jit_compile(cpu_t *cpu, block_t *b)
 {
     if (!cpu->jit_arena || cpu->jit_full)
         return;
-    if (cpu->jit_used + JIT_BLOCK_OVERHEAD + (size_t)b->n * JIT_ENTRY_MAX > JIT_ARENA_SIZE) {
-        cpu->jit_full = 1;
-        return;
-    }
+    /* room for the prologue and one more entry, checked before each entry */
+    const uint8_t *limit = cpu->jit_arena + JIT_ARENA_SIZE - JIT_ENTRY_MAX;
     emitter_t e = { cpu->jit_arena + cpu->jit_used };
     uint8_t *code = e.p;
     byte(&e, 0x53);                      /* push rbx */
@@ -660,8 +662,14 @@ void jit_compile(cpu_t *cpu, block_t *b)
     op_reg(&e, 1, 0x89, RDI, RBX);       /* mov rbx, rdi */
     op_reg(&e, 1, 0x89, RSI, R12);       /* mov r12, rsi */
 
-    for (uint32_t k = 0; k < b->n; k++)
-        compile_entry(&e, b, &b->insns[k], k + 1 == b->n);
+    for (uint32_t k = 0; k <= b->n; k++) {
+        if (e.p > limit) {
+            cpu->jit_full = 1;   /* the blocks are dropped at the next build: it stays interpreted */
+            return;
+        }
+        if (k < b->n)
+            compile_entry(&e, b, &b->insns[k], k + 1 == b->n);
+    }
     const insn_t *end = &b->insns[b->n - 1];
     static_exit(&e, b, end->rip_off + end->len, end->guest_count, 8);
     cpu->jit_used = ((size_t)(e.p - cpu->jit_arena) + 15) & ~(size_t)15;
