@@ -99,9 +99,12 @@ class VCPU:
             self._check(rc, f"VMWRITE {field:#x}")
 
     def rdmsr_root(self, index: int) -> int:
-        if lib.cpu_rdmsr(self.cpu, index, self._u64) != 0:
+        # its own buffer: the monitor reads the VMX capability MSRs while the vCPU runs,
+        # and the vCPU thread's VMREADs use self._u64
+        value = ffi.new("uint64_t *")
+        if lib.cpu_rdmsr(self.cpu, index, value) != 0:
             raise VmxError(f"RDMSR {index:#x} faulted")
-        return self._u64[0]
+        return value[0]
 
     # ---- registers --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from asm import assemble
-from kvm import Kvm, KvmError
+from kvm import Kvm, KvmError, vmx
 from kvm.capabilities import (KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_NR_MEMSLOTS,
                               KVM_CAP_READONLY_MEM, KVM_CAP_USER_NMI)
 from kvm.constants import (KVM_EXIT_HLT, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT,
@@ -348,6 +348,32 @@ def test_kick_from_another_thread_stops_a_spinning_guest_promptly():
     assert returned - kicked_at[0] < 0.1
     assert g.vcpu.instructions_retired() > 1000            # it really was spinning
     assert g.run(watchdog=0.05).exit_reason == KVM_EXIT_INTR   # and runs on after
+
+
+def test_reading_capability_msrs_from_another_thread_leaves_the_exits_intact():
+    # the monitor's "info vmx" does this while the vCPU runs and reads its exit's fields
+    g = KvmGuest("""
+        xor eax, eax
+    again:
+        inc eax
+        out 0x80, al
+        jmp again""")
+    basic = g.vcpu.rdmsr_root(vmx.MSR_IA32_VMX_BASIC)
+    reads, stop = [], threading.Event()
+
+    def read_capabilities():
+        while not stop.is_set():
+            reads.append(g.vcpu.rdmsr_root(vmx.MSR_IA32_VMX_BASIC))
+    reader = threading.Thread(target=read_capabilities)
+    reader.start()
+    try:
+        for k in range(1, 3001):
+            run = g.run()
+            assert (run.exit_reason, run.io.port, run.io.data[0]) == (KVM_EXIT_IO, 0x80, k & 0xFF)
+    finally:
+        stop.set()
+        reader.join()
+    assert len(reads) > 100 and set(reads) == {basic}
 
 
 # ---- interrupts and NMIs ---------------------------------------------------------------------
