@@ -358,6 +358,7 @@ struct cpu {
     size_t jit_used;
     int jit_full;        /* no room for another block: drop all at the next build */
     uint32_t jit_hot_runs; /* a block's run that compiles it; 0: none is compiled */
+    jit_stats_t jit_stats;   /* cpu_jit_stats: the counters (the sizes are filled in there) */
     struct jit_link *jit_unlinked;  /* the exit compiled code was just left by, to be linked
                                      * to the block at its target (jit.c) */
 

@@ -629,11 +629,24 @@ void jit_free(cpu_t *cpu)
     cpu->jit_arena = NULL;
 }
 
+/* The blocks are dropped whole (run.c's block_space), their code with them. */
 void jit_reset(cpu_t *cpu)
 {
+    jit_stats_t *st = &cpu->jit_stats;
+    if (st->blocks)
+        st->flushes++;
+    st->blocks = st->compiled = st->guest_bytes = st->guest_max = st->linked = 0;
     cpu->jit_used = 0;
     cpu->jit_full = 0;
     cpu->jit_unlinked = NULL;
+}
+
+void cpu_jit_stats(cpu_t *cpu, jit_stats_t *out)
+{
+    *out = cpu->jit_stats;
+    out->code_size = cpu->jit_used;
+    out->code_capacity = cpu->jit_arena ? JIT_ARENA_SIZE : 0;
+    out->threshold = cpu->jit_hot_runs;
 }
 
 /* The exit compiled code just left by leads to `to`: jump there directly from now on
@@ -646,6 +659,7 @@ void jit_link(cpu_t *cpu, block_t *to)
         return;
     int32_t rel = (int32_t)((uint8_t *)(uintptr_t)to->jit + JIT_PROLOGUE - l->jump_end);
     memcpy(l->jump_end - 4, &rel, 4);
+    cpu->jit_stats.linked++;
 }
 
 void jit_compile(cpu_t *cpu, block_t *b)
@@ -673,5 +687,10 @@ void jit_compile(cpu_t *cpu, block_t *b)
     const insn_t *end = &b->insns[b->n - 1];
     static_exit(&e, b, end->rip_off + end->len, end->guest_count, 8);
     cpu->jit_used = ((size_t)(e.p - cpu->jit_arena) + 15) & ~(size_t)15;
+    uint64_t guest = end->rip_off + end->len;
+    cpu->jit_stats.compiled++;
+    cpu->jit_stats.guest_bytes += guest;
+    if (guest > cpu->jit_stats.guest_max)
+        cpu->jit_stats.guest_max = guest;
     __atomic_store_n(&b->jit, (jit_code_t)(uintptr_t)code, __ATOMIC_RELEASE);
 }

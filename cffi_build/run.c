@@ -227,9 +227,12 @@ static block_t *build_block(cpu_t *cpu, uint64_t lin, uint64_t hpa, uint32_t *co
     cpu->block_arena_used += (sizeof(block_t) + b->n * sizeof(insn_t) + 15) & ~(size_t)15;
     /* the new block takes the place of a stale one of the same code */
     block_t **link = block_bucket(cpu, hpa);
+    cpu->jit_stats.blocks++;
     for (block_t **p = link; *p; p = &(*p)->next)
         if ((*p)->hpa == hpa && (*p)->mode == b->mode) {
             *p = (*p)->next;
+            cpu->jit_stats.blocks--;
+            cpu->jit_stats.invalidated++;
             break;
         }
     b->next = *link;

@@ -47,6 +47,20 @@ void cpu_set_gprs(cpu_t *cpu, const uint64_t *gprs16);
  * every block is interpreted).  The default is 16, or 0 with PYHV_NO_JIT=1 in the
  * environment, or where the host gives no executable memory. */
 void cpu_set_jit_threshold(cpu_t *cpu, uint32_t runs);
+/* The decoded-block cache and the compiler, as QEMU's "info jit" shows its translation
+ * buffer: what the caches hold since they were last dropped whole, and totals. */
+typedef struct jit_stats {
+    uint64_t code_size, code_capacity; /* host code in the arena, and the arena's size */
+    uint64_t blocks;        /* decoded blocks */
+    uint64_t compiled;      /* of them, compiled to host code */
+    uint64_t guest_bytes;   /* guest code of the compiled blocks */
+    uint64_t guest_max;     /* the largest compiled block's guest code */
+    uint64_t linked;        /* exits patched to jump straight into the next block */
+    uint64_t flushes;       /* total: times the caches were full and dropped whole */
+    uint64_t invalidated;   /* total: blocks decoded again after their page was written */
+    uint32_t threshold;     /* the run that compiles a block (0: none is) */
+} jit_stats_t;
+void cpu_jit_stats(cpu_t *cpu, jit_stats_t *out);
 
 /* Registers that VMX transitions leave alone, which KVM switches itself. */
 uint64_t cpu_get_cr2(cpu_t *cpu);

@@ -533,3 +533,9 @@ class VCPU:
 
     def instructions_retired(self) -> int:
         return lib.cpu_instructions_retired(self.cpu)
+
+    def jit_stats(self) -> dict:
+        """The processor's decoded-block cache and compiler (silicon_api.h's jit_stats_t)."""
+        stats = ffi.new("jit_stats_t *")
+        lib.cpu_jit_stats(self.cpu, stats)
+        return {name: getattr(stats, name) for name in dir(stats)}

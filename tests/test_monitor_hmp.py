@@ -136,6 +136,21 @@ def test_pyhv_windows_onto_vmx(hmp):
     assert "VMCS revision" in vmx and "PIN_BASED_EXT_INTR_MASK" in vmx and "EPT_VIOLATION" in vmx
 
 
+def test_info_jit_counts_the_blocks_the_guest_ran(hmp):
+    report = hmp.cmd("info jit")
+    size, capacity = map(int, re.search(r"^gen code size +(\d+)/(\d+)$", report, re.M).groups())
+    compiled, decoded, threshold = map(int, re.search(
+        r"^TB count +(\d+) compiled of (\d+) decoded \(compiled at a block's run (\d+)\)$", report, re.M).groups())
+    # steer's loops have run: some blocks were hot enough to compile, and took code
+    assert threshold == 16 and 0 < compiled <= decoded and 0 < size < capacity
+    average, largest = map(int, re.search(r"^TB avg target size +(\d+) max=(\d+) bytes$", report, re.M).groups())
+    assert 0 < average <= largest
+    assert re.search(r"^TB avg host size +\d+ bytes \(expansion ratio: \d+\.\d\)$", report, re.M)
+    assert re.search(r"^Statistics:\nTB flush count +0\nTB invalidate count +\d+$", report, re.M)
+    later = hmp.cmd("info jit")
+    assert int(re.search(r"^TB count +(\d+)", later, re.M).group(1)) >= compiled
+
+
 def test_help(hmp):
     assert hmp.cmd("help x") == "x /fmt addr -- virtual memory dump starting at 'addr'\n"
     assert hmp.cmd("help cont") == "cont|c  -- resume emulation\n"

@@ -88,6 +88,8 @@ def test_human_monitor_command_and_stats(vm):
         times = [s for s in schemas[0]["stats"] if s["name"] == "exit_time"]
         assert times == [{"name": "exit_time", "type": "cumulative", "unit": "seconds", "base": 10,
                           "exponent": -9}]
+        jit = (await client.execute("x-query-jit"))["human-readable-text"]
+        assert jit.startswith("Translation buffer state of vCPU 0:\ngen code size       ")
     run(body, vm)
 
 

@@ -407,6 +407,7 @@ INFO_COMMANDS = [
     Command("ept", "addr:l", "gpa", "show the EPT walk of a guest-physical address", info.info_ept),
     Command("exits", "", "", "show the VM-exit statistics (reason, count, share, time)", info.info_exits),
     Command("vmx", "", "", "show the VMX capabilities of the processor", info.info_vmx),
+    Command("jit", "", "", "show dynamic compiler info", info.info_jit),
 ]
 
 ARGUMENT_CHOICES = {

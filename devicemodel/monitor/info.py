@@ -266,6 +266,36 @@ def info_exits(mon, args) -> str:
     return "\n\n".join(parts)
 
 
+def info_jit(mon, args) -> str:
+    return jit_report(mon.machine)
+
+
+def jit_report(machine) -> str:
+    """QEMU's translation-buffer report (info jit, x-query-jit), for each vCPU's block
+    cache and compiler."""
+    parts = []
+    with machine.vcpus_held():
+        for index, vcpu in enumerate(machine.vcpus):
+            s = vcpu.jit_stats()
+            compiled = s["compiled"]
+            threshold = f"at a block's run {s['threshold']}" if s["threshold"] else "never: interpreted"
+            parts.append("\n".join([
+                f"Translation buffer state of vCPU {index}:",
+                f"gen code size       {s['code_size']}/{s['code_capacity']}",
+                f"TB count            {compiled} compiled of {s['blocks']} decoded (compiled {threshold})",
+                f"TB avg target size  {s['guest_bytes'] // compiled if compiled else 0} "
+                f"max={s['guest_max']} bytes",
+                f"TB avg host size    {s['code_size'] // compiled if compiled else 0} bytes "
+                f"(expansion ratio: {s['code_size'] / s['guest_bytes'] if s['guest_bytes'] else 0:.1f})",
+                f"direct jump count   {s['linked']}",
+                "",
+                "Statistics:",
+                f"TB flush count      {s['flushes']}",
+                f"TB invalidate count {s['invalidated']}",
+                ""]))
+    return "\n".join(parts)
+
+
 def info_vmcs(mon, args) -> str:
     from devicemodel.monitor.vmx_info import info_vmcs as render
     with mon.machine.vcpus_held():

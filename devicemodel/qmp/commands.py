@@ -221,6 +221,11 @@ def _set_link(session, args) -> dict:
     return {}
 
 
+def _query_jit(session, args) -> dict:
+    from devicemodel.monitor.info import jit_report
+    return {"human-readable-text": jit_report(session.machine)}
+
+
 def _capabilities(session, args) -> dict:
     return session.negotiate(args)
 
@@ -246,4 +251,5 @@ COMMANDS = {c.name: c for c in [
     QmpCommand("query-stats", _query_stats, {"target": ("str", True), "providers": ("list", False),
                                              "vcpus": ("list", False)}),
     QmpCommand("query-stats-schemas", _query_stats_schemas, {"provider": ("str", False)}),
+    QmpCommand("x-query-jit", _query_jit, {}),
 ]}
