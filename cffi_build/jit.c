@@ -418,14 +418,14 @@ static void lea_inline(emitter_t *e, const insn_t *in, fast_form_t f)
 
 /* A load or store of mem_read/mem_write's fast path (core.h): the offset in RDX, a
  * store's value in R8.  Returns the jumps to its slow path. */
-static void tlb_fast_path(emitter_t *e, const insn_t *in, int size, int write, uint8_t *slow[3])
+static void tlb_fast_path(emitter_t *e, int seg, int size, int write, uint8_t *slow[3])
 {
-    uint32_t seg_bit = (write ? 0x100u : 1u) << in->seg;
+    uint32_t seg_bit = (write ? 0x100u : 1u) << seg;
     op_mem(e, 0, 0, 0xf7, 0, RBX, CPU_FIELD(seg_unchecked));   /* test dword [..], bit */
     dword(e, seg_bit);
     slow[0] = jump_forward(e, 4);                                /* je slow */
     op_reg(e, 1, 0x89, RDX, RAX);                                /* mov rax, rdx */
-    op_mem(e, 0, 1, 0x03, RAX, RBX, CPU_FIELD(seg_fast_base) + 8 * in->seg);
+    op_mem(e, 0, 1, 0x03, RAX, RBX, CPU_FIELD(seg_fast_base) + 8 * seg);
     op_mem(e, 0, 1, 0x23, RAX, RBX, CPU_FIELD(lin_mask));
     op_reg(e, 0, 0x89, RAX, RCX);                                /* mov ecx, eax */
     op_reg(e, 0, 0xc1, 5, RCX);                                  /* shr ecx, 12 */
@@ -453,17 +453,12 @@ static void tlb_fast_path(emitter_t *e, const insn_t *in, int size, int write, u
     op_mem(e, 0, 1, 0x03, RAX, RCX, (int32_t)offsetof(tlb_entry_t, addend));
 }
 
-/* A load (its value in RAX, zero-extended) or a store (of register in->reg) of `size`
- * bytes at base + (index << scale) + disp, RIP stored first for a fault. */
-static void memory_access(emitter_t *e, const insn_t *in, int size, int write, int indexed)
+/* A load (its value in RAX, zero-extended) or a store (of R8) of `size` bytes at offset
+ * RDX of segment `seg` */
+static void access_at_rdx(emitter_t *e, int seg, int size, int write)
 {
-    block_rip(e, RAX, in->rip_off);
-    op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
-    effective_address(e, in, indexed);
-    if (write)
-        load_gpr(e, 1, R8, in->reg);
     uint8_t *slow[3];
-    tlb_fast_path(e, in, size, write, slow);
+    tlb_fast_path(e, seg, size, write, slow);
     if (write) {
         static const unsigned store_ops[9] = { [1] = 0x88, [2] = 0x89, [4] = 0x89, [8] = 0x89 };
         op_mem(e, size == 2 ? 0x66 : 0, size == 8, store_ops[size], R8, RAX, 0);
@@ -476,10 +471,55 @@ static void memory_access(emitter_t *e, const insn_t *in, int size, int write, i
         if (slow[k])
             land(e, slow[k]);
     op_reg(e, 1, 0x89, RBX, RDI);                                /* mov rdi, rbx */
-    mov_imm(e, RSI, in->seg);
+    mov_imm(e, RSI, (uint64_t)seg);
     mov_imm(e, RCX, (uint64_t)size);
     call_abs(e, write ? (const void *)mem_write_slow : (const void *)mem_read_slow);
     land(e, done);
+}
+
+/* RIP of the instruction, for a fault or VM exit in it */
+static void store_rip(emitter_t *e, const insn_t *in)
+{
+    block_rip(e, RAX, in->rip_off);
+    op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
+}
+
+/* A load (its value in RAX) or a store (of register in->reg) of `size` bytes at base +
+ * (index << scale) + disp */
+static void memory_access(emitter_t *e, const insn_t *in, int size, int write, int indexed)
+{
+    store_rip(e, in);
+    effective_address(e, in, indexed);
+    if (write)
+        load_gpr(e, 1, R8, in->reg);
+    access_at_rdx(e, in->seg, size, write);
+}
+
+/* PUSH of a register, or of CALL's return address (`value_reg` < 0), and POP of a
+ * register, in 64-bit mode (mem.c's push and pop: the stack pointer does not wrap) */
+static void push_inline(emitter_t *e, const insn_t *in, int value_reg)
+{
+    store_rip(e, in);
+    load_gpr(e, 1, RDX, R_SP);
+    op_reg(e, 1, 0x81, 5, RDX);                                  /* sub rdx, 8 */
+    dword(e, 8);
+    if (value_reg >= 0)
+        load_gpr(e, 1, R8, value_reg);   /* PUSH RSP pushes the old value */
+    else
+        block_rip(e, R8, in->rip_off + in->len);
+    access_at_rdx(e, S_SS, 8, 1);
+    op_mem(e, 0, 1, 0x81, 5, RBX, GPR(R_SP));                    /* sub qword [rsp], 8 */
+    dword(e, 8);
+}
+
+static void pop_inline(emitter_t *e, const insn_t *in)
+{
+    store_rip(e, in);
+    load_gpr(e, 1, RDX, R_SP);
+    access_at_rdx(e, S_SS, 8, 0);
+    op_mem(e, 0, 1, 0x81, 0, RBX, GPR(R_SP));                    /* add qword [rsp], 8 */
+    dword(e, 8);
+    store_gpr(e, RAX, in->rm);           /* POP RSP: the value popped */
 }
 
 static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int last)
@@ -575,6 +615,20 @@ static void compile_entry(emitter_t *e, const block_t *b, const insn_t *in, int 
         return;
     case FS_SHIFT_NF: case FS_IMUL_NF: case FS_INCDEC_NF: case FS_MOVZX_RR: case FS_MOVSX_RR:
         register_inline(e, in, f);
+        return;
+    case FS_PUSH: case FS_POP:
+        if (f.shape == FS_PUSH)
+            push_inline(e, in, in->rm);
+        else
+            pop_inline(e, in);
+        if (!last)
+            leave_if_stopped(e, in);
+        return;
+    case FS_CALL:
+        if (b->mode != 8 || in->opsize != 8)
+            break;
+        push_inline(e, in, -1);
+        static_exit(e, b, in->rip_off + in->len + (int64_t)in->imm, in->guest_count, 8);
         return;
     case FS_MOV_RR:
         load_gpr(e, f.size == 8, RAX, in->reg);
