@@ -44,7 +44,8 @@ int cpu_wrmsr(cpu_t *cpu, uint32_t index, uint64_t value);
 void cpu_get_gprs(cpu_t *cpu, uint64_t *gprs16);
 void cpu_set_gprs(cpu_t *cpu, const uint64_t *gprs16);
 /* Blocks are compiled to host code at their `runs`-th run (1: at the first; 0: never,
- * every block is interpreted).  The default is 16, or 0 with PYHV_NO_JIT=1 in the
+ * blocks are interpreted); blocks compiled already stay so until their code is written
+ * or the caches are dropped.  The default is 16, or 0 with PYHV_NO_JIT=1 in the
  * environment, or where the host gives no executable memory. */
 void cpu_set_jit_threshold(cpu_t *cpu, uint32_t runs);
 /* The decoded-block cache and the compiler, as QEMU's "info jit" shows its translation
