@@ -821,14 +821,10 @@ static const fast_form_t fast_forms[] = {
     { mov_rr4, FS_MOV_RR, 0, 4, 0 }, { mov_rr8, FS_MOV_RR, 0, 8, 0 }, { mov_ri, FS_MOV_RI, 0, 0, 0 },
     { lea_b4, FS_LEA_B, 0, 4, 0 }, { lea_b8, FS_LEA_B, 0, 8, 0 },
     { lea_bi4, FS_LEA_BI, 0, 4, 0 }, { lea_bi8, FS_LEA_BI, 0, 8, 0 },
-    { movzx_load1_b, FS_LOAD_B, 0, 1, 0 }, { movzx_load2_b, FS_LOAD_B, 0, 2, 0 },
-    { mov_load4_b, FS_LOAD_B, 0, 4, 0 }, { mov_load8_b, FS_LOAD_B, 0, 8, 0 },
-    { movzx_load1_bi, FS_LOAD_BI, 0, 1, 0 }, { movzx_load2_bi, FS_LOAD_BI, 0, 2, 0 },
-    { mov_load4_bi, FS_LOAD_BI, 0, 4, 0 }, { mov_load8_bi, FS_LOAD_BI, 0, 8, 0 },
-    { mov_store1_b, FS_STORE_B, 0, 1, 0 }, { mov_store2_b, FS_STORE_B, 0, 2, 0 },
-    { mov_store4_b, FS_STORE_B, 0, 4, 0 }, { mov_store8_b, FS_STORE_B, 0, 8, 0 },
-    { mov_store1_bi, FS_STORE_BI, 0, 1, 0 }, { mov_store2_bi, FS_STORE_BI, 0, 2, 0 },
-    { mov_store4_bi, FS_STORE_BI, 0, 4, 0 }, { mov_store8_bi, FS_STORE_BI, 0, 8, 0 },
+#define FF_MOVE(name, S, shape) { name##_b, shape##_B, 0, S, 0 }, { name##_bi, shape##_BI, 0, S, 0 },
+    FF_MOVE(movzx_load1, 1, FS_LOAD) FF_MOVE(movzx_load2, 2, FS_LOAD) FF_MOVE(mov_load4, 4, FS_LOAD)
+    FF_MOVE(mov_load8, 8, FS_LOAD) FF_MOVE(mov_store1, 1, FS_STORE) FF_MOVE(mov_store2, 2, FS_STORE)
+    FF_MOVE(mov_store4, 4, FS_STORE) FF_MOVE(mov_store8, 8, FS_STORE)
     { op_jmp_rel, FS_JMP, 0, 0, 0 }, { op_call_rel, FS_CALL, 0, 8, 0 },
     { push_r8, FS_PUSH, 0, 8, 0 }, { pop_r8, FS_POP, 0, 8, 0 },
     { shl_ri4_nf, FS_SHIFT_NF, 4, 4, 0 }, { shr_ri4_nf, FS_SHIFT_NF, 5, 4, 0 }, { sar_ri4_nf, FS_SHIFT_NF, 7, 4, 0 },
