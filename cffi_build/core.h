@@ -718,7 +718,7 @@ int decode_bytes(const uint8_t *p, int avail, int code_size, insn_t *d);
 int jit_init(cpu_t *cpu);
 void jit_free(cpu_t *cpu);
 void jit_reset(cpu_t *cpu);
-void jit_compile(cpu_t *cpu, block_t *b);
+void jit_compile(cpu_t *cpu, block_t *b, uint64_t start);
 void jit_link(cpu_t *cpu, block_t *to);
 
 /* run.c */

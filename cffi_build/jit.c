@@ -12,9 +12,12 @@
  * Registers in compiled code: RBX = cpu, R12 = the block's linear start.  Faults and VM
  * exits longjmp out of it as they do out of handlers.  The code lives in a per-processor
  * arena that is dropped with the decoded blocks (run.c's block_space). */
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include "exec.h"
 
 #define JIT_ARENA_SIZE (64u << 20)
@@ -657,8 +660,24 @@ static void compile_entry(emitter_t *e, const block_t *b, const insn_t *in, int 
     call_handler(e, in, last);
 }
 
+/* PYHV_PERF_MAP=1: each compiled block is named in /tmp/perf-PID.map, the symbol file
+ * perf reads for JIT code, so that `perf top -p PID` shows which guest code is hot */
+static FILE *perf_map;
+static pthread_once_t perf_map_once = PTHREAD_ONCE_INIT;
+
+static void open_perf_map(void)
+{
+    const char *on = getenv("PYHV_PERF_MAP");
+    if (on && *on && strcmp(on, "0")) {
+        char path[64];
+        snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+        perf_map = fopen(path, "a");
+    }
+}
+
 int jit_init(cpu_t *cpu)
 {
+    pthread_once(&perf_map_once, open_perf_map);
     void *p = mmap(NULL, JIT_ARENA_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     /* without executable memory (a hardened host) every block stays interpreted;
@@ -716,7 +735,7 @@ void jit_link(cpu_t *cpu, block_t *to)
     cpu->jit_stats.linked++;
 }
 
-void jit_compile(cpu_t *cpu, block_t *b)
+void jit_compile(cpu_t *cpu, block_t *b, uint64_t start)
 {
     if (!cpu->jit_arena || cpu->jit_full)
         return;
@@ -746,5 +765,11 @@ void jit_compile(cpu_t *cpu, block_t *b)
     cpu->jit_stats.guest_bytes += guest;
     if (guest > cpu->jit_stats.guest_max)
         cpu->jit_stats.guest_max = guest;
+    if (perf_map) {
+        fprintf(perf_map, "%lx %lx guest RIP %#llx (vCPU %d, %llu bytes at host-physical %#llx)\n",
+                (unsigned long)(uintptr_t)code, (unsigned long)(e.p - code), (unsigned long long)start,
+                cpu->apic_id, (unsigned long long)guest, (unsigned long long)b->hpa);
+        fflush(perf_map);
+    }
     __atomic_store_n(&b->jit, (jit_code_t)(uintptr_t)code, __ATOMIC_RELEASE);
 }

@@ -551,7 +551,7 @@ static __attribute__((noinline, noreturn)) void run_loop(cpu_t *cpu)
             cpu->stop_block = 0;
             jit_code_t code = b->jit;
             if (!code && ++b->runs == cpu->jit_hot_runs) {
-                jit_compile(cpu, b);
+                jit_compile(cpu, b, start);
                 code = b->jit;
             }
             if (code) {

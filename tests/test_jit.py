@@ -4,11 +4,15 @@ silicon's default (16: hot loops get compiled part way through), and must end in
 same state: registers, memory, the count of retired instructions, and what it showed
 at its exits.  Then what compiled code must notice: a store into its own code, a page
 fault and an MMIO access in the middle of a block, and a kick while compiled blocks
-jump straight into each other."""
+jump straight into each other.  And the perf map that names compiled blocks."""
 
+import os
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +215,35 @@ def test_a_kick_stops_compiled_blocks_that_jump_into_each_other():
     assert g.vcpu.instructions_retired() == 2 + 2 * (rax + rbx)
     assert g.run(watchdog=0.05).exit_reason == KVM_EXIT_INTR
     assert g.reg("rax") > rax
+
+
+def test_perf_map_names_the_compiled_blocks(tmp_path):
+    # PYHV_PERF_MAP=1: perf's symbol file for JIT code, read when the process starts
+    script = tmp_path / "loop.py"
+    script.write_text(f"""
+import os, sys
+sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent)!r}]
+from kvm_guest import KvmGuest
+g = KvmGuest('''
+    mov ecx, 1000
+again:
+    add eax, ecx
+    dec ecx
+    jnz again
+    hlt''', mode="long64")
+g.run()
+print(os.getpid())
+""")
+    env = dict(os.environ, PYHV_PERF_MAP="1")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, timeout=60)
+    assert out.returncode == 0, out.stderr
+    perf_map = Path(f"/tmp/perf-{out.stdout.split()[-1]}.map")
+    try:
+        lines = perf_map.read_text().splitlines()
+    finally:
+        perf_map.unlink()
+    loop = CODE_GPA + 5   # after the 5-byte MOV
+    names = [line.split(" ", 2) for line in lines]
+    assert any(int(size, 16) > 0 and name.startswith(f"guest RIP {loop:#x} (vCPU 0, ")
+               for _, size, name in names), lines
