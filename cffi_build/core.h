@@ -699,8 +699,7 @@ void optimize_block(block_t *b);
 /* The forms of exec_fast.c's handlers that jit.c compiles inline (FS_NONE: any other,
  * which compiled code calls) */
 enum fast_shape { FS_NONE, FS_ALU_RR, FS_ALU_RI, FS_ALU_RR_NF, FS_ALU_RI_NF, FS_FUSED_RR, FS_FUSED_RI,
-                  FS_MOV_RR, FS_MOV_RI, FS_LEA_B, FS_LEA_BI, FS_LOAD_B, FS_LOAD_BI, FS_STORE_B,
-                  FS_STORE_BI, FS_JMP, FS_JCC, FS_SHIFT_NF, FS_IMUL_NF, FS_INCDEC_NF, FS_MOVZX_RR,
+                  FS_MOV_RR, FS_MOV_RI, FS_LEA, FS_LOAD, FS_STORE, FS_STORE_IMM, FS_JMP, FS_JCC, FS_SHIFT_NF, FS_IMUL_NF, FS_INCDEC_NF, FS_MOVZX_RR,
                   FS_MOVSX_RR, FS_ALU_RM, FS_ALU_MR, FS_FUSED_RM, FS_FUSED_MR, FS_FUSED_MI,
                   FS_PUSH, FS_POP, FS_CALL };
 typedef struct fast_form {

@@ -818,13 +818,18 @@ static const fast_form_t fast_forms[] = {
     CC16(FF_FUSED, cmp, rm, , 4) CC16(FF_FUSED, cmp, rm, , 8) CC16(FF_FUSED, cmp, mr, , 4)
     CC16(FF_FUSED, cmp, mr, , 8) CC16(FF_FUSED, cmp, mi, , 4) CC16(FF_FUSED, cmp, mi, , 8)
     CC16(FF_FUSED, test, mi, , 4)
+    CC16(FF_FUSED, cmp, rr, , 1) CC16(FF_FUSED, cmp, ri, , 1) CC16(FF_FUSED, test, rr, , 1)
+    CC16(FF_FUSED, test, ri, , 1) CC16(FF_FUSED, cmp, mi, , 1) CC16(FF_FUSED, test, mi, , 1)
     { mov_rr4, FS_MOV_RR, 0, 4, 0 }, { mov_rr8, FS_MOV_RR, 0, 8, 0 }, { mov_ri, FS_MOV_RI, 0, 0, 0 },
-    { lea_b4, FS_LEA_B, 0, 4, 0 }, { lea_b8, FS_LEA_B, 0, 8, 0 },
-    { lea_bi4, FS_LEA_BI, 0, 4, 0 }, { lea_bi8, FS_LEA_BI, 0, 8, 0 },
-#define FF_MOVE(name, S, shape) { name##_b, shape##_B, 0, S, 0 }, { name##_bi, shape##_BI, 0, S, 0 },
+    { lea, FS_LEA, 0, 0, 0 }, { lea_b4, FS_LEA, 0, 4, 0 }, { lea_b8, FS_LEA, 0, 8, 0 },
+    { lea_bi4, FS_LEA, 0, 4, 0 }, { lea_bi8, FS_LEA, 0, 8, 0 },
+#define FF_MOVE(name, S, shape) { name, shape, 0, S, 0 }, { name##_b, shape, 0, S, 0 }, \
+                                { name##_bi, shape, 0, S, 0 },
     FF_MOVE(movzx_load1, 1, FS_LOAD) FF_MOVE(movzx_load2, 2, FS_LOAD) FF_MOVE(mov_load4, 4, FS_LOAD)
     FF_MOVE(mov_load8, 8, FS_LOAD) FF_MOVE(mov_store1, 1, FS_STORE) FF_MOVE(mov_store2, 2, FS_STORE)
     FF_MOVE(mov_store4, 4, FS_STORE) FF_MOVE(mov_store8, 8, FS_STORE)
+    { mov_store_imm1, FS_STORE_IMM, 0, 1, 0 }, { mov_store_imm2, FS_STORE_IMM, 0, 2, 0 },
+    { mov_store_imm4, FS_STORE_IMM, 0, 4, 0 }, { mov_store_imm8, FS_STORE_IMM, 0, 8, 0 },
     { op_jmp_rel, FS_JMP, 0, 0, 0 }, { op_call_rel, FS_CALL, 0, 8, 0 },
     { push_r8, FS_PUSH, 0, 8, 0 }, { pop_r8, FS_POP, 0, 8, 0 },
     { shl_ri4_nf, FS_SHIFT_NF, 4, 4, 0 }, { shr_ri4_nf, FS_SHIFT_NF, 5, 4, 0 }, { sar_ri4_nf, FS_SHIFT_NF, 7, 4, 0 },

@@ -186,7 +186,7 @@ static void leave_block(emitter_t *e, uint8_t count)
     epilogue(e);
 }
 
-/* An exit to a RIP the block knows, start + k (masked to `size` bytes), may go on
+/* An exit to a RIP the block knows, start + k (wrapped to `size` bytes), may go on
  * straight into the compiled block there, by a jump that jit_link patches in once that
  * block is compiled.  Only within the page of the block's start: a block at the same
  * page offset of another linear page is the same code (the page's physical address is
@@ -202,9 +202,15 @@ static void static_exit(emitter_t *e, const block_t *b, int64_t k, uint8_t count
         op_reg(e, 0, 0x0fb7, RAX, RAX);          /* movzx eax, ax */
     add_retired(e, count);
     int64_t in_page = (int64_t)(b->hpa & 0xfff) + k;
-    if (size != 8 || in_page < 0 || in_page >= (int64_t)PAGE_SIZE) {
+    if (in_page < 0 || in_page >= (int64_t)PAGE_SIZE) {
         epilogue(e);
         return;
+    }
+    uint8_t *wrapped = NULL;   /* a 16- or 32-bit RIP that wrapped is no longer start + k */
+    if (size != 8) {
+        block_rip(e, RCX, (int32_t)k);
+        op_reg(e, 1, 0x39, RCX, RAX);                                /* cmp rax, rcx */
+        wrapped = jump_forward(e, 5);
     }
     /* the boundary controls that can act (run.c's boundary_controls_armed): a window
      * exit cannot while the guest blocks what it waits for */
@@ -245,6 +251,8 @@ static void static_exit(emitter_t *e, const block_t *b, int64_t k, uint8_t count
     land(e, pending);
     land(e, stepping);
     land(e, written);
+    if (wrapped)
+        land(e, wrapped);
     epilogue(e);
     while ((uintptr_t)e->p & 7)
         byte(e, 0xcc);                        /* int3: never reached, aligns the record */
@@ -319,7 +327,9 @@ static void alu_core(emitter_t *e, fast_form_t f, int nf, int dest)
 {
     int w = f.size == 8;
     op_reg(e, w, 0x89, RAX, RDX);                /* mov rdx, rax */
-    op_reg(e, w, alu_opcode(f.alu), RCX, RDX);  /* OP rdx, rcx */
+    /* OP rdx, rcx; of bytes (compares only: the operands are zero-extended, and so is
+     * the result), OP dl, cl: the flags are the byte operation's */
+    op_reg(e, w, alu_opcode(f.alu) - (f.size == 1), RCX, RDX);
     if (!nf) {
         int lazy = alu_lazy_op(f.alu);
         store_imm32(e, CPU_FIELD(lf_op), (uint32_t)lazy);
@@ -337,7 +347,16 @@ static void alu_core(emitter_t *e, fast_form_t f, int nf, int dest)
 /* the immediate operand as the handler reads it, (T)i->imm */
 static void load_imm(emitter_t *e, int reg, const insn_t *in, int size)
 {
-    mov_imm(e, reg, size == 8 ? in->imm : (uint32_t)in->imm);
+    mov_imm(e, reg, in->imm & size_mask(size));
+}
+
+/* a register operand of `size` bytes, zero-extended (bytes: AL..R15B) */
+static void load_operand(emitter_t *e, int host, int guest, int size)
+{
+    if (size == 1)
+        op_mem(e, 0, 0, 0x0fb6, host, RBX, GPR(guest));   /* movzx r32, byte [gpr] */
+    else
+        load_gpr(e, size == 8, host, guest);
 }
 
 /* register dest OP= register or immediate */
@@ -345,11 +364,11 @@ static void alu_inline(emitter_t *e, const insn_t *in, fast_form_t f, int from_i
 {
     if (nf && !alu_writes(f.alu))
         return;
-    load_gpr(e, f.size == 8, RAX, in->rm);
+    load_operand(e, RAX, in->rm, f.size);
     if (from_imm)
         load_imm(e, RCX, in, f.size);
     else
-        load_gpr(e, f.size == 8, RCX, in->reg);
+        load_operand(e, RCX, in->reg, f.size);
     alu_core(e, f, nf, in->rm);
 }
 
@@ -388,11 +407,17 @@ static void jcc_inline(emitter_t *e, const block_t *b, const insn_t *in, fast_fo
     land(e, not_taken);
 }
 
-/* RDX = the effective address base + (index << scale) + disp */
-static void effective_address(emitter_t *e, const insn_t *in, int indexed)
+/* RDX = the effective address (core.h's ea_of): base or the next RIP, plus index <<
+ * scale, plus disp, wrapped to the address size */
+static void effective_address(emitter_t *e, const insn_t *in)
 {
-    load_gpr(e, 1, RDX, in->base);
-    if (indexed) {
+    if (in->base == 0xfe)
+        block_rip(e, RDX, in->rip_off + in->len);
+    else if (in->base != 0xff)
+        load_gpr(e, 1, RDX, in->base);
+    else
+        mov_imm(e, RDX, 0);
+    if (in->index != 0xff) {
         load_gpr(e, 1, RCX, in->index);
         if (in->scale) {
             op_reg(e, 1, 0xc1, 4, RCX);          /* shl rcx, scale */
@@ -409,12 +434,16 @@ static void effective_address(emitter_t *e, const insn_t *in, int indexed)
             op_reg(e, 1, 0x01, RCX, RDX);
         }
     }
+    if (in->addrsize == 4)
+        op_reg(e, 0, 0x89, RDX, RDX);            /* mov edx, edx */
+    else if (in->addrsize == 2)
+        op_reg(e, 0, 0x0fb7, RDX, RDX);          /* movzx edx, dx */
 }
 
-static void lea_inline(emitter_t *e, const insn_t *in, fast_form_t f)
+static void lea_inline(emitter_t *e, const insn_t *in)
 {
-    effective_address(e, in, f.shape == FS_LEA_BI);
-    if (f.size == 4)
+    effective_address(e, in);
+    if (in->opsize == 4)
         op_reg(e, 0, 0x89, RDX, RDX);            /* mov edx, edx */
     store_gpr(e, RDX, in->reg);
 }
@@ -487,13 +516,15 @@ static void store_rip(emitter_t *e, const insn_t *in)
     op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
 }
 
-/* A load (its value in RAX) or a store (of register in->reg) of `size` bytes at base +
- * (index << scale) + disp */
-static void memory_access(emitter_t *e, const insn_t *in, int size, int write, int indexed)
+/* A load (its value in RAX) or a store (of register in->reg, or of the immediate) of
+ * `size` bytes at the memory operand */
+static void memory_access(emitter_t *e, const insn_t *in, int size, int write, int from_imm)
 {
     store_rip(e, in);
-    effective_address(e, in, indexed);
-    if (write)
+    effective_address(e, in);
+    if (write && from_imm)
+        mov_imm(e, R8, in->imm);
+    else if (write)
         load_gpr(e, 1, R8, in->reg);
     access_at_rdx(e, in->seg, size, write);
 }
@@ -527,34 +558,26 @@ static void pop_inline(emitter_t *e, const insn_t *in)
 
 static void memory_inline(emitter_t *e, const insn_t *in, fast_form_t f, int last)
 {
-    int write = f.shape == FS_STORE_B || f.shape == FS_STORE_BI;
-    memory_access(e, in, f.size, write, f.shape == FS_LOAD_BI || f.shape == FS_STORE_BI);
+    int write = f.shape != FS_LOAD;
+    memory_access(e, in, f.size, write, f.shape == FS_STORE_IMM);
     if (!write)
         store_gpr(e, RAX, in->reg);
     if (!last)
         leave_if_stopped(e, in);   /* the slow path's access may have asked for it */
 }
 
-/* Whether the operand is one memory_access computes: 64-bit addressing from a base
- * register, with or without an index (the handlers of these forms take any). */
-static int based_operand(const insn_t *in)
-{
-    return in->addrsize == 8 && in->base < 16 && (in->index == 0xff || in->index < 16);
-}
-
 /* ALU operations with a memory operand that only read it (rm: reg OP= [mem]; mr and
  * mi: [mem] compared with reg or imm), alone or fused with their branch */
 static void alu_memory_inline(emitter_t *e, const block_t *b, const insn_t *in, fast_form_t f, int last)
 {
-    memory_access(e, in, f.size, 0, in->index != 0xff);
-    int w = f.size == 8;
+    memory_access(e, in, f.size, 0, 0);
     switch (f.shape) {
     case FS_ALU_RM: case FS_FUSED_RM:
         op_reg(e, 1, 0x89, RAX, RCX);            /* b = [mem] */
-        load_gpr(e, w, RAX, in->reg);
+        load_operand(e, RAX, in->reg, f.size);
         break;
     case FS_ALU_MR: case FS_FUSED_MR:
-        load_gpr(e, w, RCX, in->reg);
+        load_operand(e, RCX, in->reg, f.size);
         break;
     default:                                     /* FS_FUSED_MI */
         load_imm(e, RCX, in, f.size);
@@ -641,19 +664,17 @@ static void compile_entry(emitter_t *e, const block_t *b, const insn_t *in, int 
         mov_imm(e, RAX, in->imm & size_mask(in->opsize));
         store_gpr(e, RAX, in->rm);
         return;
-    case FS_LEA_B: case FS_LEA_BI:
-        lea_inline(e, in, f);
+    case FS_LEA:
+        lea_inline(e, in);
         return;
-    case FS_STORE_B: case FS_STORE_BI:
+    case FS_STORE:
         if (in->reg >= REG_HIGH_BYTE)
             break;   /* AH..BH: the handler's reg_read */
         /* fall through */
-    case FS_LOAD_B: case FS_LOAD_BI:
+    case FS_LOAD: case FS_STORE_IMM:
         memory_inline(e, in, f, last);
         return;
     case FS_ALU_RM: case FS_ALU_MR: case FS_FUSED_RM: case FS_FUSED_MR: case FS_FUSED_MI:
-        if (!based_operand(in))
-            break;
         alu_memory_inline(e, b, in, f, last);
         return;
     }

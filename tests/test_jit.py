@@ -247,3 +247,55 @@ print(os.getpid())
     names = [line.split(" ", 2) for line in lines]
     assert any(int(size, 16) > 0 and name.startswith(f"guest RIP {loop:#x} (vCPU 0, ")
                for _, size, name in names), lines
+
+
+BYTE_COMPARES = f"""
+    mov rsi, {DATA_GPA}
+    xor ebx, ebx
+    mov r15, 0x100000000
+    mov ecx, 2000
+loop:
+    mov al, [rsi + rcx]
+    mov dl, [rsi + rcx + 1]
+    cmp al, dl
+    jl less
+    add rbx, 1
+less:
+    cmp al, 0x80
+    ja above
+    add rbx, 0x100
+above:
+    test dl, 0x41
+    jp parity
+    add rbx, 0x10000
+parity:
+    cmp byte ptr [rsi + rcx + 2], 0x10
+    jg greater
+    add rbx, 0x1000000
+greater:
+    test byte ptr [rsi + rcx + 3], 0x81
+    js negative
+    add rbx, r15
+negative:
+    dec ecx
+    jnz loop
+    hlt"""
+
+
+def signed_byte(v):
+    return v - 256 if v & 0x80 else v
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_byte_compares_fused_with_branches(threshold):
+    g = guest(BYTE_COMPARES, threshold)
+    assert g.run().exit_reason == KVM_EXIT_HLT
+    d = g.read(DATA_GPA, DATA_SIZE)
+    expected = 0
+    for c in range(2000, 0, -1):
+        expected += 0 if signed_byte(d[c]) < signed_byte(d[c + 1]) else 1
+        expected += 0 if d[c] > 0x80 else 0x100
+        expected += 0 if bin(d[c + 1] & 0x41).count("1") % 2 == 0 else 0x10000
+        expected += 0 if signed_byte(d[c + 2]) > 0x10 else 0x1000000
+        expected += 0 if d[c + 3] & 0x80 else 1 << 32
+    assert g.reg("rbx") == expected
