@@ -79,29 +79,25 @@ carry:
     hlt"""
 
 MIXED_LOOP_32 = f"""
-    mov esi, {DATA_GPA}
-    xor eax, eax
-    xor ebx, ebx
+    mov edi, {DATA_GPA}
     mov ecx, 600
-    mov edx, 0x9e3779b9
+    xor edx, edx
 loop:
-    mov edi, [esi + ecx*4 - 4]
-    add edi, edx
-    xor eax, edi
-    mov [esi + ecx*2 + 0x1000], ax
-    movzx ebp, byte ptr [esi + ecx]
-    add eax, ebp
-    lea edi, [eax + ecx*4 + 7]
-    sub edi, edx
-    mov [esi + 0x2800], edi
-    cmp eax, 0x80000000
-    jb below
-    inc ebx
-below:
-    add eax, ecx
-    jc carry
-    add ebx, 5
-carry:
+    movzx eax, word ptr [edi + ecx*2]
+    imul eax, eax, 33
+    shr eax, 3
+    sub edx, eax
+    mov [edi + ecx*4 + 0x1000], edx
+    lea ebp, [edx + ecx*8 - 5]
+    test ebp, 0x10
+    jz skip
+    xor edx, ebp
+skip:
+    cmp edx, 0x40000000
+    jge big
+    add edx, 0x1234
+big:
+    mov byte ptr [edi + ecx + 0x2800], dl
     dec ecx
     jnz loop
     hlt"""
@@ -116,7 +112,7 @@ def test_compiled_loops_end_as_interpreted_ones_do(mode, source):
         assert g.run().exit_reason == KVM_EXIT_HLT
         states[threshold] = final_state(g)
     regs, memory, retired = states[0]
-    assert retired > 600 * 15
+    assert retired > 600 * 12
     for threshold in THRESHOLDS[1:]:
         assert states[threshold][0] == regs, f"registers, threshold {threshold}"
         assert states[threshold][1] == memory, f"memory, threshold {threshold}"
