@@ -195,6 +195,24 @@ def test_a_stalled_peer_stops_the_nic_and_writable_resumes_it():
         listener.close()
 
 
+def test_frames_queued_when_the_backend_closes_still_go_out():
+    # the guest's last frames, sent just before it ends the VM, reach the peer
+    listener = socket.create_server(("127.0.0.1", 0))
+    netdev = StreamNetdev("n3", HostPort("127.0.0.1", listener.getsockname()[1]), listen=False)
+    try:
+        conn, _ = listener.accept()
+        netdev.start(Receiver())
+        frames = [bytes([k]) * 1500 for k in range(40)]
+        for frame in frames:
+            netdev.send(frame)
+        netdev.close()
+        assert [read_record(conn) for _ in frames] == frames
+        assert conn.recv(1) == b""
+    finally:
+        netdev.close()
+        listener.close()
+
+
 def test_udp_backend():
     port, peer = free_port(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))

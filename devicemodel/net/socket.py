@@ -10,7 +10,9 @@ breaks the framing: pyhv reports it and hangs up, as QEMU does.
 
 Sending never blocks the vCPU thread (it holds the big lock): frames wait in a short
 queue that a writer thread sends; while it is full, ``can_send()`` is False and the NIC
-leaves the guest's frames in its ring until ``writable()`` (QEMU's tx stall).
+leaves the guest's frames in its ring until ``writable()`` (QEMU's tx stall). Frames the
+NIC sent before the VM ends still go out when the backend closes, as QEMU's send, which
+writes at once, would have sent them.
 
 Datagram (``udp=HOST:PORT,localaddr=HOST:PORT``): one frame per datagram, sent to
 ``udp=`` from a socket bound to ``localaddr=``; datagrams from anywhere are received.
@@ -28,6 +30,9 @@ from devicemodel.net.netdev import NET_BUFSIZE, HostPort, Netdev
 
 LENGTH_BYTES = 4
 SEND_QUEUE_FRAMES = 64
+# close() waits this long for the queued frames to go out (a peer that reads nothing
+# must not hold pyhv's exit)
+CLOSE_FLUSH_SECONDS = 2.0
 RECV_CHUNK = 65536
 
 
@@ -78,6 +83,7 @@ class StreamNetdev(Netdev):
         self._conn: Optional[socket.socket] = None
         self._peer = ""
         self._out: deque[bytes] = deque()
+        self._sending = False               # the writer has a frame out of the queue
         self._stalled = False
         self._closed = False
         self._listener: Optional[socket.socket] = None
@@ -146,9 +152,10 @@ class StreamNetdev(Netdev):
             with self._state:
                 while not self._out and not self._closed:
                     self._state.wait()
-                if self._closed:
-                    return
+                if not self._out:
+                    return                  # closed, and everything sent
                 frame, conn = self._out.popleft(), self._conn
+                self._sending = True
                 wake = self._stalled and len(self._out) < SEND_QUEUE_FRAMES
                 if wake:
                     self._stalled = False
@@ -156,6 +163,9 @@ class StreamNetdev(Netdev):
                 conn.sendall(frame_record(frame))
             except OSError:
                 self._hang_up(conn)
+            with self._state:
+                self._sending = False
+                self._state.notify_all()
             if wake:
                 self.receiver.writable()
 
@@ -200,8 +210,10 @@ class StreamNetdev(Netdev):
     def close(self) -> None:
         with self._state:
             self._closed = True
-            conn = self._conn
             self._state.notify_all()
+            self._state.wait_for(lambda: not (self._out or self._sending) or self._conn is None,
+                                 CLOSE_FLUSH_SECONDS)
+            conn = self._conn
         for sock in (conn, self._listener):
             if sock is not None:
                 try:
