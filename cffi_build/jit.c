@@ -274,13 +274,18 @@ static void leave_if_stopped(emitter_t *e, const insn_t *in)
     land(e, go_on);
 }
 
+/* RIP of the instruction, for a fault or VM exit in it */
+static void store_rip(emitter_t *e, const insn_t *in)
+{
+    block_rip(e, RAX, in->rip_off);
+    op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
+}
+
 /* An entry that calls its handler, as run.c's loop would run it. */
 static void call_handler(emitter_t *e, const insn_t *in, int last)
 {
-    if (in->kind != INSN_PLAIN) {
-        block_rip(e, RAX, in->rip_off);
-        op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
-    }
+    if (in->kind != INSN_PLAIN)
+        store_rip(e, in);
     if (in->kind == INSN_FULL) {
         block_rip(e, RAX, in->rip_off + in->len);
         op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(next_rip));
@@ -507,13 +512,6 @@ static void access_at_rdx(emitter_t *e, int seg, int size, int write)
     mov_imm(e, RCX, (uint64_t)size);
     call_abs(e, write ? (const void *)mem_write_slow : (const void *)mem_read_slow);
     land(e, done);
-}
-
-/* RIP of the instruction, for a fault or VM exit in it */
-static void store_rip(emitter_t *e, const insn_t *in)
-{
-    block_rip(e, RAX, in->rip_off);
-    op_mem(e, 0, 1, 0x89, RAX, RBX, CPU_FIELD(rip));
 }
 
 /* A load (its value in RAX) or a store (of register in->reg, or of the immediate) of

@@ -28,6 +28,18 @@ def execution(request, monkeypatch):
     return request.param
 
 
+def mtf_steps(g, count: int, field: int) -> list[int]:
+    """Single-step the guest by monitor-trap-flag VM exits: `field` after each step."""
+    proc = g.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
+    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | vmx.CPU_BASED_MONITOR_TRAP_FLAG)
+    values = []
+    for _ in range(count):
+        assert lib.root_vcpu_run(g.vcpu.root) == vmx.VMX_EXITED
+        assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
+        values.append(g.vcpu.vmread(field))
+    return values
+
+
 def test_flags_before_an_mmio_store_in_the_middle_of_a_block():
     g = KvmGuest(f"""
         mov eax, -1
@@ -112,13 +124,7 @@ def test_single_steps_through_a_block_with_dead_flags():
         add eax, 1
         xor ebx, ebx
         hlt""")
-    proc = g.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
-    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | vmx.CPU_BASED_MONITOR_TRAP_FLAG)
-    seen = []
-    for _ in range(3):
-        assert lib.root_vcpu_run(g.vcpu.root) == vmx.VMX_EXITED
-        assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
-        seen.append(g.vcpu.vmread(vmx.GUEST_RFLAGS) & (CF | ZF))
+    seen = [rflags & (CF | ZF) for rflags in mtf_steps(g, 3, vmx.GUEST_RFLAGS)]
     assert seen[1:] == [CF | ZF, ZF]
 
 
@@ -275,11 +281,5 @@ def test_nops_take_no_entry_but_count_and_single_step():
     # the HLT exits and does not retire (test_retired_instructions_count_...)
     assert g.reg("rbx") == 2 and g.vcpu.instructions_retired() - before == 8
     g = KvmGuest(source, mode="long64")
-    proc = g.vcpu.vmread(vmx.CPU_BASED_VM_EXEC_CONTROL)
-    g.vcpu.vmwrite(vmx.CPU_BASED_VM_EXEC_CONTROL, proc | vmx.CPU_BASED_MONITOR_TRAP_FLAG)
-    rips = []
-    for _ in range(7):
-        assert lib.root_vcpu_run(g.vcpu.root) == vmx.VMX_EXITED
-        assert g.vcpu.vmread(vmx.VM_EXIT_REASON) == vmx.EXIT_REASON_MONITOR_TRAP_FLAG
-        rips.append(g.vcpu.vmread(vmx.GUEST_RIP) - CODE_GPA)
+    rips = [rip - CODE_GPA for rip in mtf_steps(g, 7, vmx.GUEST_RIP)]
     assert rips == [4, 9, 14, 17, 18, 26, 31]   # after each instruction, the NOPs too

@@ -12,7 +12,7 @@
 #include "debug_exit.h"
 #include "serial.h"
 #include "string.h"
-#include "virtio.h"
+#include "virtio_mmio.h"
 
 #define F_INDIRECT_DESC     28
 #define F_VERSION_1         32      /* bit 0 of the second feature word */
@@ -40,28 +40,7 @@ static struct req_header header;
 static uint8_t data[SECTOR] __attribute__((aligned(16)));
 static volatile uint8_t status_byte;
 
-static uintptr_t base;
 static uint16_t last_used;
-
-static uint32_t rd(uint32_t reg)
-{
-    return *(volatile uint32_t *)(base + reg);
-}
-
-static void wr(uint32_t reg, uint32_t value)
-{
-    *(volatile uint32_t *)(base + reg) = value;
-}
-
-static int find_block_device(void)
-{
-    for (int i = 0; i < MMIO_WINDOWS; i++) {
-        base = MMIO_BASE + i * MMIO_WINDOW;
-        if (rd(REG_MAGIC) == 0x74726976 && rd(REG_DEVICE_ID) == 2)
-            return i;
-    }
-    return -1;
-}
 
 static void set_desc(struct desc *d, void *addr, uint32_t len, uint16_t flags, uint16_t next)
 {
@@ -138,13 +117,13 @@ void kmain(void)
 {
     serial_init();
     printf("virtio-blk test\n");
-    int index = find_block_device();
+    int index = find_virtio_device(2);
     if (index < 0) {
         printf("no virtio-blk device found\n");
         debug_exit(0x7e);
     }
     printf("virtio-blk at transport %d (0x%08x), version %u, vendor 0x%08x\n",
-           index, (unsigned)base, (unsigned)rd(REG_VERSION), (unsigned)rd(REG_VENDOR_ID));
+           index, (unsigned)virtio_base, (unsigned)rd(REG_VERSION), (unsigned)rd(REG_VENDOR_ID));
 
     wr(REG_STATUS, 0);
     wr(REG_STATUS, STATUS_ACKNOWLEDGE);

@@ -17,7 +17,7 @@
 #include "format.h"
 #include "serial.h"
 #include "string.h"
-#include "virtio.h"
+#include "virtio_mmio.h"
 
 #define F_MAC           5
 #define F_MRG_RXBUF     15
@@ -53,31 +53,9 @@ static uint8_t received[QUEUE_SIZE * RX_BUFFER];
 static uint8_t mac[6];
 static const uint8_t peer_mac[6] = { 0x02, 0, 0, 0, 0, 0x01 };
 
-static uintptr_t base;
-
-static uint32_t rd(uint32_t reg)
-{
-    return *(volatile uint32_t *)(base + reg);
-}
-
-static void wr(uint32_t reg, uint32_t value)
-{
-    *(volatile uint32_t *)(base + reg) = value;
-}
-
 static uint8_t rd8(uint32_t reg)
 {
-    return *(volatile uint8_t *)(base + reg);
-}
-
-static int find_net_device(void)
-{
-    for (int i = 0; i < MMIO_WINDOWS; i++) {
-        base = MMIO_BASE + i * MMIO_WINDOW;
-        if (rd(REG_MAGIC) == 0x74726976 && rd(REG_DEVICE_ID) == 1)
-            return i;
-    }
-    return -1;
+    return *(volatile uint8_t *)(virtio_base + reg);
 }
 
 static void setup_queue(int index)
@@ -182,12 +160,12 @@ void kmain(void)
 {
     serial_init();
     printf("virtio-net test\n");
-    int index = find_net_device();
+    int index = find_virtio_device(1);
     if (index < 0) {
         printf("no virtio-net device found\n");
         debug_exit(0x7e);
     }
-    printf("virtio-net at transport %d (0x%08x), version %u\n", index, (unsigned)base, (unsigned)rd(REG_VERSION));
+    printf("virtio-net at transport %d (0x%08x), version %u\n", index, (unsigned)virtio_base, (unsigned)rd(REG_VERSION));
 
     wr(REG_STATUS, 0);
     wr(REG_STATUS, STATUS_ACKNOWLEDGE);
